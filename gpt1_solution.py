@@ -1,0 +1,162 @@
+"""The assignment's MiniGPT1: a post-norm GPT-1 Transformer over frozen GPT-1 embeddings."""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from utils.embeddings import GPT1Embedding, read_embeddings
+from utils.losses import course_loss, nll_from_log_probas
+
+
+class LayerNorm(nn.Module):
+    """Layer normalisation from primitives, with the biased variance (as F.layer_norm)."""
+
+    def __init__(self, hidden_size, eps=1e-5):
+        super().__init__()
+        self.hidden_size, self.eps = hidden_size, eps
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.bias = nn.Parameter(torch.zeros(hidden_size))
+
+    def forward(self, inputs):
+        # Statistics in float32 even under autocast: half-precision variance loses digits.
+        x = inputs.float()
+        mean = x.mean(dim=-1, keepdim=True)
+        variance = ((x - mean) ** 2).mean(dim=-1, keepdim=True)
+        normed = (x - mean) * torch.rsqrt(variance + self.eps)
+        return (normed * self.weight + self.bias).to(inputs.dtype)
+
+
+class MultiHeadedAttention(nn.Module):
+    def __init__(self, head_size, num_heads, sequence_length, use_fused=True):
+        super().__init__()
+        self.head_size, self.num_heads, self.sequence_length = head_size, num_heads, sequence_length
+        # Fused scaled_dot_product_attention is proven equal to the reference path in tests.
+        self.use_fused = use_fused
+        width = num_heads * head_size
+        self.query = nn.Linear(width, width)
+        self.key = nn.Linear(width, width)
+        self.value = nn.Linear(width, width)
+        self.output = nn.Linear(width, width)
+        causal = torch.ones(sequence_length, sequence_length, dtype=torch.bool).tril()
+        self.register_buffer("causal_mask", causal, persistent=False)
+
+    def get_attention_weights(self, queries, keys):
+        """queries, keys (B, nh, T, hs) -> causal softmax(Q K^T / sqrt(hs)) (B, nh, T, T)."""
+        T = queries.shape[-2]
+        scores = queries @ keys.transpose(-2, -1) / math.sqrt(self.head_size)  # (B, nh, T, T)
+        # -inf (not -1e4) so future positions get exactly zero weight in every dtype.
+        scores = scores.float().masked_fill(~self.causal_mask[:T, :T], float("-inf"))
+        return torch.softmax(scores, dim=-1).to(queries.dtype)
+
+    def apply_attention(self, queries, keys, values):
+        """queries, keys, values (B, nh, T, hs) -> attended values with heads merged (B, T, nh * hs)."""
+        weights = self.get_attention_weights(queries, keys)  # (B, nh, T, T)
+        return self.merge_heads(weights @ values)
+
+    def split_heads(self, tensor):
+        """(B, T, nh * d) -> (B, nh, T, d); head h owns columns [h*d, (h+1)*d)."""
+        B, T, width = tensor.shape
+        return tensor.view(B, T, self.num_heads, width // self.num_heads).transpose(1, 2)  # (B, nh, T, d)
+
+    def merge_heads(self, tensor):
+        """(B, nh, T, d) -> (B, T, nh * d), the inverse of split_heads."""
+        B, nh, T, d = tensor.shape
+        return tensor.transpose(1, 2).reshape(B, T, nh * d)  # (B, T, nh * d)
+
+    def forward(self, hidden_states):
+        """hidden_states (B, T, nh * hs) -> (B, T, nh * hs)."""
+        queries = self.split_heads(self.query(hidden_states))  # (B, nh, T, hs)
+        keys = self.split_heads(self.key(hidden_states))  # (B, nh, T, hs)
+        values = self.split_heads(self.value(hidden_states))  # (B, nh, T, hs)
+        if self.use_fused:
+            attended = F.scaled_dot_product_attention(queries, keys, values, is_causal=True)  # (B, nh, T, hs)
+            attended = self.merge_heads(attended)
+        else:
+            attended = self.apply_attention(queries, keys, values)
+        return self.output(attended)
+
+
+class Block(nn.Module):
+    """GPT-1 post-norm block: y = LN(x + attn(x)); out = LN(y + mlp(y))."""
+
+    def __init__(self, head_size, mlp_hidden_size, num_heads, sequence_length):
+        super().__init__()
+        width = head_size * num_heads
+        self.attention = MultiHeadedAttention(head_size, num_heads, sequence_length)
+        self.layer_norm_1 = LayerNorm(width)
+        self.mlp = nn.Sequential(nn.Linear(width, mlp_hidden_size), nn.GELU(), nn.Linear(mlp_hidden_size, width))
+        self.layer_norm_2 = LayerNorm(width)
+
+    def forward(self, hidden_states):
+        attended = self.layer_norm_1(hidden_states + self.attention(hidden_states))
+        return self.layer_norm_2(attended + self.mlp(attended))
+
+
+class MiniGPT1(nn.Module):
+    def __init__(
+        self,
+        vocabulary_size=40479,
+        embedding_size=768,
+        sequence_length=256,
+        num_heads=12,
+        num_layers=4,
+        learn_embeddings=False,
+        _tokens_embedding_weight=None,
+        _positional_embedding_weight=None,
+    ):
+        super().__init__()
+        self.vocabulary_size, self.embedding_size = vocabulary_size, embedding_size
+        self.sequence_length, self.num_heads, self.num_layers = sequence_length, num_heads, num_layers
+        self.learn_embeddings = learn_embeddings
+
+        self.embedding = GPT1Embedding(
+            vocabulary_size, embedding_size, sequence_length, _tokens_embedding_weight, _positional_embedding_weight
+        )
+        self.layers = nn.ModuleList(
+            [Block(embedding_size // num_heads, 4 * embedding_size, num_heads, sequence_length) for _ in range(num_layers)]
+        )
+        self.classifier = nn.Linear(embedding_size, vocabulary_size, bias=False)
+        # Tie the classifier to the token embeddings; token and position embeddings frozen unless asked.
+        self.classifier.weight = self.embedding.tokens.weight
+        self.embedding.requires_grad_(learn_embeddings)
+
+    @property
+    def tied_weight(self):
+        """The (V, E) matrix shared by the token embedding and the classifier."""
+        return self.embedding.tokens.weight
+
+    def set_fused_attention(self, enabled):
+        for block in self.layers:
+            block.attention.use_fused = enabled
+
+    def get_embeddings(self, inputs):
+        """inputs (B, T) -> token + position embeddings (B, T, E)."""
+        positions = torch.arange(inputs.shape[1], device=inputs.device).expand_as(inputs)  # (B, T)
+        return self.embedding(inputs, positions)
+
+    def features(self, inputs):
+        """Pre-classifier features (B, T, E), for the fast loss."""
+        hidden_states = self.get_embeddings(inputs)
+        for block in self.layers:
+            hidden_states = block(hidden_states)
+        return hidden_states
+
+    def forward(self, inputs):
+        """inputs (B, T) long -> log-probabilities (B, T, V); position t sees tokens <= t only."""
+        return torch.log_softmax(self.classifier(self.features(inputs)), dim=-1)
+
+    def loss(self, log_probas, targets, mask):
+        """Per sequence, the mean NLL over its real (mask 1) targets; then the mean over the batch."""
+        return course_loss(nll_from_log_probas(log_probas, targets), mask)
+
+    @classmethod
+    def load_embeddings_from(cls, filename, num_heads=12, num_layers=4, learn_embeddings=False, sequence_length=256):
+        tokens, position = read_embeddings(filename)
+        if position.shape[0] < sequence_length:
+            raise ValueError(f"{filename} has {position.shape[0]} positions; MiniGPT1 needs {sequence_length}.")
+        vocabulary_size, embedding_size = tokens.shape
+        return cls(
+            vocabulary_size, embedding_size, sequence_length, num_heads, num_layers, learn_embeddings,
+            tokens, position[:sequence_length].clone(),
+        )

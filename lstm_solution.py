@@ -1,0 +1,68 @@
+"""The assignment's LSTM language model over frozen GPT-1 embeddings tied to its classifier."""
+import torch
+import torch.nn as nn
+
+from utils.embeddings import read_embeddings
+from utils.losses import course_loss, nll_from_log_probas
+
+
+class LSTM(nn.Module):
+    def __init__(
+        self,
+        vocabulary_size=40479,
+        embedding_size=768,
+        hidden_size=512,
+        num_layers=1,
+        learn_embeddings=False,
+        _embedding_weight=None,
+    ):
+        super().__init__()
+        self.vocabulary_size, self.embedding_size = vocabulary_size, embedding_size
+        self.hidden_size, self.num_layers = hidden_size, num_layers
+        self.learn_embeddings = learn_embeddings
+
+        self.embedding = nn.Embedding(vocabulary_size, embedding_size, padding_idx=0, _weight=_embedding_weight)
+        self.lstm = nn.LSTM(embedding_size, hidden_size, num_layers=num_layers, batch_first=True)
+        self.classifier = nn.Sequential(
+            nn.Linear(hidden_size, embedding_size),
+            nn.ReLU(),
+            nn.Linear(embedding_size, vocabulary_size, bias=False),
+        )
+        # Tie the output layer to the input embeddings: one Parameter, frozen unless asked.
+        self.classifier[2].weight = self.embedding.weight
+        self.embedding.weight.requires_grad = learn_embeddings
+
+    @property
+    def tied_weight(self):
+        """The (V, E) matrix shared by the input embedding and the output layer."""
+        return self.embedding.weight
+
+    def features(self, inputs, hidden_states):
+        """Pre-classifier features (B, T, E) and the new (h, c), for the fast loss."""
+        embedded = self.embedding(inputs)  # (B, T, E)
+        outputs, hidden_states = self.lstm(embedded, hidden_states)  # (B, T, H)
+        return self.classifier[1](self.classifier[0](outputs)), hidden_states
+
+    def forward(self, inputs, hidden_states):
+        """inputs (B, T) long, hidden_states (h, c) each (L, B, H) ->
+        (log-probabilities (B, T, V), (h, c))."""
+        features, hidden_states = self.features(inputs, hidden_states)
+        logits = self.classifier[2](features)  # (B, T, V)
+        return torch.log_softmax(logits, dim=-1), hidden_states
+
+    def loss(self, log_probas, targets, mask):
+        """Per sequence, the mean NLL over its real (mask 1) targets; then the mean over the batch."""
+        return course_loss(nll_from_log_probas(log_probas, targets), mask)
+
+    def initial_states(self, batch_size, device=None):
+        """Zero (h, c), each (num_layers, B, hidden_size)."""
+        if device is None:
+            device = next(self.parameters()).device
+        shape = (self.num_layers, batch_size, self.hidden_size)
+        return torch.zeros(shape, device=device), torch.zeros(shape, device=device)
+
+    @classmethod
+    def load_embeddings_from(cls, filename, hidden_size=512, num_layers=1, learn_embeddings=False):
+        tokens, _ = read_embeddings(filename)
+        vocabulary_size, embedding_size = tokens.shape
+        return cls(vocabulary_size, embedding_size, hidden_size, num_layers, learn_embeddings, tokens)

@@ -1,0 +1,77 @@
+"""Frozen GPT-1 token + position embeddings, and loading them from `embeddings.npz`."""
+import os
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+GPT1_VOCABULARY_SIZE = 40479
+GPT1_EMBEDDING_SIZE = 768
+EMBEDDINGS_URL = "https://www.dropbox.com/s/g91502hubcmb4ob/embeddings.npz?dl=0"
+BUILD_COMMAND = "python -m utils.build_embeddings --data_folder ../shared/data/wikitext2 --out data/embeddings.npz"
+
+
+class EmbeddingsError(ValueError):
+    """An embeddings file that is missing or has the wrong content; the message says what to do."""
+
+
+def missing_embeddings_message(filename):
+    return (
+        f"Embeddings file {filename} not found: download the GPT-1 embeddings.npz ({EMBEDDINGS_URL}) "
+        f"where there is a network, or build one offline with `{BUILD_COMMAND}`, then pass --embeddings PATH."
+    )
+
+
+def read_embeddings(filename, vocabulary_size=None, embedding_size=None):
+    """Return (tokens (V, E), position (P, E)) float32 tensors, checked for the expected shapes."""
+    if not os.path.isfile(filename):
+        raise EmbeddingsError(missing_embeddings_message(filename))
+    try:
+        with np.load(filename) as data:
+            tokens, position = data["tokens"], data["position"]
+    except (KeyError, ValueError, OSError) as err:
+        raise EmbeddingsError(f"{filename} is not an embeddings file with arrays 'tokens' and 'position' ({err}).")
+    if tokens.ndim != 2 or position.ndim != 2 or tokens.shape[1] != position.shape[1]:
+        raise EmbeddingsError(
+            f"{filename} has tokens {tokens.shape} and position {position.shape}: expected (V, E) and (P, E)."
+        )
+    expected = (vocabulary_size or tokens.shape[0], embedding_size or tokens.shape[1])
+    if tokens.shape != expected:
+        raise EmbeddingsError(f"{filename} has token embeddings of shape {tokens.shape}, expected {expected}.")
+    return torch.from_numpy(np.asarray(tokens, np.float32)), torch.from_numpy(np.asarray(position, np.float32))
+
+
+class GPT1Embedding(nn.Module):
+    """Sum of token and learned-position embeddings; token row 0 is padding."""
+
+    def __init__(
+        self,
+        vocabulary_size,
+        embedding_size,
+        sequence_length,
+        _tokens_embedding_weight=None,
+        _positional_embedding_weight=None,
+    ):
+        super().__init__()
+        self.vocabulary_size, self.sequence_length = vocabulary_size, sequence_length
+        self.tokens = nn.Embedding(vocabulary_size, embedding_size, padding_idx=0, _weight=_tokens_embedding_weight)
+        self.position = nn.Embedding(sequence_length, embedding_size, _weight=_positional_embedding_weight)
+
+    def forward(self, tokens, positions):
+        _check_range(tokens, self.vocabulary_size, "token id")
+        _check_range(positions, self.sequence_length, "position")
+        return self.tokens(tokens) + self.position(positions)
+
+    @classmethod
+    def load_embeddings_from(cls, filename):
+        tokens, position = read_embeddings(filename)
+        return cls(tokens.shape[0], tokens.shape[1], position.shape[0], tokens, position)
+
+
+def _check_range(ids, size, what):
+    """Refuse ids outside [0, size) with a clear error; on CUDA without a host sync."""
+    if ids.is_cuda:
+        torch._assert_async(((ids >= 0) & (ids < size)).all(), f"{what} out of range [0, {size})")
+        return
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= size):
+        raise IndexError(f"{what} out of range: got values in [{int(ids.min())}, {int(ids.max())}], allowed [0, {size}).")
