@@ -1,0 +1,133 @@
+"""Figures of the report: the notebook's 3x2 figure per run and the group comparisons.
+
+Figures are drawn on matplotlib's Agg canvas directly (no pyplot), so the report neither needs a
+display nor changes the backend of a notebook that imports it.
+"""
+import math
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from utils.report_tables import finite, run_label
+
+GROUP_TITLES = {
+    "lstm_optimizers": "LSTM (1 layer): optimizers compared",
+    "gpt1_optimizers": "MiniGPT1 (1 layer): optimizers compared",
+    "lstm_layers": "LSTM with AdamW: 1, 2 and 4 layers",
+    "gpt1_layers": "MiniGPT1 with AdamW: 1, 2 and 4 layers",
+}
+DPI = 120
+
+
+def time_unit(max_seconds):
+    """(divisor, unit) so wall-clock axes read in s, min or h rather than 5-digit seconds."""
+    if max_seconds >= 2 * 3600:
+        return 3600.0, "h"
+    if max_seconds >= 600:
+        return 60.0, "min"
+    return 1.0, "s"
+
+
+def spans_decade(values):
+    """True when the finite positive values span more than a factor of 10: use a log y axis."""
+    values = [v for v in values if finite(v) and v > 0]
+    return bool(values) and max(values) / min(values) > 10
+
+
+def clean(values):
+    """Non-finite values (a diverged run) become NaN, which matplotlib leaves as a gap."""
+    return [v if finite(v) else math.nan for v in values]
+
+
+def cumulative_train_seconds(epochs):
+    """Training wall-clock at the end of each epoch (evaluation excluded; missing times count 0)."""
+    total, out = 0.0, []
+    for e in epochs:
+        total += e["train_seconds"] if finite(e["train_seconds"]) else 0.0
+        out.append(total)
+    return out
+
+
+def new_figure(width, height):
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def style_axis(ax, title, xlabel, ylabel, log_values=None):
+    ax.set_title(title, fontsize=12)
+    ax.set_xlabel(xlabel, fontsize=11)
+    ax.set_ylabel(ylabel, fontsize=11)
+    if log_values is not None and spans_decade(log_values):
+        ax.set_yscale("log")
+        ax.set_ylabel(ylabel + " (log scale)", fontsize=11)
+    ax.grid(True, alpha=0.3, which="both")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=9)
+
+
+def integer_epochs(ax, epochs):
+    ax.set_xticks(epochs if len(epochs) <= 12 else epochs[:: math.ceil(len(epochs) / 12)])
+
+
+def run_caption(run):
+    args = run.args
+    keys = ("model", "layers", "optimizer", "lr", "momentum", "weight_decay", "batch_size", "epochs")
+    text = ", ".join(f"{k}={args.get(k)}" for k in keys if k in args)
+    status = run.status + (f": {run.status_message}" if run.status_message else "")
+    return f"{text}\nstatus: {status[:110]}"
+
+
+def plot_run(run, path):
+    """The notebook's 3x2 figure: train/valid loss and perplexity vs training time, and both vs epoch."""
+    epochs = [e["epoch"] for e in run.epochs]
+    div, unit = time_unit(max(cumulative_train_seconds(run.epochs) or [0.0]))
+    times = [t / div for t in cumulative_train_seconds(run.epochs)]
+    series = {k: clean([e[k] for e in run.epochs]) for k in ("train_loss", "valid_loss", "train_ppl", "valid_ppl")}
+    fig = new_figure(12, 13)
+    fig.suptitle(f"Experiment {run.exp_id} — {run_label(run)}\n{run_caption(run)}", fontsize=13)
+    axs = fig.subplots(3, 2)
+    xlabel = f"Cumulative training time ({unit})"
+    for row, (metric, name) in enumerate((("loss", "Loss (nats/token)"), ("ppl", "Perplexity"))):
+        for col, (split, colour) in enumerate((("train", "C0"), ("valid", "C3"))):
+            values = series[f"{split}_{metric}"]
+            split_name = "Training" if split == "train" else "Validation"
+            axs[row, col].plot(times, values, "o-", color=colour, markersize=4, label=f"{split_name} {metric}")
+            style_axis(axs[row, col], f"{split_name} {name.split(' (')[0].lower()} vs training time", xlabel, name,
+                       values if metric == "ppl" else None)
+    for col, (metric, name) in enumerate((("loss", "Loss (nats/token)"), ("ppl", "Perplexity"))):
+        ax = axs[2, col]
+        ax.plot(epochs, series[f"train_{metric}"], "o-", color="C0", markersize=4, label=f"Training {metric}")
+        ax.plot(epochs, series[f"valid_{metric}"], "s--", color="C3", markersize=4, label=f"Validation {metric}")
+        style_axis(ax, f"Training and validation {name.split(' (')[0].lower()} per epoch", "Epoch", name,
+                   series["train_ppl"] + series["valid_ppl"] if metric == "ppl" else None)
+        integer_epochs(ax, epochs)
+    fig.savefig(path, dpi=DPI)
+
+
+def plot_group(name, members, missing, path):
+    """Validation perplexity vs epoch and vs training time for the runs of one comparison group.
+    members: RunLogs; missing: configuration numbers of the group with no run to show."""
+    fig = new_figure(13, 5.8)
+    title = GROUP_TITLES.get(name, name)
+    if missing:
+        title += f"\n(not run yet or left out: configuration {', '.join(map(str, missing))})"
+    fig.suptitle(title, fontsize=13)
+    ax_epoch, ax_time = fig.subplots(1, 2)
+    longest = max(max(cumulative_train_seconds(r.epochs) or [0.0]) for r in members)
+    div, unit = time_unit(longest)
+    values, all_epochs = [], set()
+    for i, run in enumerate(members):
+        ppl = clean([e["valid_ppl"] for e in run.epochs])
+        epochs = [e["epoch"] for e in run.epochs]
+        label = run_label(run) + ("" if run.status == "completed" else f" ({run.status})")
+        style = dict(color=f"C{i % 10}", marker="os^Dv<>ph*"[i % 10], markersize=5, label=label)
+        ax_epoch.plot(epochs, ppl, "-", **style)
+        ax_time.plot([t / div for t in cumulative_train_seconds(run.epochs)], ppl, "-", **style)
+        values += ppl
+        all_epochs.update(epochs)
+    style_axis(ax_epoch, "Validation perplexity per epoch", "Epoch", "Validation perplexity", values)
+    style_axis(ax_time, "Validation perplexity vs training time", f"Cumulative training time ({unit})",
+               "Validation perplexity", values)
+    integer_epochs(ax_epoch, sorted(all_epochs))
+    fig.savefig(path, dpi=DPI)
