@@ -4,6 +4,7 @@ import torch.nn as nn
 
 from utils.embeddings import read_embeddings
 from utils.losses import course_loss, nll_from_log_probas
+from utils.precision import cpu_has_bf16
 
 
 class LSTM(nn.Module):
@@ -40,8 +41,17 @@ class LSTM(nn.Module):
     def features(self, inputs, hidden_states):
         """Pre-classifier features (B, T, E) and the new (h, c), for the fast loss."""
         embedded = self.embedding(inputs)  # (B, T, E)
-        outputs, hidden_states = self.lstm(embedded, hidden_states)  # (B, T, H)
+        outputs, hidden_states = self._recurrence(embedded, hidden_states)  # (B, T, H)
         return self.classifier[1](self.classifier[0](outputs)), hidden_states
+
+    def _recurrence(self, embedded, hidden_states):
+        if embedded.device.type == "cpu" and torch.is_autocast_enabled("cpu") and not cpu_has_bf16():
+            # Under CPU bf16 autocast, oneDNN's LSTM fails on CPUs without native bf16 (torch
+            # 2.13 on AVX2: "could not create a primitive descriptor"); there emulated bf16 is
+            # slower than fp32 anyway, so the recurrence runs in fp32.
+            with torch.autocast("cpu", enabled=False):
+                return self.lstm(embedded.float(), tuple(h.float() for h in hidden_states))
+        return self.lstm(embedded, hidden_states)
 
     def forward(self, inputs, hidden_states):
         """inputs (B, T) long, hidden_states (h, c) each (L, B, H) ->
@@ -55,11 +65,12 @@ class LSTM(nn.Module):
         return course_loss(nll_from_log_probas(log_probas, targets), mask)
 
     def initial_states(self, batch_size, device=None):
-        """Zero (h, c), each (num_layers, B, hidden_size)."""
-        if device is None:
-            device = next(self.parameters()).device
+        """Zero (h, c), each (num_layers, B, hidden_size), in the parameters' dtype."""
+        reference = self.lstm.weight_hh_l0
+        device = reference.device if device is None else device
         shape = (self.num_layers, batch_size, self.hidden_size)
-        return torch.zeros(shape, device=device), torch.zeros(shape, device=device)
+        return (torch.zeros(shape, device=device, dtype=reference.dtype),
+                torch.zeros(shape, device=device, dtype=reference.dtype))
 
     @classmethod
     def load_embeddings_from(cls, filename, hidden_size=512, num_layers=1, learn_embeddings=False):

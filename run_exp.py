@@ -23,6 +23,7 @@ from utils.run_provenance import provenance
 from utils.torch_utils import rng_state, seed_experiment, set_rng_state
 from utils.training import TrainingDiverged, evaluate, train
 from utils.wikitext2 import Wikitext2
+from utils.words import word_end_table
 from utils.batches import TensorBatches
 
 __all__ = ["Arguments", "main", "train", "evaluate", "run_config", "run_sweep", "TrainingDiverged"]
@@ -73,13 +74,11 @@ def _batches(splits, args, device):
 
 
 def _word_table(args, device):
+    """Which token ids end a word, for word-level perplexity; None (with a notice) without the BPE files."""
     try:
-        from utils.tokenizer import word_end_table
-    except ImportError:
-        return None
-    try:
-        return word_end_table(get(args, "vocab_folder")).float().to(device)
-    except (OSError, ValueError):
+        return word_end_table(get(args, "vocab_folder")).to(device)
+    except (OSError, ValueError) as err:
+        print(f"Note: no word-level perplexity ({err}).")
         return None
 
 
@@ -159,7 +158,9 @@ def main(args):
                [m["train_seconds"] for m in metrics], [m["valid_loss"] for m in metrics],
                [m["valid_ppl"] for m in metrics], [m["valid_seconds"] for m in metrics],
                te[0], te[1], te[2], avg_memory)
-    run_log.write_final(args, results)
+    run_log.write_final(args, results, {"test_loss": te[0], "test_ppl": te[1], "test_seconds": te[2],
+                                        "test_tokens": te.tokens, "test_words": te.words,
+                                        "test_word_ppl": te.word_perplexity})
     run_log.write_status("completed", args.epochs, message=f"test ppl {te[1]:.3f}")
     print(f"===== Best validation perplexity: {min(results[4]):.3f}; test perplexity {te[1]:.3f} =====")
     return results

@@ -46,25 +46,33 @@ def load_checkpoint(run_dir, map_location="cpu"):
 
 
 def build_model(args, tokens_weight=None, position_weight=None):
-    """The model named by run args (a dict with "model" and "layers"), with default sizes.
-    Without weights the embeddings are random; load a state_dict over them."""
+    """The model named by run args (a dict with "model" and "layers"); its vocabulary and width
+    come from `tokens_weight` (V, E) when given, else the GPT-1 defaults with random embeddings."""
     from gpt1_solution import MiniGPT1
     from lstm_solution import LSTM
 
     learn = bool(args.get("learn_embeddings", False))
+    sizes = {} if tokens_weight is None else dict(vocabulary_size=tokens_weight.shape[0],
+                                                  embedding_size=tokens_weight.shape[1])
     if args["model"] == "lstm":
-        return LSTM(hidden_size=512, num_layers=args["layers"], learn_embeddings=learn, _embedding_weight=tokens_weight)
+        return LSTM(hidden_size=512, num_layers=args["layers"], learn_embeddings=learn,
+                    _embedding_weight=tokens_weight, **sizes)
     if args["model"] == "gpt1":
-        return MiniGPT1(
-            num_layers=args["layers"], learn_embeddings=learn,
-            _tokens_embedding_weight=tokens_weight, _positional_embedding_weight=position_weight,
-        )
+        return MiniGPT1(num_layers=args["layers"], learn_embeddings=learn, _tokens_embedding_weight=tokens_weight,
+                        _positional_embedding_weight=position_weight, **sizes)
     raise ValueError(f"Unknown model {args['model']!r}: use lstm or gpt1.")
 
 
+TIED_KEYS = {"lstm": ("embedding.weight", None), "gpt1": ("embedding.tokens.weight", "embedding.position.weight")}
+
+
 def load_trained_model(run_dir, device="cpu"):
-    """(model in eval mode, run args dict) from `run_dir/checkpoint.pt`."""
-    state = load_checkpoint(run_dir, map_location=device)
-    model = build_model(state["args"])
-    model.load_state_dict(state["model"])
-    return model.to(device).eval(), state["args"]
+    """(model in eval mode, run args dict) from `run_dir/checkpoint.pt`; sizes come from the
+    checkpoint's own embedding matrices, so no embeddings file is needed."""
+    state = load_checkpoint(run_dir, map_location="cpu")
+    args = state["args"]
+    tokens_key, position_key = TIED_KEYS[args["model"]]
+    weights = state["model"]
+    model = build_model(args, weights[tokens_key].clone(), weights[position_key].clone() if position_key else None)
+    model.load_state_dict(weights)
+    return model.to(device).eval(), args

@@ -75,10 +75,11 @@ class RunLog:
         for name, key in EPOCH_TXT.items():
             atomic_write_text(self.file(f"{name}.txt"), "".join(f"{m[key]!r}\n" for m in metrics))
 
-    def write_final(self, args, results):
-        """The notebook's save_logs with main()'s 10 values."""
+    def write_final(self, args, results, test_metrics):
+        """The notebook's save_logs with main()'s 10 values, plus the test split's counts."""
         if self.enabled:
             save_logs(args, *results)
+            atomic_write_json(self.file("test_metrics.json"), test_metrics)
 
     def save_checkpoint(self, state):
         if self.enabled:

@@ -14,6 +14,7 @@ from utils.losses import course_loss, tied_token_nll
 from utils.precision import autocast, make_scaler
 from utils.run_args import get
 from utils.torch_utils import to_device
+from utils.words import count_words, word_level_perplexity
 
 
 class TrainingDiverged(RuntimeError):
@@ -33,7 +34,7 @@ class EpochResult(tuple):
         self = super().__new__(cls, (mean, math.exp(min(mean, 700.0)), seconds))
         self.nll_sum, self.tokens, self.words = nll_sum, tokens, words
         self.tokens_per_second = tokens / seconds if seconds > 0 else float("nan")
-        self.word_perplexity = math.exp(min(nll_sum / words, 700.0)) if words else None
+        self.word_perplexity = word_level_perplexity(nll_sum, words) if words else None
         return self
 
 
@@ -47,6 +48,24 @@ def token_nll(model, batch):
     B, T, E = features.shape
     nll = tied_token_nll(features.reshape(B * T, E), model.tied_weight, target.reshape(B * T))  # (B*T,)
     return nll.view(B, T)
+
+
+def train_step(model, batch, optimizer, precision="fp32", scaler=None):
+    """One optimisation step on a batch already on the model's device: the course's loss by
+    the exact chunked path, backward, optimizer step. Returns (loss, nll (B, T)), not synced."""
+    device = _device_of(model)
+    with autocast(precision, device):
+        nll = token_nll(model, batch)
+    loss = course_loss(nll, batch["mask"])
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+        return loss, nll
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss, nll
 
 
 def _device_of(model):
@@ -92,13 +111,7 @@ def train(epoch, model, dataloader, optimizer, args):
     bar, start = _progress(dataloader, args, f"train {epoch}"), time.perf_counter()
     for step, batch in _limited(dataloader, args):
         batch = to_device(batch, device, non_blocking=True)
-        with autocast(precision, device):
-            nll = token_nll(model, batch)
-        loss = course_loss(nll, batch["mask"])
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        loss, nll = train_step(model, batch, optimizer, precision, scaler)
         with torch.no_grad():
             nll_sum += (nll.detach() * batch["mask"]).sum()
             tokens += batch["mask"].sum()
@@ -137,7 +150,7 @@ def evaluate(epoch, model, dataloader, args, mode="val"):
         nll_sum += (nll * batch["mask"]).sum()
         tokens += batch["mask"].sum()
         if word_table is not None:
-            words += (word_table[batch["target"]] * batch["mask"]).sum()
+            words += count_words(batch["target"], batch["mask"], word_table)
         if bar is not None:
             bar.update(1)
     if bar is not None:

@@ -1,0 +1,37 @@
+"""Small data the tests make: a synthetic corpus in the course's .npz format and tiny embeddings."""
+import os
+import sys
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+SHARED_DATA = os.environ.get("SHARED_DATA", os.path.join(REPO, "..", "shared", "data"))
+WIKITEXT2 = os.environ.get("WIKITEXT2_DIR", os.path.join(SHARED_DATA, "wikitext2"))
+
+TINY_VOCAB, TINY_WIDTH = 50, 24
+
+
+def write_corpus(folder, lines_per_split=(40, 9, 7), vocab=TINY_VOCAB, seed=0):
+    """wiki.{train,validation,test}.npz with lines of 5..120 tokens whose next token is
+    partly predictable (so training visibly lowers the loss)."""
+    rng = np.random.default_rng(seed)
+    os.makedirs(folder, exist_ok=True)
+    for split, n_lines in zip(("train", "validation", "test"), lines_per_split):
+        sizes = rng.integers(5, 120, size=n_lines)
+        tokens = np.empty(sizes.sum(), dtype=np.uint16)
+        tokens[0] = 1
+        for i in range(1, len(tokens)):
+            tokens[i] = (tokens[i - 1] * 7 + 3) % (vocab - 1) + 1 if rng.random() < 0.7 else rng.integers(1, vocab)
+        np.savez(os.path.join(folder, f"wiki.{split}.npz"), tokens=tokens, sizes=sizes.astype(np.int64))
+    return folder
+
+
+def write_embeddings(path, vocab=TINY_VOCAB, width=TINY_WIDTH, positions=256, seed=0):
+    rng = np.random.default_rng(seed)
+    tokens = (rng.standard_normal((vocab, width)) * 0.5).astype(np.float32)
+    tokens[0] = 0.0
+    position = (rng.standard_normal((positions, width)) * 0.05).astype(np.float32)
+    np.savez(path, tokens=tokens, position=position)
+    return path

@@ -1,0 +1,48 @@
+"""The smoke preset end to end on the real Wikitext-2 files: both models, through the CLI."""
+import json
+import math
+import os
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fixtures  # noqa: E402
+
+import run_exp  # noqa: E402
+from utils.batches import TensorBatches  # noqa: E402
+from utils.run_args import SMOKE  # noqa: E402
+from utils.wikitext2 import Wikitext2  # noqa: E402
+
+
+class RealDataSmokeTest(unittest.TestCase):
+    def test_smoke_sweep_of_both_models(self):
+        self.assertTrue(os.path.isfile(os.path.join(fixtures.WIKITEXT2, "wiki.train.npz")),
+                        f"real data missing in {fixtures.WIKITEXT2}")
+        tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(tmp.cleanup)
+        # Random GPT-1-shaped embeddings: this test checks the pipeline, not their quality.
+        emb = fixtures.write_embeddings(os.path.join(tmp.name, "emb.npz"), vocab=40479, width=768, positions=512)
+        log_dir = os.path.join(tmp.name, "logs")
+        code = run_exp.cli(["--config", "2,6", "--smoke", "--data_folder", fixtures.WIKITEXT2, "--embeddings", emb,
+                            "--log_dir", log_dir, "--device", "cpu"])
+        self.assertEqual(code, 0)
+        train = Wikitext2(fixtures.WIKITEXT2, "train")
+        batches = TensorBatches(train, SMOKE["batch_size"], shuffle=True, seed=42)
+        for epoch in range(SMOKE["epochs"]):
+            batches.set_epoch(epoch)
+            expected = sum(float(b["mask"].sum()) for _, b in zip(range(SMOKE["max_batches"]), batches))
+            for exp_id in ("2", "6"):
+                with open(os.path.join(log_dir, exp_id, "metrics.jsonl")) as handle:
+                    metrics = [json.loads(line) for line in handle]
+                self.assertEqual(len(metrics), SMOKE["epochs"])
+                self.assertEqual(metrics[epoch]["train_tokens"], expected)
+                self.assertTrue(math.isfinite(metrics[epoch]["valid_ppl"]))
+                self.assertGreater(metrics[epoch]["valid_ppl"], 1000, "random embeddings, 2 steps: near uniform")
+        for exp_id in ("2", "6"):
+            with open(os.path.join(log_dir, exp_id, "status.json")) as handle:
+                self.assertEqual(json.load(handle)["status"], "completed")
+
+
+if __name__ == "__main__":
+    unittest.main()
