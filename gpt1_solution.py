@@ -9,6 +9,11 @@ from utils.embeddings import GPT1Embedding, read_embeddings
 from utils.losses import course_loss, nll_from_log_probas
 
 
+def _at_least_float32(dtype):
+    """float32 for half precisions, but float64 stays float64 (no silent downcast)."""
+    return torch.promote_types(dtype, torch.float32)
+
+
 class LayerNorm(nn.Module):
     """Layer normalisation from primitives, with the biased variance (as F.layer_norm)."""
 
@@ -20,7 +25,7 @@ class LayerNorm(nn.Module):
 
     def forward(self, inputs):
         # Statistics in float32 even under autocast: half-precision variance loses digits.
-        x = inputs.float()
+        x = inputs.to(_at_least_float32(inputs.dtype))
         mean = x.mean(dim=-1, keepdim=True)
         variance = ((x - mean) ** 2).mean(dim=-1, keepdim=True)
         normed = (x - mean) * torch.rsqrt(variance + self.eps)
@@ -46,7 +51,7 @@ class MultiHeadedAttention(nn.Module):
         T = queries.shape[-2]
         scores = queries @ keys.transpose(-2, -1) / math.sqrt(self.head_size)  # (B, nh, T, T)
         # -inf (not -1e4) so future positions get exactly zero weight in every dtype.
-        scores = scores.float().masked_fill(~self.causal_mask[:T, :T], float("-inf"))
+        scores = scores.to(_at_least_float32(scores.dtype)).masked_fill(~self.causal_mask[:T, :T], float("-inf"))
         return torch.softmax(scores, dim=-1).to(queries.dtype)
 
     def apply_attention(self, queries, keys, values):

@@ -172,6 +172,10 @@ def _args_dict(args):
     return args_to_dict(args)
 
 
+# A completed run counts as done only if it was run with these settings.
+SAME_RUN_FIELDS = ("model", "layers", "optimizer", "epochs", "batch_size", "max_batches", "lr", "seed")
+
+
 def config_args(number, **overrides):
     """Arguments for configuration `number`, named after it, with `overrides` on top."""
     cfg = CONFIGS[number]
@@ -187,8 +191,13 @@ def run_config(number, **overrides):
     args = config_args(number, **overrides)
     run_log = RunLog(args.log_dir, args.exp_id, enabled=args.log)
     summary = {"config": number, "label": CONFIGS[number].label, "exp_id": args.exp_id}
-    if run_log.is_completed() and not args.force:
-        return dict(summary, status="skipped", message="already complete")
+    if (run_log.is_completed() or run_log.has_checkpoint()) and not args.force:
+        differs = run_log.settings_differ(args, SAME_RUN_FIELDS)
+        if differs:  # e.g. a smoke run where a full run is asked for: never overwrite or mix silently
+            return dict(summary, status="conflict", message=f"{run_log.path} was run with other {', '.join(differs)}: "
+                        "pass --force to overwrite or use another --log_dir")
+        if run_log.is_completed():
+            return dict(summary, status="skipped", message="already complete")
     args.resume = args.resume or run_log.has_checkpoint()
     start = time.perf_counter()
     try:

@@ -225,6 +225,11 @@ class SweepTest(RunTestCase):
         self.assertEqual(self.read_json("7", "args.json")["config"], 7)
         second = run_exp.run_sweep([7], **overrides)
         self.assertEqual(second[0]["status"], "skipped")
+        before = self.read_metrics("7")
+        third = run_exp.run_sweep([7], **dict(overrides, max_batches=3))  # not the same run: refuse
+        self.assertEqual(third[0]["status"], "conflict")
+        self.assertIn("max_batches", third[0]["message"])
+        self.assertEqual(self.read_metrics("7"), before)
 
 
 class CliErrorTest(RunTestCase):

@@ -7,6 +7,7 @@ import math
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from utils.report_tables import finite, run_label
 
@@ -59,11 +60,28 @@ def style_axis(ax, title, xlabel, ylabel, log_values=None):
     ax.set_xlabel(xlabel, fontsize=11)
     ax.set_ylabel(ylabel, fontsize=11)
     if log_values is not None and spans_decade(log_values):
-        ax.set_yscale("log")
+        log_axis(ax, log_values)
         ax.set_ylabel(ylabel + " (log scale)", fontsize=11)
     ax.grid(True, alpha=0.3, which="both")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=9)
+
+
+def log_axis(ax, values):
+    """Log y axis. Over a few decades of moderate values it is labelled 100, 200, 500, 1,000...
+    (plain numbers read better on paper); wider or huger ranges keep matplotlib's 10^k labels."""
+    ax.set_yscale("log")
+    values = [v for v in values if finite(v) and v > 0]
+    if max(values) / min(values) <= 1e3 and 1 <= min(values) and max(values) < 1e6:
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:,.0f}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def mark_divergence(ax, xs, bad):
+    """A dotted line where values stopped being finite, so a diverged run's gap is explained."""
+    for x, is_bad in zip(xs, bad):
+        if is_bad:
+            ax.axvline(x, color="k", linestyle=":", linewidth=1.2, label="non-finite (diverged)")
+            return
 
 
 def integer_epochs(ax, epochs):
@@ -85,20 +103,25 @@ def plot_run(run, path):
     times = [t / div for t in cumulative_train_seconds(run.epochs)]
     series = {k: clean([e[k] for e in run.epochs]) for k in ("train_loss", "valid_loss", "train_ppl", "valid_ppl")}
     fig = new_figure(12, 13)
-    fig.suptitle(f"Experiment {run.exp_id} — {run_label(run)}\n{run_caption(run)}", fontsize=13)
+    fig.suptitle(f"Experiment {run_label(run)}\n{run_caption(run)}", fontsize=13)
     axs = fig.subplots(3, 2)
+    bad = [not all(finite(e[k]) for k in series) for e in run.epochs]
     xlabel = f"Cumulative training time ({unit})"
     for row, (metric, name) in enumerate((("loss", "Loss (nats/token)"), ("ppl", "Perplexity"))):
         for col, (split, colour) in enumerate((("train", "C0"), ("valid", "C3"))):
             values = series[f"{split}_{metric}"]
             split_name = "Training" if split == "train" else "Validation"
             axs[row, col].plot(times, values, "o-", color=colour, markersize=4, label=f"{split_name} {metric}")
+            mark_divergence(axs[row, col], times, bad)
+            axs[row, col].legend(fontsize=9)
             style_axis(axs[row, col], f"{split_name} {name.split(' (')[0].lower()} vs training time", xlabel, name,
                        values if metric == "ppl" else None)
     for col, (metric, name) in enumerate((("loss", "Loss (nats/token)"), ("ppl", "Perplexity"))):
         ax = axs[2, col]
         ax.plot(epochs, series[f"train_{metric}"], "o-", color="C0", markersize=4, label=f"Training {metric}")
         ax.plot(epochs, series[f"valid_{metric}"], "s--", color="C3", markersize=4, label=f"Validation {metric}")
+        mark_divergence(ax, epochs, bad)
+        ax.legend(fontsize=9)
         style_axis(ax, f"Training and validation {name.split(' (')[0].lower()} per epoch", "Epoch", name,
                    series["train_ppl"] + series["valid_ppl"] if metric == "ppl" else None)
         integer_epochs(ax, epochs)
@@ -108,7 +131,7 @@ def plot_run(run, path):
 def plot_group(name, members, missing, path):
     """Validation perplexity vs epoch and vs training time for the runs of one comparison group.
     members: RunLogs; missing: configuration numbers of the group with no run to show."""
-    fig = new_figure(13, 5.8)
+    fig = new_figure(13, 6.5)
     title = GROUP_TITLES.get(name, name)
     if missing:
         title += f"\n(not run yet or left out: configuration {', '.join(map(str, missing))})"
@@ -130,4 +153,7 @@ def plot_group(name, members, missing, path):
     style_axis(ax_time, "Validation perplexity vs training time", f"Cumulative training time ({unit})",
                "Validation perplexity", values)
     integer_epochs(ax_epoch, sorted(all_epochs))
+    # One legend under both panels: it can never hide a curve, however the curves fall.
+    handles, labels = ax_epoch.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 3), fontsize=10)
     fig.savefig(path, dpi=DPI)

@@ -21,7 +21,7 @@ from utils import report_markdown
 from utils.configs import GROUPS
 from utils.plots import plot_group, plot_run
 from utils.report_data import read_runs
-from utils.report_tables import answers, csv_text, exclusion_reason, latex_table, run_label, summarise
+from utils.report_tables import answers, csv_text, is_smoke, latex_table, mark_duplicates, run_label, summarise
 
 HOW_TO_RUN = ("train some first: `python run_exp.py --config 1 --log_dir {log_dir}` "
               "(or `--config all --smoke` for a quick CPU check), then rerun this report.")
@@ -69,9 +69,8 @@ def generate_report(log_dir="logs", out_dir="plots", command=None):
     report = Report(log_dir, out_dir)
     runs, report.left_out = read_runs(log_dir)
     report.runs = sorted(runs, key=sort_key)
-    report.rows = [summarise(run) for run in report.runs]
-    report.not_counted = [(row["label"], exclusion_reason(run, row))
-                          for run, row in zip(report.runs, report.rows) if not row["counted"]]
+    report.rows = mark_duplicates([summarise(run) for run in report.runs])
+    report.not_counted = [(row["label"], row["not_counted_why"]) for row in report.rows if not row["counted"]]
     report.answers = answers(report.rows)
     if not report.runs and not report.left_out:
         return report  # nothing there at all: write nothing
@@ -101,9 +100,12 @@ def summary_lines(report):
     if a.get("fastest"):
         lines.append(f"Fastest ({a['fastest_by']}): {a['fastest']['label']}, {a['fastest']['train_time_s']:.1f} s")
         lines.append(f"Best generalising: {a['best']['label']}, val ppl {a['best']['best_valid_ppl']:.2f}")
-    written = report.figures + list(report.tables.values())
-    if written:
-        lines.append(f"Wrote {len(report.figures)} figure(s) and {len(report.tables)} table file(s) to {report.out_dir}")
+    smoke = sum(is_smoke(r.args) for r in report.runs)
+    if smoke:
+        lines.append(f"Note: {smoke} smoke run(s) (tiny budget): their numbers only show that the pipeline works.")
+    if report.figures or report.tables:
+        lines.append(f"Wrote {len(report.figures)} figure(s) and {len(report.tables)} table file(s) "
+                     f"to {report.out_dir}")
     return lines
 
 

@@ -104,7 +104,8 @@ def epochs_from_jsonl(path, notes):
                 notes.append(f"metrics.jsonl line {number} is unreadable and was skipped")
                 continue
             if not all(k in record for k in REQUIRED_KEYS):
-                notes.append(f"metrics.jsonl epoch {epoch} lacks {', '.join(k for k in REQUIRED_KEYS if k not in record)}")
+                lacking = ", ".join(k for k in REQUIRED_KEYS if k not in record)
+                notes.append(f"metrics.jsonl epoch {epoch} lacks {lacking}")
                 continue
             # A resumed run may log an epoch again: the later line is the one that counts.
             by_epoch[epoch] = dict(record, epoch=epoch)
@@ -193,7 +194,10 @@ def read_run(run_dir):
     except ValueError as err:
         notes.append(str(err))
     if not epochs:
-        return None, f"no completed epoch yet (status: {run.status}{'; ' + '; '.join(notes) if notes else ''})"
+        # Say what the run itself reports; "no train_loss.txt" would only confuse a run still in epoch 1.
+        detail = f": {run.status_message}" if run.status_message else ""
+        still = " yet" if run.status in ("running", "incomplete") else ""
+        return None, f"no completed epoch{still} (status {run.status}{detail})"
     add_gap_notes(run)
     return run, None
 

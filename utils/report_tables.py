@@ -6,13 +6,14 @@ import math
 from statistics import mean
 
 from utils.configs import MODEL_NAMES
+from utils.report_data import as_float
 
 NOT_MEASURED = "not measured (CPU)"
 NOT_LOGGED = "not logged"
 
 # (CSV key, table heading) in the order of every results table.
 COLUMNS = [
-    ("config", "Config"),
+    ("run", "Config"),
     ("model", "Model"),
     ("layers", "Layers"),
     ("optimizer", "Optimizer"),
@@ -28,20 +29,26 @@ COLUMNS = [
     ("steady_memory_mb", "Steady mem (MB)"),
     ("status", "Status"),
 ]
-CSV_KEYS = ["exp_id"] + [key for key, _ in COLUMNS] + ["epochs_logged", "counted", "label"]
+CSV_KEYS = ["exp_id", "config"] + [key for key, _ in COLUMNS[1:]] + [
+    "epochs_logged", "counted", "not_counted_why", "label"]
 
 
 def finite(x):
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
+def run_name(run):
+    """The configuration number, with the folder when it differs ("3 [old3]"); a custom run's folder."""
+    if run.config is None:
+        return run.exp_id
+    return str(run.config) if run.exp_id == str(run.config) else f"{run.config} [{run.exp_id}]"
+
+
 def run_label(run):
-    """Legend/table name: the configuration's label, with the folder when it is not the config number."""
+    """Legend/table name, e.g. "3: LSTM x1, sgd" or "3 [old3]: LSTM x1, sgd"."""
     args = run.args
     name = MODEL_NAMES.get(args.get("model"), str(args.get("model")))
-    head = str(run.config) if run.config is not None else run.exp_id
-    label = f"{head}: {name} x{args.get('layers')}, {args.get('optimizer')}"
-    return label if run.config is None or run.exp_id == str(run.config) else f"{label} [{run.exp_id}]"
+    return f"{run_name(run)}: {name} x{args.get('layers')}, {args.get('optimizer')}"
 
 
 def best_epoch(epochs):
@@ -55,7 +62,7 @@ def peak_memory(epochs):
     values = [e["peak_memory_mb"] for e in epochs if "peak_memory_mb" in e]
     if not values:
         return None
-    measured = [float(v) for v in values if v is not None and finite(float(v))]
+    measured = [x for x in map(as_float, values) if finite(x)]
     return max(measured) if measured else math.nan
 
 
@@ -67,6 +74,7 @@ def summarise(run):
     row = {
         "exp_id": run.exp_id,
         "config": run.config,
+        "run": run_name(run),
         "label": run_label(run),
         "model": MODEL_NAMES.get(args.get("model"), str(args.get("model"))),
         "layers": args.get("layers"),
@@ -84,7 +92,8 @@ def summarise(run):
         "status": run.status + (" (smoke)" if is_smoke(args) else ""),
         "epochs_logged": len(run.epochs),
     }
-    row["counted"] = exclusion_reason(run, row) is None
+    row["not_counted_why"] = exclusion_reason(run, row) or ""
+    row["counted"] = not row["not_counted_why"]
     return row
 
 
@@ -96,12 +105,31 @@ def exclusion_reason(run, row):
     """Why a run does not take part in the answers (fastest, best, averages); None if it does.
     Only finished runs are compared: a partial run would look fast, a diverged one has no fair ppl."""
     if run.status != "completed":
-        return f"{run.status}" + (f" ({len(run.epochs)} of {run.args.get('epochs')} epochs)" if run.status == "running" else "")
+        if run.status == "running":
+            return f"running ({len(run.epochs)} of {run.args.get('epochs')} epochs)"
+        return run.status + (f": {run.status_message}" if run.status_message else "")
     if not finite(row["best_valid_ppl"]):
         return "no finite validation perplexity"
     if row["train_time_s"] is None:
         return "no training time logged"
     return None
+
+
+def mark_duplicates(rows):
+    """Keep one run per configuration in the answers, so a rerun does not weigh twice in an average:
+    the run in the folder named after the configuration, else the first folder."""
+    chosen = {}
+    for row in rows:
+        if row["counted"] and row["config"] is not None:
+            best = chosen.get(row["config"])
+            if best is None or (row["exp_id"] == str(row["config"]) and best["exp_id"] != str(best["config"])):
+                chosen[row["config"]] = row
+    for row in rows:
+        keep = chosen.get(row["config"])
+        if row["counted"] and keep is not None and keep is not row:
+            row["counted"] = False
+            row["not_counted_why"] = f"another run of configuration {row['config']} ({keep['exp_id']}) is used"
+    return rows
 
 
 def fastest(rows):
@@ -135,6 +163,9 @@ def averages(rows, key, where=lambda row: True):
             "mean_train_time_s": mean(m["train_time_s"] for m in members),
             "mean_time_per_epoch_s": mean(m["time_per_epoch_s"] for m in members),
             "mean_best_valid_ppl": mean(m["best_valid_ppl"] for m in members),
+            # Perplexities spread over decades: the geometric mean (exp of the mean loss) is not
+            # dominated by one bad optimizer the way the arithmetic mean is.
+            "geomean_best_valid_ppl": math.exp(mean(math.log(m["best_valid_ppl"]) for m in members)),
         }
         for value, members in groups.items()
     ]
@@ -151,12 +182,12 @@ def memory_text(value, not_measured=NOT_MEASURED, unit=" MB"):
     return not_measured if not finite(value) else f"{value:.1f}{unit}"
 
 
-def format_cell(key, value, not_measured=NOT_MEASURED):
+def format_cell(key, value, not_measured=NOT_MEASURED, missing="—"):
     """Human-readable cell: ppl with 2 decimals (0 when >= 1000), params in millions, memory in MB."""
-    if key in ("peak_memory_mb", "steady_memory_mb"):
+    if key in ("peak_memory_mb", "steady_memory_mb") and value is not None:
         return memory_text(value, not_measured, unit="")
     if value is None:
-        return "—"
+        return missing
     if key.startswith("params_"):
         return f"{value / 1e6:.2f}M"
     if key in ("best_valid_ppl", "train_ppl_at_best", "test_ppl"):
@@ -188,14 +219,14 @@ def latex_table(rows):
     """A complete table environment; needs \\usepackage{booktabs} and \\usepackage{graphicx}."""
     spec = "r" + "l" * 3 + "r" * (len(COLUMNS) - 5) + "l"
     head = " & ".join(latex_escape(h) for _, h in COLUMNS) + r" \\"
-    # A narrow "n/a" keeps the memory columns printable; the caption says what it means.
-    body = [" & ".join(latex_escape(format_cell(k, row[k], "n/a")) for k, _ in COLUMNS) + r" \\" for row in rows]
+    # Narrow "n/a" and "--" keep the columns printable; the caption says what they mean.
+    body = [" & ".join(latex_escape(format_cell(k, row[k], "n/a", "--")) for k, _ in COLUMNS) + r" \\" for row in rows]
     return "\n".join([
         "% Requires \\usepackage{booktabs} and \\usepackage{graphicx} in the preamble.",
         r"\begin{table}[ht]",
         r"\centering",
         r"\caption{Wikitext-2 results per configuration. Perplexities are per token; times are training "
-        r"wall-clock (evaluation excluded); memory is GPU memory, n/a where not measured (CPU).}",
+        r"wall-clock (evaluation excluded); memory is GPU memory, n/a where not measured (CPU); -- where not logged.}",
         r"\label{tab:results}",
         r"\resizebox{\linewidth}{!}{%",
         rf"\begin{{tabular}}{{{spec}}}",

@@ -37,6 +37,16 @@ class RunLog:
     def is_completed(self):
         return (self.status() or {}).get("status") == "completed"
 
+    def settings_differ(self, args, names):
+        """Names of fields whose value in this run's args.json differs from `args`."""
+        try:
+            with open(self.file("args.json")) as handle:
+                saved = json.load(handle)
+        except (OSError, ValueError):
+            return list(names)
+        current = args_to_dict(args)
+        return [n for n in names if saved.get(n) != current.get(n)]
+
     def has_checkpoint(self):
         return os.path.isfile(self.file(CHECKPOINT_NAME))
 

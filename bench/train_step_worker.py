@@ -1,0 +1,83 @@
+"""The subprocess side of bench/train_step.py: time one variant, or the matmul rate."""
+import platform
+import resource
+import time
+
+import torch
+
+
+def run_worker(args):
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.worker == "matmul":
+        return {"fp32_gflops": matmul_gflops(torch.float32), "bf16_gflops": matmul_gflops(torch.bfloat16),
+                "torch": torch.__version__, "cpu": cpu_name(), "threads": torch.get_num_threads()}
+    from bench.step_variants import build, random_batch, step_flops
+
+    torch.manual_seed(0)
+    step = build(args.worker, args.seq_len, args.layers, compile_features=args.compile)
+    batch = random_batch(args.batch_size, args.seq_len)
+    base_mb, reset = resident_mb(), reset_peak_rss()
+    for _ in range(args.warmup):
+        step(batch)
+    times = []
+    for _ in range(args.steps):
+        start = time.perf_counter()
+        loss = step(batch)
+        times.append(time.perf_counter() - start)
+    if not torch.isfinite(loss.detach()):
+        raise RuntimeError(f"{args.worker}: non-finite loss {loss.item()}")
+    return {
+        "step_seconds": times, "peak_mb": peak_rss_mb(), "base_mb": base_mb, "peak_reset": reset,
+        "loss": float(loss), "step_flops": step_flops(args.worker, args.batch_size, args.seq_len, args.layers),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def matmul_gflops(dtype, rows=2048, inner=768, cols=8192, repeats=3):
+    """Best of `repeats` (rows, inner) @ (inner, cols): the classifier's shape, scaled down."""
+    if dtype != torch.float32:
+        rows, cols = rows // 8, cols // 8  # emulated bf16 on AVX2 runs at a few % of fp32: keep it short
+    a, b = torch.randn(rows, inner, dtype=dtype), torch.randn(inner, cols, dtype=dtype)
+    a @ b  # warm-up (thread pool, packing buffers)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * rows * inner * cols / best / 1e9
+
+
+def reset_peak_rss():
+    """Reset this process's RSS high-water mark (Linux clear_refs '5'), so that ru_maxrss
+    measures the steps, not model construction. False where the kernel refuses."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def resident_mb():
+    try:
+        with open("/proc/self/statm") as handle:
+            pages = int(handle.read().split()[1])
+        return pages * resource.getpagesize() / 2**20
+    except OSError:
+        return float("nan")
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

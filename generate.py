@@ -1,0 +1,92 @@
+"""Sample a continuation of a prompt from a trained run (LSTM or MiniGPT1):
+
+    python generate.py --run logs/<exp_id> --prompt "the history of" --max_new_tokens 100 \
+        --temperature 0.8 --top_k 40 --seed 0 [--device cpu]
+
+Prints the (lower-cased, BPE-normalised) prompt followed by the sampled text. The same seed gives the
+same text; --temperature 0 is greedy. Bad input prints one line on stderr and exits with code 2.
+"""
+import argparse
+import os
+import pickle
+import sys
+
+import torch
+
+from utils.checkpoint import CHECKPOINT_NAME, load_trained_model
+from utils.generation import generate
+from utils.tokenizer import GPT1Tokenizer
+
+
+class UsageError(Exception):
+    """Input the user can fix; reported as one line, exit code 2."""
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", required=True, help="run folder holding checkpoint.pt (e.g. logs/<exp_id>)")
+    parser.add_argument("--prompt", required=True)
+    parser.add_argument("--max_new_tokens", type=int, default=100)
+    parser.add_argument("--temperature", type=float, default=0.8, help="0: greedy")
+    parser.add_argument("--top_k", type=int, default=40, help="0: no top-k filtering")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--bpe_folder", default=None, help="GPT-1 BPE folder (default: ../shared/data/gpt1_bpe)")
+    return parser.parse_args(argv)
+
+
+def check_device(name):
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"Unknown device {name!r}: use cpu or cuda[:N].")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"Device {name!r} requested but CUDA is not available here: use --device cpu.")
+
+
+def prompt_ids(tokenizer, prompt):
+    """The prompt's ids, refusing a prompt with no known token (nothing for the model to continue)."""
+    if not prompt.strip():
+        raise UsageError("The prompt is empty: pass some text with --prompt.")
+    ids = tokenizer.encode(prompt)
+    if all(i == tokenizer.unk_id for i in ids):
+        raise UsageError(f"The prompt {prompt!r} encodes to no known GPT-1 token (only <unk> or nothing).")
+    return ids
+
+
+def run(args):
+    """The generated text (prompt included); raises UsageError on bad input."""
+    if args.max_new_tokens < 0 or args.temperature < 0 or args.top_k < 0:
+        raise UsageError("--max_new_tokens, --temperature and --top_k must be >= 0.")
+    check_device(args.device)
+    checkpoint = os.path.join(args.run, CHECKPOINT_NAME)
+    if not os.path.isfile(checkpoint):
+        raise UsageError(f"No checkpoint at {checkpoint}: pass a trained run folder with --run.")
+    try:
+        tokenizer = GPT1Tokenizer(args.bpe_folder)
+    except FileNotFoundError as err:
+        raise UsageError(str(err))
+    ids = prompt_ids(tokenizer, args.prompt)
+    try:
+        model, _ = load_trained_model(args.run, args.device)
+    except (RuntimeError, KeyError, ValueError, EOFError, pickle.UnpicklingError) as err:
+        # A corrupt or foreign checkpoint: its first line says enough; the traceback would not help.
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UsageError(f"Could not load {checkpoint}: {first_line}")
+    generator = torch.Generator().manual_seed(args.seed)
+    new_ids = generate(model, ids, args.max_new_tokens, args.temperature, args.top_k, generator)
+    return tokenizer.decode(ids + new_ids)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        print(run(args))
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

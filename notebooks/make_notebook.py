@@ -1,0 +1,219 @@
+"""Write notebooks/main.ipynb from the cells below, so the notebook is reviewed as Python.
+
+    python notebooks/make_notebook.py
+
+The notebook defines no model or training loop: it imports run_exp and utils.report. Paths and the
+smoke preset can be set through environment variables (LM_DATA_FOLDER, LM_EMBEDDINGS, LM_LOG_DIR,
+LM_PLOT_DIR, LM_SMOKE, and LM_CONFIGS for the sweep's list), which is how tests/test_notebook.py runs
+it in a temporary folder.
+"""
+import os
+import sys
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "main.ipynb")
+
+INTRO = """\
+# IFT6135 Assignment 2: language modelling on Wikitext-2
+
+This notebook runs the study's 12 configurations (LSTM and MiniGPT1, four optimizers, 1/2/4 layers) and
+writes the report the assignment asks for: one figure per run, comparison figures, the results table
+(Markdown, LaTeX, CSV) and the computed answers.
+
+It works in **Google Colab** (it mounts your Drive and installs the requirements) and in **local
+Jupyter** (it uses this repository). All the code lives in the project: `run_exp.py` trains,
+`utils/report.py` analyses the logs (`python -m utils.report --log_dir logs --out plots` does the same
+from a terminal).
+
+Order: setup → GPU check → **smoke preset switch** → paths → embeddings → configuration 1 →
+all 12 (completed ones are skipped, interrupted ones resume) → report."""
+
+SETUP = """\
+#@title Colab: mount Google Drive and open the project folder (elsewhere: use this repository)
+import os
+import subprocess
+import sys
+
+PROJECT_FOLDER = "/content/gdrive/MyDrive/ift6135-a2"  #@param {type:"string"}
+
+try:
+    from google.colab import drive
+    IN_COLAB = True
+except ImportError:
+    IN_COLAB = False
+
+if IN_COLAB:
+    drive.mount("/content/gdrive")
+    os.chdir(PROJECT_FOLDER)
+    if os.path.isfile("requirements.txt"):
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r", "requirements.txt"], check=True)
+elif not os.path.isfile("run_exp.py") and os.path.isfile(os.path.join("..", "run_exp.py")):
+    os.chdir("..")  # local Jupyter starts in notebooks/; the project root is one level up
+if not os.path.isfile("run_exp.py"):
+    raise FileNotFoundError(f"run_exp.py is not in {os.getcwd()}: set PROJECT_FOLDER to the project folder.")
+if os.getcwd() not in sys.path:
+    sys.path.insert(0, os.getcwd())
+print("Project folder:", os.getcwd())"""
+
+GPU = """\
+import torch
+
+if torch.cuda.is_available():
+    DEVICE = "cuda"
+    print("GPU:", torch.cuda.get_device_name(0))
+else:
+    DEVICE = "cpu"
+    print("No GPU. In Colab: Runtime > Change runtime type > GPU. On a CPU only the smoke preset is practical.")"""
+
+SMOKE_NOTE = """\
+## Smoke preset switch
+
+`SMOKE = True` gives every run a tiny budget (a few batches per split, see `SMOKE` in
+`utils/run_args.py`): the whole pipeline, data to report, runs on a CPU in a few minutes, but its
+numbers mean nothing. `SMOKE = False` runs the assignment's full budget (10 epochs per
+configuration, on a GPU). By default it follows the hardware found above; set it explicitly to
+override. Smoke runs write to `logs_smoke/` and `plots_smoke/`, so they are never mistaken for, or
+skipped in place of, the real runs."""
+
+SMOKE = """\
+# ============================ SMOKE PRESET SWITCH ============================
+SMOKE = DEVICE == "cpu"  # True: tiny CPU check; False: the full study (GPU)
+# =============================================================================
+if "LM_SMOKE" in os.environ:  # tests/test_notebook.py sets it
+    SMOKE = os.environ["LM_SMOKE"] == "1"
+print("Smoke preset:", SMOKE)"""
+
+PATHS = """\
+# Paths, relative to the project folder; environment variables override them (the test uses this).
+def first_data_folder(candidates=("data", "../shared/data/wikitext2")):
+    return next((f for f in candidates if os.path.isfile(os.path.join(f, "wiki.train.npz"))), candidates[0])
+
+
+DATA_FOLDER = os.environ.get("LM_DATA_FOLDER") or first_data_folder()
+EMBEDDINGS = os.environ.get("LM_EMBEDDINGS", "data/embeddings.npz")
+LOG_DIR = os.environ.get("LM_LOG_DIR", "logs_smoke" if SMOKE else "logs")
+PLOT_DIR = os.environ.get("LM_PLOT_DIR", "plots_smoke" if SMOKE else "plots")
+
+# Which configurations the sweep runs: "all", or a list like "1,5-8".
+from utils.configs import parse_config_list
+
+CONFIG_NUMBERS = parse_config_list(os.environ.get("LM_CONFIGS", "all"))
+
+# What every run below gets on top of its configuration (model, layers, optimizer, epochs...).
+OVERRIDES = dict(data_folder=DATA_FOLDER, embeddings=EMBEDDINGS, log_dir=LOG_DIR, device=DEVICE, smoke=SMOKE)
+OVERRIDES"""
+
+EMBEDDINGS = """\
+# The frozen GPT-1 embeddings. Colab: download the course's file; offline: build a stand-in
+# from the training split with utils.build_embeddings (several minutes, once).
+import urllib.request
+
+from utils.embeddings import EMBEDDINGS_URL, EmbeddingsError, read_embeddings
+
+
+def build_embeddings():
+    print("Building stand-in embeddings offline (several minutes)...")
+    command = [sys.executable, "-m", "utils.build_embeddings", "--data_folder", DATA_FOLDER, "--out", EMBEDDINGS]
+    subprocess.run(command, check=True)
+
+
+if not os.path.isfile(EMBEDDINGS):
+    os.makedirs(os.path.dirname(EMBEDDINGS) or ".", exist_ok=True)
+    try:
+        if not IN_COLAB:
+            raise OSError("no download outside Colab")
+        # dl=1 asks Dropbox for the file itself rather than its web page.
+        urllib.request.urlretrieve(EMBEDDINGS_URL.replace("dl=0", "dl=1"), EMBEDDINGS)
+        read_embeddings(EMBEDDINGS)
+    except (OSError, EmbeddingsError) as err:
+        print(f"No downloaded embeddings ({err}).")
+        if os.path.exists(EMBEDDINGS):
+            os.remove(EMBEDDINGS)
+        build_embeddings()
+tokens, position = read_embeddings(EMBEDDINGS)
+print(f"{EMBEDDINGS}: tokens {tuple(tokens.shape)}, positions {tuple(position.shape)}")
+del tokens, position"""
+
+ONE = """\
+from run_exp import run_config, run_sweep
+
+# Configuration 1 alone first: a broken setup fails here, before eleven more runs are started.
+summary = run_config(1, **OVERRIDES)
+print(summary)
+if summary["status"] not in ("completed", "skipped"):
+    raise RuntimeError(f"Configuration 1 {summary['status']}: {summary['message']}")"""
+
+SWEEP = """\
+# All 12 in order: completed runs are skipped, interrupted ones resume from their checkpoint,
+# and a failed or diverged run does not stop the others (the summary says which).
+summaries = run_sweep(CONFIG_NUMBERS, **OVERRIDES)"""
+
+REPORT = """\
+from IPython.display import Image, Markdown, display
+
+from utils.report import generate_report, summary_lines
+
+report = generate_report(LOG_DIR, PLOT_DIR)
+print("\\n".join(summary_lines(report)))"""
+
+TABLES = """\
+# results.md without its image links (they are relative to PLOT_DIR; the figures follow below).
+if "md" in report.tables:
+    with open(report.tables["md"]) as handle:
+        display(Markdown("\\n".join(line for line in handle.read().splitlines() if not line.startswith("!["))))"""
+
+FIGURES = """\
+# The comparisons first (they answer the questions), then one 3x2 figure per run.
+for path in sorted(report.figures, key=lambda p: not os.path.basename(p).startswith("compare_")):
+    display(Image(filename=path, width=900))"""
+
+OUTRO = """\
+The files are in `PLOT_DIR`: `results.md`, `results.tex` (paste into the report; needs the
+`booktabs` and `graphicx` packages), `results.csv`, `compare_*.png` and `experiment_<id>.png`.
+To refresh them after more runs finish, rerun the report cells or
+`python -m utils.report --log_dir logs --out plots`."""
+
+
+def build():
+    cells = [
+        new_markdown_cell(INTRO),
+        new_code_cell(SETUP),
+        new_code_cell(GPU),
+        new_markdown_cell(SMOKE_NOTE),
+        new_code_cell(SMOKE),
+        new_code_cell(PATHS, metadata={"tags": ["parameters"]}),
+        new_code_cell(EMBEDDINGS),
+        new_markdown_cell("## One configuration\n\nConfiguration 1 (LSTM, 1 layer, Adam)."),
+        new_code_cell(ONE),
+        new_markdown_cell("## All 12 configurations"),
+        new_code_cell(SWEEP),
+        new_markdown_cell("## Report: tables, answers and figures"),
+        new_code_cell(REPORT),
+        new_code_cell(TABLES),
+        new_code_cell(FIGURES),
+        new_markdown_cell(OUTRO),
+    ]
+    for number, cell in enumerate(cells):
+        cell["id"] = f"cell-{number:02d}"  # fixed ids: regenerating the notebook gives the same file
+    metadata = {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "language_info": {"name": "python"},
+        "accelerator": "GPU",  # Colab opens it on a GPU runtime
+        "colab": {"provenance": []},
+    }
+    return new_notebook(cells=cells, metadata=metadata)
+
+
+def main(out=OUT):
+    notebook = build()
+    nbformat.validate(notebook)
+    nbformat.write(notebook, out)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:]))

@@ -1,0 +1,177 @@
+"""GPT-1 byte-pair encoding, written from the merge list: text <-> the course's dataset ids.
+
+Dataset id k >= 1 is entry k - 1 of `encoder_bpe_40000.json` (so id 1 is `<unk>`); id 0 is padding.
+
+Pre-tokenization. OpenAI's GPT-1 code fixed the text with ftfy and split it with spacy; neither is
+available here, and the course's Wikitext-2 files were not made that way anyway: they contain no
+spacy-style pieces ("n't</w>", "mr.</w>"), no accented letters ("senjō" is "senjo") and every
+punctuation mark is a word of its own ("@-@" is "@</w> -</w> @</w>"). That is BERT's "basic"
+pre-tokenizer, which we approximate with a regex:
+  * lower-case, decompose (NFD) and drop combining marks (accents); drop control characters;
+  * a word is a run of letters/digits (Python's `\\w` without "_"); any other non-space character
+    (punctuation, "_", symbols such as "£" "°" "−") is a word of its own;
+  * the literal text "<unk>" is the unknown token (id 1) and may sit inside a word, as decode writes it.
+Where this differs: from spacy+ftfy, contractions and abbreviations are split ("don't" -> don ' t,
+"u.s." -> u . s .), mojibake is not repaired and dashes/ellipses are not standardised (an en dash
+"–" is not in the vocabulary, so it is <unk>, as in the course data); from BERT's tokenizer,
+non-ASCII symbols ("25°c" -> 25 ° c) and combining spacing marks (e.g. Devanagari vowel signs) are
+split off, and CJK characters are not spaced -- both only move word boundaries around characters
+that are <unk> anyway.
+
+Characters missing from the vocabulary never take part in a merge, so each one becomes one <unk>.
+The <unk> piece carries no "</w>", so decoding cannot tell whether an unknown character ended a word;
+decode writes "<unk>" glued to what follows and encode reads it back as the same ids.
+"""
+import json
+import os
+import re
+import unicodedata
+
+ENV_VAR = "GPT1_BPE_FOLDER"
+ENCODER_FILE = "encoder_bpe_40000.json"
+MERGES_FILE = "vocab_40000.bpe"
+WORD_END = "</w>"
+UNK = "<unk>"
+PADDING_ID = 0
+
+# A word: letters/digits and literal "<unk>"s; otherwise one non-space character.
+_WORD_RE = re.compile(r"(?:<unk>|[^\W_])+|\S")
+_UNK_SPLIT_RE = re.compile(r"(<unk>)")
+# Dropped after NFD: control/format characters (Cc, Cf, as BERT's basic tokenizer) and combining
+# marks (Mn: the accents). Whitespace is tested first, so tabs and newlines become spaces.
+_DROP_CATEGORIES = ("Cc", "Cf", "Mn")
+
+
+def default_folder(folder=None):
+    """The BPE folder: `folder`, else $GPT1_BPE_FOLDER, else ../shared/data/gpt1_bpe beside the repo."""
+    if folder:
+        return folder
+    if os.environ.get(ENV_VAR):
+        return os.environ[ENV_VAR]
+    repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return os.path.normpath(os.path.join(repo_root, "..", "shared", "data", "gpt1_bpe"))
+
+
+def _require(folder, name):
+    path = os.path.join(folder, name)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"GPT-1 BPE file {path} not found: pass the folder holding {ENCODER_FILE} and {MERGES_FILE} "
+            f"or set ${ENV_VAR}."
+        )
+    return path
+
+
+def load_encoder(folder=None):
+    """piece -> encoder id (0-based, as in the json; dataset id = encoder id + 1)."""
+    with open(_require(default_folder(folder), ENCODER_FILE), encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def load_merges(folder=None):
+    """The ordered merge list [(left, right), ...]; the first line is a version header."""
+    with open(_require(default_folder(folder), MERGES_FILE), encoding="utf-8") as handle:
+        lines = handle.read().split("\n")
+    start = 1 if lines and lines[0].startswith("#") else 0
+    return [tuple(line.split()) for line in lines[start:] if line.strip()]
+
+
+def normalize(text):
+    """Lower-case, strip accents and drop control characters (keeping whitespace as spaces)."""
+    text = unicodedata.normalize("NFD", text.lower())
+    kept = []
+    for ch in text:
+        if ch.isspace():
+            kept.append(" ")
+        elif ch != "\ufffd" and unicodedata.category(ch) not in _DROP_CATEGORIES:
+            kept.append(ch)
+    return "".join(kept)
+
+
+def pre_tokenize(text):
+    """Words of `text` after normalisation, e.g. "The U.S.-led" -> ["the", "u", ".", "s", ".", "-", "led"]."""
+    return _WORD_RE.findall(normalize(text))
+
+
+def bpe(text, ranks, word_end=True):
+    """BPE pieces of `text` (no spaces, no <unk>): start from characters, "</w>" on the last one when
+    `text` ends a word, and merge the best-ranked (lowest) adjacent pair until no pair has a rank."""
+    symbols = list(text)
+    if word_end:
+        symbols[-1] += WORD_END
+    while len(symbols) > 1:
+        pairs = {(a, b) for a, b in zip(symbols, symbols[1:])}
+        best = min(pairs, key=lambda pair: ranks.get(pair, float("inf")))
+        if best not in ranks:
+            break
+        symbols = _merge_pair(symbols, best)
+    return symbols
+
+
+def _merge_pair(symbols, pair):
+    """Replace every non-overlapping occurrence of `pair`, left to right, by its concatenation."""
+    merged, i = [], 0
+    while i < len(symbols):
+        if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == pair:
+            merged.append(symbols[i] + symbols[i + 1])
+            i += 2
+        else:
+            merged.append(symbols[i])
+            i += 1
+    return merged
+
+
+class GPT1Tokenizer:
+    """encode(text) -> dataset ids (encoder id + 1); decode(ids) -> text.
+
+    GPT1Tokenizer() reads the default folder (see default_folder); GPT1Tokenizer(folder) a given one;
+    GPT1Tokenizer(encoder={...}, merges=[("a", "b"), ...]) uses in-memory tables (tests). The
+    encoder must contain "<unk>".
+    """
+
+    def __init__(self, folder=None, encoder=None, merges=None):
+        if (encoder is None) != (merges is None):
+            raise ValueError("Pass both encoder and merges, or neither (to read them from a folder).")
+        if encoder is None:
+            folder = default_folder(folder)
+            encoder, merges = load_encoder(folder), load_merges(folder)
+        if UNK not in encoder:
+            raise ValueError(f"The encoder has no {UNK!r} entry.")
+        # Dataset ids are shifted by one so that 0 stays free for padding.
+        self.piece_to_id = {piece: index + 1 for piece, index in encoder.items()}
+        self.id_to_piece = {i: piece for piece, i in self.piece_to_id.items()}
+        self.unk_id = self.piece_to_id[UNK]
+        self.vocabulary_size = max(self.id_to_piece) + 1
+        self.ranks = {tuple(pair): rank for rank, pair in enumerate(merges)}
+        self._cache = {}
+
+    def encode(self, text):
+        """Dataset ids of `text` (a line or more; line breaks are plain spaces)."""
+        ids = []
+        for word in pre_tokenize(text):
+            cached = self._cache.get(word)
+            if cached is None:
+                cached = self._cache[word] = self._word_ids(word)
+            ids.extend(cached)
+        return ids
+
+    def _word_ids(self, word):
+        """A word may hold literal <unk>s (as decode writes them): BPE each text segment on its own,
+        "</w>" only on the word's last segment -- unknown characters block merges the same way."""
+        segments = [s for s in _UNK_SPLIT_RE.split(word) if s]
+        ids = []
+        for index, segment in enumerate(segments):
+            if segment == UNK:
+                ids.append(self.unk_id)
+                continue
+            pieces = bpe(segment, self.ranks, word_end=index == len(segments) - 1)
+            ids.extend(self.piece_to_id.get(piece, self.unk_id) for piece in pieces)
+        return ids
+
+    def pieces(self, ids):
+        """The BPE piece of each id (padding 0 skipped)."""
+        return [self.id_to_piece[int(i)] for i in ids if int(i) != PADDING_ID]
+
+    def decode(self, ids):
+        """Text of dataset ids: pieces joined, "</w>" -> " ", padding skipped, no trailing space."""
+        return "".join(self.pieces(ids)).replace(WORD_END, " ").rstrip(" ")
