@@ -1,7 +1,7 @@
 """Do built embeddings help? Train the LSTM on frozen (a) given and (b) random embeddings.
 
     python -m bench.embeddings_quality --embeddings data/embeddings.npz \
-        --data_folder ../shared/data/wikitext2 --steps 100 [--eval_batches 8 --out PATH]
+        --data_folder ../shared/data/wikitext2 --steps 80 [--eval_batches 8 --out PATH]
 
 Both runs see the same batches from the same initial LSTM weights (1 layer, hidden 512, AdamW
 lr 1e-3, weight decay 5e-4, batches of 16 x 256 from the train split with Wikitext2's defaults);
@@ -33,7 +33,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--embeddings", required=True)
     parser.add_argument("--data_folder", required=True)
-    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=80)
     parser.add_argument("--eval_batches", type=int, default=8)
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
