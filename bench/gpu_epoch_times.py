@@ -4,9 +4,9 @@
     python -m bench.gpu_epoch_times --steps 1 --configs 1   # CPU smoke check
 
 For each configuration (utils.configs.CONFIGS) it builds the model with random frozen
-embeddings (no data files: only the sizes matter), times `--steps` training steps of
-utils.training.train_step after `--warmup` untimed ones on random full-length batches
-(16 x 256), and EXTRAPOLATES seconds per epoch as the mean step time x 576
+embeddings at the offline stand-in's scale (bench/step_variants.py; no data files: only the
+sizes matter), times `--steps` training steps of utils.training.train_step after `--warmup`
+untimed ones on random full-length batches (16 x 256), and EXTRAPOLATES seconds per epoch as the mean step time x 576
 (ceil(9,205 training items / 16), the training split's steps per epoch). Peak CUDA memory
 is torch.cuda.max_memory_allocated over the steps. Precision defaults to auto (bf16 on a
 bf16 GPU). Validation passes are not included.
@@ -72,8 +72,11 @@ def time_config(config, args, device, precision):
     from utils.run_args import Arguments
     from utils.training import train_step
 
+    from bench.step_variants import frozen_embeddings
+
     torch.manual_seed(config.number)
-    model = build_model({"model": config.model, "layers": config.layers}).to(device)
+    tokens, position = frozen_embeddings(256, seed=config.number)  # MiniGPT1 has 256 positions
+    model = build_model({"model": config.model, "layers": config.layers}, tokens, position).to(device)
     optimizer = make_optimizer(Arguments(optimizer=config.optimizer), model)
     scaler = make_scaler(precision, device)
     batch = random_batch(model.vocabulary_size, args.batch_size, args.seq_len, device)
@@ -109,7 +112,8 @@ def random_batch(vocabulary_size, batch_size, seq_len, device):
 def format_row(row):
     peak = "n/a" if row["peak_memory_mb"] is None else f"{row['peak_memory_mb']:.0f} MB"
     return (f"{row['label']:<28} {row['seconds_per_step'] * 1000:8.1f} ms/step  "
-            f"{row['tokens_per_s']:>10,.0f} tokens/s  ~{row['seconds_per_epoch_extrapolated']:7.1f} s/epoch  peak {peak}")
+            f"{row['tokens_per_s']:>10,.0f} tokens/s  ~{row['seconds_per_epoch_extrapolated']:7.1f} s/epoch  "
+            f"peak {peak}")
 
 
 def device_name(device):

@@ -7,7 +7,8 @@ course  : the course notebook's plain step: model(x) -> log_softmax over (B, T, 
           MiniGPT1's reference attention path.
 hf      : Hugging Face OpenAIGPTLMHeadModel built from a config (no download), frozen tied
           embeddings, F.cross_entropy on its (B, T, V) logits.
-All use random frozen GPT-1-sized embeddings (V = 40,479, E = 768) and dropout 0.
+All use the same random frozen GPT-1-sized embeddings (V = 40,479, E = 768) at the scale of
+utils/build_embeddings.py's stand-in (per-entry RMS 0.15), and dropout 0.
 """
 import torch
 import torch.nn.functional as F
@@ -16,7 +17,17 @@ from utils.losses import course_loss
 
 VOCAB, WIDTH, HEADS, LSTM_HIDDEN = 40479, 768, 12, 512
 LR, WEIGHT_DECAY = 1e-3, 5e-4  # the project's AdamW defaults (utils.run_args)
-VARIANTS = ("lstm-project", "lstm-course", "gpt1-project", "gpt1-course", "gpt1-hf")
+# nn.Embedding's N(0, 1) rows would give MiniGPT1 logits spread over hundreds, unlike GPT-1's
+# embeddings; all variants get the same rows at the offline stand-in's scale instead.
+EMBEDDING_RMS = 0.15
+
+
+def frozen_embeddings(seq_len, seed=0):
+    """(tokens (V, E) with row 0 zero for padding, positions (seq_len, E)), float32."""
+    generator = torch.Generator().manual_seed(seed)
+    tokens = torch.randn(VOCAB, WIDTH, generator=generator) * EMBEDDING_RMS
+    tokens[0] = 0.0
+    return tokens, torch.randn(seq_len, WIDTH, generator=generator) * EMBEDDING_RMS
 
 
 def random_batch(batch_size, seq_len, seed=0):
@@ -27,7 +38,8 @@ def random_batch(batch_size, seq_len, seed=0):
 
 
 def build(variant, seq_len, layers=1, compile_features=False):
-    """-> step(batch) running one full optimisation step of `variant`."""
+    """-> step(batch) running one full optimisation step of `variant` (see bench.train_step's
+    ALL_VARIANTS: "lstm-project", "lstm-course", "gpt1-project", "gpt1-course", "gpt1-hf")."""
     model_name, kind = variant.split("-")
     if kind == "hf":
         return _hf_step(seq_len, layers)
@@ -43,9 +55,11 @@ def _project_model(model_name, seq_len, layers):
     from gpt1_solution import MiniGPT1
     from lstm_solution import LSTM
 
+    tokens, position = frozen_embeddings(seq_len)
     if model_name == "lstm":
-        return LSTM(VOCAB, WIDTH, LSTM_HIDDEN, num_layers=layers)
-    return MiniGPT1(VOCAB, WIDTH, seq_len, HEADS, num_layers=layers)
+        return LSTM(VOCAB, WIDTH, LSTM_HIDDEN, num_layers=layers, _embedding_weight=tokens)
+    return MiniGPT1(VOCAB, WIDTH, seq_len, HEADS, num_layers=layers, _tokens_embedding_weight=tokens,
+                    _positional_embedding_weight=position)
 
 
 def _project_step(model):
@@ -96,6 +110,10 @@ def _hf_step(seq_len, layers):
     )
     model = OpenAIGPTLMHeadModel(config)
     assert model.lm_head.weight is model.transformer.tokens_embed.weight, "HF head is not tied"
+    tokens, position = frozen_embeddings(seq_len)
+    with torch.no_grad():
+        model.transformer.tokens_embed.weight.copy_(tokens)
+        model.transformer.positions_embed.weight.copy_(position)
     model.transformer.tokens_embed.requires_grad_(False)
     model.transformer.positions_embed.requires_grad_(False)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=LR, weight_decay=WEIGHT_DECAY)
@@ -120,8 +138,9 @@ def step_flops(variant, batch_size, seq_len, layers=1):
     n = batch_size * seq_len
     classifier = 2 * (2 * n * WIDTH * VOCAB)
     if variant.startswith("lstm"):
-        per_layer = [2 * n * 4 * LSTM_HIDDEN * ((WIDTH if i == 0 else LSTM_HIDDEN) + LSTM_HIDDEN) for i in range(layers)]
-        body = sum(per_layer) + 2 * n * LSTM_HIDDEN * WIDTH  # + Linear(H -> E)
+        inputs = [WIDTH] + [LSTM_HIDDEN] * (layers - 1)  # each layer's input width
+        body = sum(2 * n * 4 * LSTM_HIDDEN * (width + LSTM_HIDDEN) for width in inputs)
+        body += 2 * n * LSTM_HIDDEN * WIDTH  # Linear(H -> E)
     else:
         linears = 2 * n * 12 * WIDTH * WIDTH  # q, k, v, output (4 E^2) and the MLP (8 E^2)
         attention = 2 * 2 * n * seq_len * WIDTH  # Q K^T and weights @ V, full (not causal-halved)

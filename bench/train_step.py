@@ -23,6 +23,7 @@ DEFAULT_OUT = os.path.join("bench", "results", "train_step.json")
 ALL_VARIANTS = ("lstm-project", "lstm-course", "gpt1-project", "gpt1-course", "gpt1-hf")
 # (numerator, denominator, minimum speed ratio, maximum memory ratio) set by the issue.
 FLOORS = (("lstm-project", "lstm-course", 2.5, 0.5), ("gpt1-project", "gpt1-hf", 2.0, 0.5))
+SETUP_KEYS = ("steps", "warmup", "rounds", "batch_size", "seq_len", "layers", "compile")
 RATIOS = (("lstm-project", "lstm-course"), ("gpt1-project", "gpt1-course"), ("gpt1-project", "gpt1-hf"))
 
 
@@ -110,8 +111,9 @@ def summarise(runs, args):
             "threads": results[0]["threads"], "peak_reset": all(r["peak_reset"] for r in results),
         }
     return {
-        "setup": {k: getattr(args, k) for k in ("steps", "warmup", "rounds", "batch_size", "seq_len", "layers", "compile")}
-        | {"tokens_per_step": tokens, "torch": matmul[0]["torch"], "cpu": matmul[0]["cpu"], "device": "cpu"},
+        "setup": {k: getattr(args, k) for k in SETUP_KEYS}
+        | {"tokens_per_step": tokens, "torch": matmul[0]["torch"], "cpu": matmul[0]["cpu"], "device": "cpu",
+           "threads": matmul[0]["threads"], "command": " ".join(["python -m bench.train_step"] + sys.argv[1:])},
         "matmul_gflops": {"fp32": fp32_peak, "bf16": bf16_peak, "per_round": matmul},
         "variants": rows, "ratios": ratios(rows),
     }
@@ -138,8 +140,10 @@ def format_table(summary):
     mm = summary["matmul_gflops"]
     lines = [
         f"matmul peak on this machine: fp32 {mm['fp32']:.1f} GFLOP/s, bf16 {mm['bf16']:.1f} GFLOP/s "
-        f"(median of {len(mm['per_round'])} rounds); {summary['setup']['tokens_per_step']} tokens/step",
-        f"{'variant':<14}{'step s':>8}{'tokens/s':>10}{'peak MB':>9}{'+MB':>8}{'GFLOP':>8}{'GFLOP/s':>9}{'% fp32 mm':>11}",
+        f"(median of {len(mm['per_round'])} rounds); {summary['setup']['tokens_per_step']} tokens/step, "
+        f"{summary['setup']['threads']} thread(s), torch {summary['setup']['torch']}",
+        f"{'variant':<14}{'step s':>8}{'tokens/s':>10}{'peak MB':>9}{'+MB':>8}{'GFLOP':>8}{'GFLOP/s':>9}"
+        f"{'% fp32 mm':>11}",
     ]
     for name, r in summary["variants"].items():
         lines.append(
