@@ -4,11 +4,11 @@ import sys
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
-SHARED_DATA = os.environ.get("SHARED_DATA", os.path.join(REPO, "..", "shared", "data"))
-WIKITEXT2 = os.environ.get("WIKITEXT2_DIR", os.path.join(SHARED_DATA, "wikitext2"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _paths  # noqa: E402  (puts the repo root on sys.path)
+
+SHARED_DATA = os.path.join(_paths.REPO_ROOT, "..", "shared", "data")
+WIKITEXT2 = _paths.wikitext2_dir()
 
 TINY_VOCAB, TINY_WIDTH = 50, 24
 
