@@ -4,8 +4,6 @@
     python run_exp.py --config 6                              # configuration 6 of the study
     python run_exp.py --config all --smoke                    # all 12, tiny budget (CPU check)
 """
-import math
-import os
 import sys
 import time
 
@@ -14,6 +12,7 @@ import torch.optim as optim
 
 from utils.checkpoint import build_model
 from utils.configs import CONFIGS, parse_config_list
+from utils.data_utils import args_to_dict
 from utils.embeddings import EmbeddingsError, read_embeddings
 from utils.gpu_usage import get_gpu_memory_usage, peak_gpu_memory_mb
 from utils.precision import make_scaler, resolve_precision
@@ -48,7 +47,7 @@ def make_optimizer(args, model):
     return optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
 
 
-def load_inputs(args, device):
+def load_inputs(args):
     """Splits and embedding weights, checked before anything is written."""
     folder = resolve_data_folder(args.data_folder)
     splits = {name: Wikitext2(folder, split=name) for name in ("train", "validation", "test")}
@@ -103,7 +102,7 @@ def main(args):
     run_log = RunLog(args.log_dir, args.exp_id, enabled=args.log)
     resume, force = bool(get(args, "resume")), bool(get(args, "force"))
     run_log.check(resume, force)
-    splits, tokens, position = load_inputs(args, device)
+    splits, tokens, position = load_inputs(args)
 
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -149,7 +148,7 @@ def main(args):
               f"({tr[2]:.0f}s, {tr.tokens_per_second:,.0f} tokens/s)", flush=True)
         run_log.save_checkpoint({
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": args._scaler.state_dict(),
-            "args": _args_dict(args), "epoch": epoch + 1, "rng": rng_state(), "metrics": metrics, "memories": memories,
+            "args": args_to_dict(args), "epoch": epoch + 1, "rng": rng_state(), "metrics": metrics, "memories": memories,
         })
         run_log.write_epochs(args, metrics)
 
@@ -165,12 +164,6 @@ def main(args):
     run_log.write_status("completed", args.epochs, message=f"test ppl {te[1]:.3f}")
     print(f"===== Best validation perplexity: {min(results[4]):.3f}; test perplexity {te[1]:.3f} =====")
     return results
-
-
-def _args_dict(args):
-    from utils.data_utils import args_to_dict
-
-    return args_to_dict(args)
 
 
 # A completed run counts as done only if it was run with these settings.

@@ -12,7 +12,6 @@ scale. Validation perplexity is token-weighted, exp(sum NLL / real targets), ove
 2-core CPU a step takes ~10 s, so the default budget is small.
 """
 import argparse
-import json
 import math
 import os
 import time
