@@ -6,9 +6,8 @@ import sys
 import tempfile
 import unittest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fixtures  # noqa: E402  (puts the repo root on sys.path)
 
 import numpy as np  # noqa: E402
 
@@ -16,10 +15,8 @@ from utils.prepare_data import main, prepare  # noqa: E402
 from utils.tokenizer import GPT1Tokenizer  # noqa: E402
 from utils.wikitext2 import Wikitext2, load_split  # noqa: E402
 
-SHARED = os.path.join(REPO, "..", "shared", "data")
-BPE_FOLDER = os.path.join(SHARED, "gpt1_bpe")
-WIKITEXT2 = os.path.join(SHARED, "wikitext2")
-HAVE_DATA = os.path.isfile(os.path.join(BPE_FOLDER, "vocab_40000.bpe")) and os.path.isdir(WIKITEXT2)
+BPE_FOLDER = os.path.join(fixtures.SHARED_DATA, "gpt1_bpe")
+WIKITEXT2 = fixtures.WIKITEXT2
 
 TINY_ENCODER = {"<unk>": 0, "a": 1, "b": 2, "a</w>": 3, "b</w>": 4, "ab</w>": 5}
 TINY = GPT1Tokenizer(encoder=TINY_ENCODER, merges=[("a", "b</w>")])
@@ -64,7 +61,6 @@ class PrepareTinyTest(unittest.TestCase):
             self.assertFalse(os.path.exists(os.path.join(folder, "wiki.train.npz")))
 
 
-@unittest.skipUnless(HAVE_DATA, "needs ../shared/data (gpt1_bpe and wikitext2)")
 class PrepareRealTest(unittest.TestCase):
     def test_reproduces_course_lines(self):
         # Decoded course lines, written as text and prepared again, give the course's arrays back.

@@ -5,9 +5,8 @@ import sys
 import unittest
 from unittest import mock
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fixtures  # noqa: E402  (puts the repo root on sys.path)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -16,10 +15,8 @@ from utils import tokenizer as tokenizer_module  # noqa: E402
 from utils.tokenizer import GPT1Tokenizer, bpe, pre_tokenize  # noqa: E402
 from utils.words import count_words, word_end_table, word_level_perplexity  # noqa: E402
 
-SHARED = os.path.join(REPO, "..", "shared", "data")
-BPE_FOLDER = os.path.join(SHARED, "gpt1_bpe")
-WIKITEXT2 = os.path.join(SHARED, "wikitext2")
-HAVE_DATA = os.path.isfile(os.path.join(BPE_FOLDER, "vocab_40000.bpe")) and os.path.isdir(WIKITEXT2)
+BPE_FOLDER = os.path.join(fixtures.SHARED_DATA, "gpt1_bpe")
+WIKITEXT2 = fixtures.WIKITEXT2
 
 # A hand-made vocabulary: piece -> 0-based encoder id (dataset id = encoder id + 1).
 TINY_PIECES = ["<unk>", "a", "b", "c", "a</w>", "b</w>", "c</w>", ",</w>", "ab", "ab</w>", "abc</w>", "ca"]
@@ -132,7 +129,6 @@ class WordCountTest(unittest.TestCase):
             word_level_perplexity(1.0, 0)
 
 
-@unittest.skipUnless(HAVE_DATA, "needs ../shared/data (gpt1_bpe and wikitext2)")
 class RealDataTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
