@@ -8,14 +8,14 @@ same text; --temperature 0 is greedy. Bad input prints one line on stderr and ex
 """
 import argparse
 import os
-import pickle
 import sys
 
 import torch
 
-from utils.checkpoint import CHECKPOINT_NAME, load_trained_model
-from utils.generation import generate
-from utils.tokenizer import GPT1Tokenizer
+from utils.data.tokenizer import GPT1Tokenizer
+from utils.models.generation import generate
+from utils.runs.checkpoint import CheckpointError, load_trained_model
+from utils.runs.schema import CHECKPOINT
 
 
 class UsageError(Exception):
@@ -23,15 +23,20 @@ class UsageError(Exception):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description="Sample a continuation of a prompt from a trained run (LSTM or MiniGPT1).",
+        epilog='example: python generate.py --run logs/6 --prompt "the history of" --max_new_tokens 50 --seed 0',
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--run", required=True, help="run folder holding checkpoint.pt (e.g. logs/<exp_id>)")
-    parser.add_argument("--prompt", required=True)
-    parser.add_argument("--max_new_tokens", type=int, default=100)
-    parser.add_argument("--temperature", type=float, default=0.8, help="0: greedy")
-    parser.add_argument("--top_k", type=int, default=40, help="0: no top-k filtering")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--bpe_folder", default=None, help="GPT-1 BPE folder (default: ../shared/data/gpt1_bpe)")
+    parser.add_argument("--prompt", required=True, help="text to continue (lower-cased and BPE-encoded)")
+    parser.add_argument("--max_new_tokens", type=int, default=100, help="tokens to generate")
+    parser.add_argument("--temperature", type=float, default=0.8, help="sampling temperature; 0: greedy")
+    parser.add_argument("--top_k", type=int, default=40, help="sample among the k likeliest tokens; 0: all")
+    parser.add_argument("--seed", type=int, default=0, help="same seed, same text")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--embeddings", default=None,
+                        help="the embeddings file the run was trained on (default: the path it recorded)")
+    parser.add_argument("--bpe_folder", default=None, help="GPT-1 BPE folder (default: the project's data/gpt1_bpe)")
     return parser.parse_args(argv)
 
 
@@ -59,7 +64,7 @@ def run(args):
     if args.max_new_tokens < 0 or args.temperature < 0 or args.top_k < 0:
         raise UsageError("--max_new_tokens, --temperature and --top_k must be >= 0.")
     check_device(args.device)
-    checkpoint = os.path.join(args.run, CHECKPOINT_NAME)
+    checkpoint = os.path.join(args.run, CHECKPOINT)
     if not os.path.isfile(checkpoint):
         raise UsageError(f"No checkpoint at {checkpoint}: pass a trained run folder with --run.")
     try:
@@ -68,11 +73,9 @@ def run(args):
         raise UsageError(str(err))
     ids = prompt_ids(tokenizer, args.prompt)
     try:
-        model, _ = load_trained_model(args.run, args.device)
-    except (RuntimeError, KeyError, ValueError, EOFError, pickle.UnpicklingError) as err:
-        # A corrupt or foreign checkpoint: its first line says enough; the traceback would not help.
-        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise UsageError(f"Could not load {checkpoint}: {first_line}")
+        model, _ = load_trained_model(args.run, args.device, args.embeddings)
+    except CheckpointError as err:
+        raise UsageError(f"Could not load {checkpoint}: {err}")
     generator = torch.Generator().manual_seed(args.seed)
     new_ids = generate(model, ids, args.max_new_tokens, args.temperature, args.top_k, generator)
     return tokenizer.decode(ids + new_ids)

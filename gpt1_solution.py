@@ -5,8 +5,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from utils.embeddings import GPT1Embedding, read_embeddings
-from utils.losses import course_loss, nll_from_log_probas
+from utils.data.embeddings import GPT1Embedding, read_embeddings
+from utils.models.base import TiedLanguageModel
 
 
 def _at_least_float32(dtype):
@@ -98,7 +98,7 @@ class Block(nn.Module):
         return self.layer_norm_2(attended + self.mlp(attended))
 
 
-class MiniGPT1(nn.Module):
+class MiniGPT1(TiedLanguageModel):
     def __init__(
         self,
         vocabulary_size=40479,
@@ -122,9 +122,7 @@ class MiniGPT1(nn.Module):
             [Block(embedding_size // num_heads, 4 * embedding_size, num_heads, sequence_length) for _ in range(num_layers)]
         )
         self.classifier = nn.Linear(embedding_size, vocabulary_size, bias=False)
-        # Tie the classifier to the token embeddings; token and position embeddings frozen unless asked.
-        self.classifier.weight = self.embedding.tokens.weight
-        self.embedding.requires_grad_(learn_embeddings)
+        self._tie(self.classifier, learn_embeddings)  # token and position tables frozen unless asked
 
     @property
     def tied_weight(self):
@@ -140,6 +138,9 @@ class MiniGPT1(nn.Module):
         positions = torch.arange(inputs.shape[1], device=inputs.device).expand_as(inputs)  # (B, T)
         return self.embedding(inputs, positions)
 
+    def sequence_features(self, inputs):
+        return self.features(inputs)
+
     def features(self, inputs):
         """Pre-classifier features (B, T, E), for the fast loss."""
         hidden_states = self.get_embeddings(inputs)
@@ -151,15 +152,17 @@ class MiniGPT1(nn.Module):
         """inputs (B, T) long -> log-probabilities (B, T, V); position t sees tokens <= t only."""
         return torch.log_softmax(self.classifier(self.features(inputs)), dim=-1)
 
-    def loss(self, log_probas, targets, mask):
-        """Per sequence, the mean NLL over its real (mask 1) targets; then the mean over the batch."""
-        return course_loss(nll_from_log_probas(log_probas, targets), mask)
-
     @classmethod
-    def load_embeddings_from(cls, filename, num_heads=12, num_layers=4, learn_embeddings=False, sequence_length=256):
+    def load_embeddings_from(cls, filename, num_heads=12, num_layers=4, learn_embeddings=False, sequence_length=None):
+        """As the course skeleton: the sequence length is the file's number of position rows (512
+        for GPT-1's) unless given. A file with fewer rows than the data's items still loads; an
+        input longer than the model's positions then fails with a clear IndexError."""
         tokens, position = read_embeddings(filename)
+        if sequence_length is None:
+            sequence_length = position.shape[0]
         if position.shape[0] < sequence_length:
-            raise ValueError(f"{filename} has {position.shape[0]} positions; MiniGPT1 needs {sequence_length}.")
+            raise ValueError(f"{filename} has {position.shape[0]} position rows; sequence_length={sequence_length} "
+                             "needs at least that many.")
         vocabulary_size, embedding_size = tokens.shape
         return cls(
             vocabulary_size, embedding_size, sequence_length, num_heads, num_layers, learn_embeddings,

@@ -2,12 +2,14 @@
 import torch
 import torch.nn as nn
 
-from utils.embeddings import read_embeddings
-from utils.losses import course_loss, nll_from_log_probas
-from utils.precision import cpu_has_bf16
+from utils.data.embeddings import read_embeddings
+from utils.models.base import TiedLanguageModel
+from utils.torch_utils import cpu_has_bf16
 
 
-class LSTM(nn.Module):
+class LSTM(TiedLanguageModel):
+    recurrent = True
+
     def __init__(
         self,
         vocabulary_size=40479,
@@ -29,14 +31,16 @@ class LSTM(nn.Module):
             nn.ReLU(),
             nn.Linear(embedding_size, vocabulary_size, bias=False),
         )
-        # Tie the output layer to the input embeddings: one Parameter, frozen unless asked.
-        self.classifier[2].weight = self.embedding.weight
-        self.embedding.weight.requires_grad = learn_embeddings
+        self._tie(self.classifier[2], learn_embeddings)
 
     @property
     def tied_weight(self):
         """The (V, E) matrix shared by the input embedding and the output layer."""
         return self.embedding.weight
+
+    def sequence_features(self, inputs):
+        """inputs (B, T) -> features (B, T, E) from zero states."""
+        return self.features(inputs, self.initial_states(inputs.shape[0], inputs.device))[0]
 
     def features(self, inputs, hidden_states):
         """Pre-classifier features (B, T, E) and the new (h, c), for the fast loss."""
@@ -59,10 +63,6 @@ class LSTM(nn.Module):
         features, hidden_states = self.features(inputs, hidden_states)
         logits = self.classifier[2](features)  # (B, T, V)
         return torch.log_softmax(logits, dim=-1), hidden_states
-
-    def loss(self, log_probas, targets, mask):
-        """Per sequence, the mean NLL over its real (mask 1) targets; then the mean over the batch."""
-        return course_loss(nll_from_log_probas(log_probas, targets), mask)
 
     def initial_states(self, batch_size, device=None):
         """Zero (h, c), each (num_layers, B, hidden_size), in the parameters' dtype."""

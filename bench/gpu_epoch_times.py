@@ -4,8 +4,8 @@
     python -m bench.gpu_epoch_times --steps 1 --configs 1   # CPU smoke check
 
 For each configuration (utils.configs.CONFIGS) it builds the model with random frozen
-embeddings at the offline stand-in's scale (bench/step_variants.py; no data files: only the
-sizes matter), times `--steps` training steps of utils.training.train_step after `--warmup`
+embeddings (bench/common.py; no data files: only the sizes matter), times `--steps` training
+steps exactly as a run takes them (bench.common.project_step) after `--warmup`
 untimed ones on random full-length batches (16 x 256), and EXTRAPOLATES seconds per epoch as the mean step time x 576
 (ceil(9,205 training items / 16), the training split's steps per epoch). Peak CUDA memory
 is torch.cuda.max_memory_allocated over the steps. Precision defaults to auto (bf16 on a
@@ -38,13 +38,13 @@ def parse_args(argv=None):
 
 def main(argv=None):
     from utils.configs import CONFIGS, parse_config_list
-    from utils.precision import resolve_precision
+    from utils.train.precision import Precision
 
     args = parse_args(argv)
     device = torch.device(args.device)
     if args.warmup is None:
         args.warmup = 5 if device.type == "cuda" else 0
-    precision = resolve_precision(args.precision, device)
+    precision = str(Precision.resolve(args.precision, device))
     steps_per_epoch = -(-TRAIN_ITEMS // args.batch_size)
     rows = []
     for number in parse_config_list(args.configs):
@@ -66,28 +66,19 @@ def main(argv=None):
 
 def time_config(config, args, device, precision):
     """Build config's model and optimizer, run warm-up and timed steps; returns a result row."""
-    from run_exp import make_optimizer
-    from utils.checkpoint import build_model
-    from utils.precision import make_scaler
-    from utils.run_args import Arguments
-    from utils.training import train_step
+    from bench.common import project_model, project_step, random_batch
 
-    from bench.step_variants import frozen_embeddings
-
-    torch.manual_seed(config.number)
-    tokens, position = frozen_embeddings(256, seed=config.number)  # MiniGPT1 has 256 positions
-    model = build_model({"model": config.model, "layers": config.layers}, tokens, position).to(device)
-    optimizer = make_optimizer(Arguments(optimizer=config.optimizer), model)
-    scaler = make_scaler(precision, device)
-    batch = random_batch(model.vocabulary_size, args.batch_size, args.seq_len, device)
+    model = project_model(config.model, config.layers, 256, seed=config.number, device=device)  # 256 positions
+    step = project_step(model, config.optimizer, precision)
+    batch = random_batch(args.batch_size, args.seq_len, seed=config.number, device=device, vocab=model.vocabulary_size)
     for _ in range(args.warmup):
-        train_step(model, batch, optimizer, precision, scaler)
+        step(batch)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     for _ in range(args.steps):
-        loss, _ = train_step(model, batch, optimizer, precision, scaler)
+        loss = step(batch)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = (time.perf_counter() - start) / args.steps
@@ -97,16 +88,10 @@ def time_config(config, args, device, precision):
         "tokens_per_s": args.batch_size * args.seq_len / seconds, "peak_memory_mb": peak,
         "final_loss": float(loss.detach()),
     }
-    del model, optimizer
+    del model, step
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return row
-
-
-def random_batch(vocabulary_size, batch_size, seq_len, device):
-    tokens = torch.randint(1, vocabulary_size, (batch_size, seq_len + 1), device=device)
-    mask = torch.ones(batch_size, seq_len, device=device)
-    return {"source": tokens[:, :-1], "target": tokens[:, 1:], "mask": mask}
 
 
 def format_row(row):
@@ -117,14 +102,15 @@ def format_row(row):
 
 
 def device_name(device):
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    from utils.torch_utils import cpu_model_name
+
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model_name()
 
 
 def write_json(path, report):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as handle:
-        json.dump(report, handle, indent=2)
-        handle.write("\n")
+    from bench.common import write_json as write
+
+    write(path, report)
 
 
 if __name__ == "__main__":

@@ -1,75 +1,37 @@
 """The training steps bench/train_step.py compares, each built from scratch in its own process.
 
-project : the project's step (utils.training.train_step: exact chunked tied loss, fused
-          attention, AdamW over learnable parameters only).
-course  : the course notebook's plain step: model(x) -> log_softmax over (B, T, V), a loss
-          that expands the mask and a one-hot to (B, T, V), AdamW over model.parameters(),
-          MiniGPT1's reference attention path.
-hf      : Hugging Face OpenAIGPTLMHeadModel built from a config (no download), frozen tied
-          embeddings, F.cross_entropy on its (B, T, V) logits.
-All use the same random frozen GPT-1-sized embeddings (V = 40,479, E = 768) at the scale of
-utils/build_embeddings.py's stand-in (per-entry RMS 0.15), and dropout 0.
+project      : the project's step as a run takes it (TokenNLL forward: exact chunked tied loss,
+               fused attention; AdamW over learnable parameters only) at --precision auto, i.e.
+               the precision users get on this machine;
+project-fp32 : the same step forced to fp32 (equal to `project` where auto picks fp32);
+course       : the course notebook's plain step: model(x) -> log_softmax over (B, T, V), a loss
+               that expands the mask and a one-hot to (B, T, V), AdamW over model.parameters(),
+               MiniGPT1's reference attention path;
+hf           : Hugging Face OpenAIGPTLMHeadModel built from a config (no download), frozen tied
+               embeddings, F.cross_entropy on its (B, T, V) logits.
+All use the same random frozen GPT-1-sized embeddings (bench/common.py) and dropout 0.
 """
 import torch
 import torch.nn.functional as F
 
-from utils.losses import course_loss
+from bench.common import LR, VOCAB, WEIGHT_DECAY, WIDTH, frozen_embeddings, project_model, project_step
+from utils.models.losses import course_loss
 
-VOCAB, WIDTH, HEADS, LSTM_HIDDEN = 40479, 768, 12, 512
-LR, WEIGHT_DECAY = 1e-3, 5e-4  # the project's AdamW defaults (utils.run_args)
-# nn.Embedding's N(0, 1) rows would give MiniGPT1 logits spread over hundreds, unlike GPT-1's
-# embeddings; all variants get the same rows at the offline stand-in's scale instead.
-EMBEDDING_RMS = 0.15
-
-
-def frozen_embeddings(seq_len, seed=0):
-    """(tokens (V, E) with row 0 zero for padding, positions (seq_len, E)), float32."""
-    generator = torch.Generator().manual_seed(seed)
-    tokens = torch.randn(VOCAB, WIDTH, generator=generator) * EMBEDDING_RMS
-    tokens[0] = 0.0
-    return tokens, torch.randn(seq_len, WIDTH, generator=generator) * EMBEDDING_RMS
-
-
-def random_batch(batch_size, seq_len, seed=0):
-    """Full-length sequences (mask all ones), as almost every Wikitext-2 training item is."""
-    generator = torch.Generator().manual_seed(seed)
-    tokens = torch.randint(1, VOCAB, (batch_size, seq_len + 1), generator=generator)
-    return {"source": tokens[:, :-1], "target": tokens[:, 1:], "mask": torch.ones(batch_size, seq_len)}
+HEADS, LSTM_HIDDEN = 12, 512
 
 
 def build(variant, seq_len, layers=1, compile_features=False):
     """-> step(batch) running one full optimisation step of `variant` (see bench.train_step's
-    ALL_VARIANTS: "lstm-project", "lstm-course", "gpt1-project", "gpt1-course", "gpt1-hf")."""
-    model_name, kind = variant.split("-")
+    ALL_VARIANTS, e.g. "lstm-project", "gpt1-project-fp32", "gpt1-course", "gpt1-hf")."""
+    model_name, kind = variant.split("-", 1)
     if kind == "hf":
         return _hf_step(seq_len, layers)
-    model = _project_model(model_name, seq_len, layers)
-    if kind == "project":
-        if compile_features:  # token_nll calls model.features, so that is what to compile
-            model.features = torch.compile(model.features)
-        return _project_step(model)
+    model = project_model(model_name, layers, seq_len)
+    if kind.startswith("project"):
+        if compile_features:  # TokenNLL calls sequence_features, so that is what to compile
+            model.sequence_features = torch.compile(model.sequence_features)
+        return project_step(model, "adamw", "fp32" if kind == "project-fp32" else "auto")
     return _course_step(model)
-
-
-def _project_model(model_name, seq_len, layers):
-    from gpt1_solution import MiniGPT1
-    from lstm_solution import LSTM
-
-    tokens, position = frozen_embeddings(seq_len)
-    if model_name == "lstm":
-        return LSTM(VOCAB, WIDTH, LSTM_HIDDEN, num_layers=layers, _embedding_weight=tokens)
-    return MiniGPT1(VOCAB, WIDTH, seq_len, HEADS, num_layers=layers, _tokens_embedding_weight=tokens,
-                    _positional_embedding_weight=position)
-
-
-def _project_step(model):
-    from run_exp import make_optimizer
-    from utils.run_args import Arguments
-    from utils.training import train_step
-
-    optimizer = make_optimizer(Arguments(optimizer="adamw", lr=LR, weight_decay=WEIGHT_DECAY), model)
-    model.train()
-    return lambda batch: train_step(model, batch, optimizer)[0]
 
 
 def course_style_loss(log_probas, targets, mask):
@@ -82,16 +44,13 @@ def course_style_loss(log_probas, targets, mask):
 
 def _course_step(model):
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
-    if hasattr(model, "set_fused_attention"):
-        model.set_fused_attention(False)
+    if not model.recurrent:
+        model.set_fused_attention(False)  # the course's reference attention path
     model.train()
 
     def step(batch):
         x = batch["source"]
-        if hasattr(model, "initial_states"):
-            log_probas, _ = model(x, model.initial_states(x.shape[0]))
-        else:
-            log_probas = model(x)
+        log_probas = model(x, model.initial_states(x.shape[0]))[0] if model.recurrent else model(x)
         loss = course_style_loss(log_probas, batch["target"], batch["mask"])
         optimizer.zero_grad()
         loss.backward()

@@ -20,7 +20,8 @@ import sys
 
 RESULT_TAG = "RESULT "
 DEFAULT_OUT = os.path.join("bench", "results", "train_step.json")
-ALL_VARIANTS = ("lstm-project", "lstm-course", "gpt1-project", "gpt1-course", "gpt1-hf")
+ALL_VARIANTS = ("lstm-project", "lstm-project-fp32", "lstm-course", "gpt1-project", "gpt1-project-fp32", "gpt1-course",
+                "gpt1-hf")
 # (numerator, denominator, minimum speed ratio, maximum memory ratio) set by the issue.
 FLOORS = (("lstm-project", "lstm-course", 2.5, 0.5), ("gpt1-project", "gpt1-hf", 2.0, 0.5))
 SETUP_KEYS = ("steps", "warmup", "rounds", "batch_size", "seq_len", "layers", "compile")
@@ -109,6 +110,7 @@ def summarise(runs, args):
             "step_gflop": flops / 1e9, "gflops": flops / seconds / 1e9,
             "fraction_of_fp32_matmul": flops / seconds / 1e9 / fp32_peak,
             "threads": results[0]["threads"], "peak_reset": all(r["peak_reset"] for r in results),
+            "precision": results[0]["precision"],
         }
     return {
         "setup": {k: getattr(args, k) for k in SETUP_KEYS}
@@ -142,12 +144,12 @@ def format_table(summary):
         f"matmul peak on this machine: fp32 {mm['fp32']:.1f} GFLOP/s, bf16 {mm['bf16']:.1f} GFLOP/s "
         f"(median of {len(mm['per_round'])} rounds); {summary['setup']['tokens_per_step']} tokens/step, "
         f"{summary['setup']['threads']} thread(s), torch {summary['setup']['torch']}",
-        f"{'variant':<14}{'step s':>8}{'tokens/s':>10}{'peak MB':>9}{'+MB':>8}{'GFLOP':>8}{'GFLOP/s':>9}"
+        f"{'variant':<18}{'prec':>5}{'step s':>8}{'tokens/s':>10}{'peak MB':>9}{'+MB':>8}{'GFLOP':>8}{'GFLOP/s':>9}"
         f"{'% fp32 mm':>11}",
     ]
     for name, r in summary["variants"].items():
         lines.append(
-            f"{name:<14}{r['median_step_s']:>8.2f}{r['tokens_per_s']:>10.0f}{r['peak_mb']:>9.0f}"
+            f"{name:<18}{r['precision']:>5}{r['median_step_s']:>8.2f}{r['tokens_per_s']:>10.0f}{r['peak_mb']:>9.0f}"
             f"{r['peak_mb'] - r['base_mb']:>8.0f}{r['step_gflop']:>8.0f}{r['gflops']:>9.1f}"
             f"{100 * r['fraction_of_fp32_matmul']:>10.0f}%"
         )
@@ -163,11 +165,9 @@ def format_table(summary):
 
 
 def write_json(path, summary):
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    with open(path, "w") as handle:
-        json.dump(summary, handle, indent=2)
-        handle.write("\n")
+    from bench.common import write_json as write
+
+    write(path, summary)
 
 
 if __name__ == "__main__":

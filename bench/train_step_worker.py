@@ -1,9 +1,10 @@
 """The subprocess side of bench/train_step.py: time one variant, or the matmul rate."""
-import platform
 import resource
 import time
 
 import torch
+
+from utils.torch_utils import cpu_model_name
 
 
 def run_worker(args):
@@ -11,8 +12,9 @@ def run_worker(args):
         torch.set_num_threads(args.threads)
     if args.worker == "matmul":
         return {"fp32_gflops": matmul_gflops(torch.float32), "bf16_gflops": matmul_gflops(torch.bfloat16),
-                "torch": torch.__version__, "cpu": cpu_name(), "threads": torch.get_num_threads()}
-    from bench.step_variants import build, random_batch, step_flops
+                "torch": torch.__version__, "cpu": cpu_model_name(), "threads": torch.get_num_threads()}
+    from bench.common import random_batch
+    from bench.step_variants import build, step_flops
 
     torch.manual_seed(0)
     step = build(args.worker, args.seq_len, args.layers, compile_features=args.compile)
@@ -28,7 +30,7 @@ def run_worker(args):
     if not torch.isfinite(loss.detach()):
         raise RuntimeError(f"{args.worker}: non-finite loss {loss.item()}")
     return {
-        "step_seconds": times, "peak_mb": peak_rss_mb(), "base_mb": base_mb, "peak_reset": reset,
+        "step_seconds": times, "precision": getattr(step, "precision", "fp32"), "peak_mb": peak_rss_mb(), "base_mb": base_mb, "peak_reset": reset,
         "loss": float(loss), "step_flops": step_flops(args.worker, args.batch_size, args.seq_len, args.layers),
         "threads": torch.get_num_threads(),
     }
@@ -72,14 +74,3 @@ def resident_mb():
         return pages * resource.getpagesize() / 2**20
     except OSError:
         return float("nan")
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()

@@ -1,14 +1,19 @@
-"""Small data the tests make: a synthetic corpus in the course's .npz format and tiny embeddings."""
+"""What the tests share: where the project and its committed data are, and small data the tests
+make (a synthetic corpus in the course's .npz format, tiny embeddings).
+
+The real Wikitext-2 files are the project's own copies in data/ (never ../shared), or
+$WIKITEXT2_DIR when it is set.
+"""
 import os
-import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _paths  # noqa: E402  (puts the repo root on sys.path)
+from utils.data import BPE_FOLDER, PROJECT_DATA
 
-SHARED_DATA = os.path.join(_paths.REPO_ROOT, "..", "shared", "data")
-WIKITEXT2 = _paths.wikitext2_dir()
+REPO_ROOT = os.path.dirname(PROJECT_DATA)
+WIKITEXT2 = os.path.abspath(os.environ.get("WIKITEXT2_DIR") or PROJECT_DATA)
+BPE = BPE_FOLDER
+SEED_NOTEBOOK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "main_notebook_export.txt")
 
 TINY_VOCAB, TINY_WIDTH = 50, 24
 

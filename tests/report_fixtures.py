@@ -4,7 +4,6 @@ import json
 import math
 import os
 
-import _paths  # noqa: F401  (puts the repository root on sys.path)
 from utils.configs import CONFIGS
 
 

@@ -11,13 +11,11 @@ from unittest import mock
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _paths  # noqa: E402,F401  (puts the repo root on sys.path)
 
-from gpt1_solution import MiniGPT1  # noqa: E402
-from lstm_solution import LSTM  # noqa: E402
-from utils import build_embeddings as be  # noqa: E402
-from utils.embeddings import read_embeddings  # noqa: E402
+from gpt1_solution import MiniGPT1
+from lstm_solution import LSTM
+from utils.data import build_embeddings as be
+from utils.data.embeddings import read_embeddings
 
 VOCAB, DIM = 64, 24  # DIM divisible by MiniGPT1's 12 heads
 SYNONYMS = (10, 11)  # always between "3 4" and "5 6", never elsewhere

@@ -12,14 +12,13 @@ import sys
 import tempfile
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _paths  # noqa: E402  (puts the repo root on sys.path)
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from utils.torch_utils import seed_experiment, to_device  # noqa: E402
-from utils.wikitext2 import Wikitext2, compute_spans  # noqa: E402
+import fixtures
+from utils.torch_utils import seed_experiment, to_device
+from utils.data.wikitext2 import Wikitext2, compute_spans
 
 SPLITS = ("train", "validation", "test")
 MODES = ("none", "lines", "complete")
@@ -262,13 +261,12 @@ class SyntheticWikitext2Test(unittest.TestCase):
 
 # ---------------------------------------------------------------- real data
 
-_SKIP = _paths.wikitext2_skip_reason()
 _CACHE = {}
 
 
 def real_split(split):
     if split not in _CACHE:
-        with np.load(os.path.join(_paths.wikitext2_dir(), f"wiki.{split}.npz")) as data:
+        with np.load(os.path.join(fixtures.WIKITEXT2, f"wiki.{split}.npz")) as data:
             _CACHE[split] = (data["tokens"].astype(np.int64), data["sizes"].astype(np.int64))
     return _CACHE[split]
 
@@ -276,14 +274,41 @@ def real_split(split):
 def real_dataset(split, mode="none", max_length=256, min_length=1):
     key = (split, mode, max_length, min_length)
     if key not in _CACHE:
-        _CACHE[key] = Wikitext2(_paths.wikitext2_dir(), split, mode, max_length, min_length)
+        _CACHE[key] = Wikitext2(fixtures.WIKITEXT2, split, mode, max_length, min_length)
     return _CACHE[key]
 
 
-@unittest.skipIf(_SKIP is not None, _SKIP or "")
+class CommittedDataTest(unittest.TestCase):
+    """data/ holds verified copies of the course's files: the sha256 of ../shared/data/README.md."""
+
+    SHA256 = {
+        "wiki.train.npz": "64513a83b2f7bc952318aea06c63e9fabf349352ccdcc972cf7d40a0522f1131",
+        "wiki.validation.npz": "b1ac035ce1b48ef98bb64cc58e48eadcb12c9affaf38ba6a32f287a8c3501ab3",
+        "wiki.test.npz": "8222625565bfb25cb36f5135c2a9c9c9934ba305cf02d004edfc8a2e3df58152",
+        "gpt1_bpe/encoder_bpe_40000.json": "fdf49b19e7de236852091da09b84a7a3cd5e7b0e79916376cf45f6b8127b8078",
+        "gpt1_bpe/vocab_40000.bpe": "0ea9b51ae695073cd871e0358f7016311d671a7ff3963e367d5236522f294725",
+    }
+
+    def test_files_match_the_course_hashes(self):
+        from utils.data import PROJECT_DATA
+        from utils.data.embeddings import file_sha256
+
+        for name, sha in self.SHA256.items():
+            with self.subTest(file=name):
+                self.assertEqual(file_sha256(os.path.join(PROJECT_DATA, name)), sha)
+
+    def test_readme_lists_the_same_hashes(self):
+        from utils.data import PROJECT_DATA
+
+        with open(os.path.join(PROJECT_DATA, "README.md")) as handle:
+            readme = handle.read()
+        for sha in self.SHA256.values():
+            self.assertIn(sha, readme)
+
+
 class RealWikitext2Test(unittest.TestCase):
     def test_train_default_has_assignment_item_count(self):
-        dataset = Wikitext2(_paths.wikitext2_dir())
+        dataset = Wikitext2(fixtures.WIKITEXT2)
         self.assertEqual((dataset.split, dataset.break_mode, dataset.max_length), ("train", "none", 256))
         self.assertEqual(len(dataset), ASSIGNMENT_TRAIN_ITEMS)
         tokens, sizes = real_split("train")

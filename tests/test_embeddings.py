@@ -6,16 +6,15 @@ import sys
 import tempfile
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _paths  # noqa: E402  (puts the repo root on sys.path)
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from gpt1_solution import MiniGPT1  # noqa: E402
-from lstm_solution import LSTM  # noqa: E402
-from utils import embeddings as embeddings_module  # noqa: E402
-from utils.embeddings import (  # noqa: E402
+import fixtures
+from gpt1_solution import MiniGPT1
+from lstm_solution import LSTM
+from utils.data import embeddings as embeddings_module
+from utils.data.embeddings import (
     EmbeddingsError,
     GPT1Embedding,
     missing_embeddings_message,
@@ -201,7 +200,7 @@ class LoadEmbeddingsTest(unittest.TestCase):
         # the remedy in the message must be runnable: `python -m utils.build_embeddings ...`
         words = embeddings_module.BUILD_COMMAND.split()
         self.assertEqual(words[:2], ["python", "-m"])
-        module_file = os.path.join(_paths.REPO_ROOT, *words[2].split(".")) + ".py"
+        module_file = os.path.join(fixtures.REPO_ROOT, *words[2].split(".")) + ".py"
         self.assertTrue(os.path.isfile(module_file), module_file)
 
 

@@ -1,24 +1,24 @@
-"""The fast training path (utils.losses.tied_token_nll via utils.training.token_nll/train_step)
+"""The fast training path (utils.models.losses.tied_token_nll via TokenNLL and utils.train.loop.train_step)
 against the course's plain path (model(x) -> log-probabilities -> model.loss): same loss, same
 gradients, same perplexity; plus fused attention, bf16 causality, precision and frozen weights."""
 import math
 import os
 import sys
-import types
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _paths  # noqa: E402,F401  (puts the repo root on sys.path)
 
-import torch  # noqa: E402
+import torch
 
-from gpt1_solution import MiniGPT1  # noqa: E402
-from lstm_solution import LSTM  # noqa: E402
-from run_exp import make_optimizer  # noqa: E402
-from utils.losses import course_loss, tied_token_nll  # noqa: E402
-from utils.precision import resolve_precision  # noqa: E402
-from utils.run_args import Arguments  # noqa: E402
-from utils.training import evaluate, token_nll, train_step  # noqa: E402
+from gpt1_solution import MiniGPT1
+from lstm_solution import LSTM
+from utils.models.base import TokenNLL
+from utils.models.losses import course_loss, tied_token_nll
+from utils.train.loop import evaluate_split, train_step
+from utils.train.optim import make_optimizer
+from utils.train.precision import Precision
+from utils.train.settings import Arguments
+
+FP32 = Precision("fp32", "cpu")
 
 V, T = 60, 16
 TOLERANCE = {torch.float32: dict(rtol=1e-4, atol=1e-6), torch.float64: dict(rtol=1e-10, atol=1e-12)}
@@ -53,7 +53,7 @@ def course_path_loss(model, batch):
 
 
 def fast_path_loss(model, batch):
-    return course_loss(token_nll(model, batch), batch["mask"])
+    return course_loss(TokenNLL(model)(batch["source"], batch["target"]), batch["mask"])
 
 
 def loss_and_grads(model, loss_fn, batch):
@@ -197,14 +197,14 @@ class BF16OnCPU(unittest.TestCase):
         for kind in ("lstm", "gpt1"):
             with self.subTest(kind=kind):
                 model, batches = tiny(kind), [padded_batch(seed=s) for s in range(3)]
-                ppl = {p: evaluate(0, model, batches, _args(p))[1] for p in ("fp32", "bf16")}
+                ppl = {p: evaluate_split(TokenNLL(model), batches, Precision(p, "cpu"))[1] for p in ("fp32", "bf16")}
                 self.assertGreater(ppl["fp32"], 10.0)
                 self.assertLess(abs(ppl["bf16"] / ppl["fp32"] - 1), 0.02, ppl)
 
     def test_fp16_on_cpu_is_refused_clearly(self):
         with self.assertRaisesRegex(ValueError, "fp16.*bf16 or fp32"):
-            resolve_precision("fp16", "cpu")
-        self.assertIn(resolve_precision("auto", "cpu"), ("fp32", "bf16"))
+            Precision.resolve("fp16", "cpu")
+        self.assertIn(Precision.resolve("auto", "cpu").name, ("fp32", "bf16"))
 
 
 class FrozenTiedClassifier(unittest.TestCase):
@@ -214,7 +214,7 @@ class FrozenTiedClassifier(unittest.TestCase):
                 model = tiny(kind)
                 optimizer = make_optimizer(Arguments(optimizer="adamw", lr=1e-2), model)
                 frozen = model.tied_weight.detach().clone()
-                loss, nll = train_step(model, padded_batch(), optimizer)
+                loss, nll = train_step(TokenNLL(model), padded_batch(), optimizer, FP32)
                 self.assertIsNone(model.tied_weight.grad)
                 in_groups = [p for group in optimizer.param_groups for p in group["params"]]
                 self.assertFalse(any(p is model.tied_weight for p in in_groups))
@@ -231,7 +231,7 @@ class FrozenTiedClassifier(unittest.TestCase):
                 batch = padded_batch(dtype=torch.float64)
                 opt_fast = make_optimizer(Arguments(optimizer="sgd", lr=0.5, weight_decay=0.0), fast)
                 opt_course = make_optimizer(Arguments(optimizer="sgd", lr=0.5, weight_decay=0.0), course)
-                train_step(fast, batch, opt_fast)
+                train_step(TokenNLL(fast), batch, opt_fast, FP32)
                 course_path_loss(course, batch).backward()
                 opt_course.step()
                 for (name, a), b in zip(fast.named_parameters(), course.parameters()):
@@ -244,7 +244,7 @@ class EvaluationPerplexity(unittest.TestCase):
             with self.subTest(kind=kind):
                 model = tiny(kind)
                 batches = [padded_batch(seed=s, lengths=(T, 11, 3)) for s in range(4)]
-                result = evaluate(0, model, batches, _args("fp32"))
+                result = evaluate_split(TokenNLL(model), batches, FP32)
                 nll_sum, count = 0.0, 0.0
                 with torch.no_grad():
                     for batch in batches:
@@ -255,10 +255,6 @@ class EvaluationPerplexity(unittest.TestCase):
                 self.assertEqual(result.tokens, int(count))
                 expected = math.exp(nll_sum / count)
                 self.assertLess(abs(result[1] / expected - 1), 1e-3, (result[1], expected))
-
-
-def _args(precision):
-    return types.SimpleNamespace(_precision=precision, max_batches=None, progress_bar=False)
 
 
 if __name__ == "__main__":

@@ -2,23 +2,19 @@
 import contextlib
 import io
 import os
-import sys
 import tempfile
 import unittest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
+import torch
 
-import torch  # noqa: E402
+import fixtures
 
-import generate as generate_cli  # noqa: E402
-from gpt1_solution import MiniGPT1  # noqa: E402
-from lstm_solution import LSTM  # noqa: E402
-from utils.generation import filter_distribution, generate, log_proba_steps  # noqa: E402
+import generate as generate_cli
+from gpt1_solution import MiniGPT1
+from lstm_solution import LSTM
+from utils.models.generation import filter_distribution, generate, log_proba_steps
 
-BPE_FOLDER = os.path.join(REPO, "..", "shared", "data", "gpt1_bpe")
-HAVE_BPE = os.path.isfile(os.path.join(BPE_FOLDER, "vocab_40000.bpe"))
+BPE_FOLDER = fixtures.BPE
 PROMPT = [3, 17, 5, 42, 9]
 _THREADS = []
 
@@ -120,18 +116,21 @@ class SamplingTest(unittest.TestCase):
 
 
 def save_tiny_checkpoint(run_dir, kind):
-    """A checkpoint as training writes it, with the full GPT-1 vocabulary (the tokenizer's ids) but
-    narrow embeddings; utils.checkpoint.load_trained_model sizes the model from those matrices."""
+    """A checkpoint as training writes it (learned parameters only, the embeddings file's sha256),
+    with the full GPT-1 vocabulary (the tokenizer's ids) but narrow embeddings in a file beside it."""
+    from utils.data.embeddings import file_sha256, read_embeddings
+    from utils.models.registry import model_spec
+    from utils.runs.checkpoint import learned_state, save_checkpoint
+
+    embeddings = fixtures.write_embeddings(os.path.join(run_dir, "emb.npz"), vocab=40479, width=24, positions=32)
+    tokens, position = read_embeddings(embeddings)
     torch.manual_seed(0)
-    if kind == "lstm":
-        model = LSTM(embedding_size=16, hidden_size=512, num_layers=1)
-    else:
-        model = MiniGPT1(embedding_size=24, num_heads=12, num_layers=1)
-    state = {"model": model.state_dict(), "args": {"model": kind, "layers": 1}, "epoch": 1}
-    torch.save(state, os.path.join(run_dir, "checkpoint.pt"))
+    model = model_spec(kind).build(1, tokens, position, False)
+    settings = {"model": kind, "layers": 1, "learn_embeddings": False, "embeddings": embeddings}
+    save_checkpoint(run_dir, {"model": learned_state(model), "embeddings_sha256": file_sha256(embeddings),
+                              "settings": settings})
 
 
-@unittest.skipUnless(HAVE_BPE, "needs ../shared/data/gpt1_bpe")
 class CommandLineTest(unittest.TestCase):
     def run_cli(self, *argv):
         out, err = io.StringIO(), io.StringIO()

@@ -11,17 +11,15 @@ import tokenize
 import unittest
 from unittest import mock
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _paths  # noqa: E402,F401  (puts the repo root on sys.path)
 
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
 
-import gpt1_solution  # noqa: E402
-from gpt1_solution import Block, LayerNorm, MiniGPT1, MultiHeadedAttention  # noqa: E402
-from lstm_solution import LSTM  # noqa: E402
-from utils.losses import course_loss, nll_from_log_probas, tied_token_nll  # noqa: E402
+import gpt1_solution
+from gpt1_solution import Block, LayerNorm, MiniGPT1, MultiHeadedAttention
+from lstm_solution import LSTM
+from utils.models.losses import course_loss, nll_from_log_probas, tied_token_nll
 
 V, E, T, HEADS = 50, 32, 16, 4  # a tiny MiniGPT1 / LSTM
 

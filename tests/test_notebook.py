@@ -9,6 +9,7 @@ notebook's numbers are meaningless on the smoke preset anyway; what is checked i
 runs and leaves logs, figures and tables behind.
 """
 import csv
+import importlib.util
 import json
 import os
 import sys
@@ -17,16 +18,15 @@ import time
 import unittest
 from unittest import mock
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _paths  # noqa: E402
 
-import nbformat  # noqa: E402
-import numpy as np  # noqa: E402
-from nbclient import NotebookClient  # noqa: E402
+import nbformat
+import numpy as np
+from nbclient import NotebookClient
 
-from utils.configs import GROUPS, parse_config_list  # noqa: E402
+import fixtures
+from utils.configs import GROUPS, parse_config_list
 
-NOTEBOOKS = os.path.join(_paths.REPO_ROOT, "notebooks")
+NOTEBOOKS = os.path.join(fixtures.REPO_ROOT, "notebooks")
 NOTEBOOK = os.path.join(NOTEBOOKS, "main.ipynb")
 VOCABULARY, WIDTH, POSITIONS = 40479, 768, 512  # GPT-1's embedding file
 CONFIGS_RUN = sorted(set(parse_config_list(os.environ.get("LM_CONFIGS", "all"))) | {1})
@@ -50,8 +50,9 @@ def outputs_of(notebook, output_type):
 
 class NotebookIsGenerated(unittest.TestCase):
     def test_main_ipynb_matches_its_generator(self):
-        sys.path.insert(0, NOTEBOOKS)
-        import make_notebook
+        spec = importlib.util.spec_from_file_location("make_notebook", os.path.join(NOTEBOOKS, "make_notebook.py"))
+        make_notebook = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(make_notebook)
 
         expected = [c.source for c in make_notebook.build().cells]
         with open(NOTEBOOK) as handle:
@@ -59,7 +60,6 @@ class NotebookIsGenerated(unittest.TestCase):
         self.assertEqual(actual, expected, "main.ipynb is stale: run python notebooks/make_notebook.py")
 
 
-@unittest.skipIf(_paths.wikitext2_skip_reason(), _paths.wikitext2_skip_reason())
 class NotebookSmokeRun(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -68,7 +68,7 @@ class NotebookSmokeRun(unittest.TestCase):
         embeddings = os.path.join(cls.tmp.name, "embeddings.npz")
         write_test_embeddings(embeddings)
         env = dict(LM_SMOKE="1", LM_LOG_DIR=cls.logs, LM_PLOT_DIR=cls.plots, LM_EMBEDDINGS=embeddings,
-                   LM_DATA_FOLDER=_paths.wikitext2_dir())
+                   LM_DATA_FOLDER=fixtures.WIKITEXT2)
         with open(NOTEBOOK) as handle:
             cls.notebook = nbformat.read(handle, as_version=4)
         client = NotebookClient(cls.notebook, timeout=1200, kernel_name="python3",

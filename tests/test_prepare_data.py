@@ -6,16 +6,15 @@ import sys
 import tempfile
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import fixtures  # noqa: E402  (puts the repo root on sys.path)
+import fixtures
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from utils.prepare_data import main, prepare  # noqa: E402
-from utils.tokenizer import GPT1Tokenizer  # noqa: E402
-from utils.wikitext2 import Wikitext2, load_split  # noqa: E402
+from utils.data.prepare import main, prepare
+from utils.data.tokenizer import GPT1Tokenizer
+from utils.data.wikitext2 import Wikitext2, load_split
 
-BPE_FOLDER = os.path.join(fixtures.SHARED_DATA, "gpt1_bpe")
+BPE_FOLDER = fixtures.BPE
 WIKITEXT2 = fixtures.WIKITEXT2
 
 TINY_ENCODER = {"<unk>": 0, "a": 1, "b": 2, "a</w>": 3, "b</w>": 4, "ab</w>": 5}

@@ -13,14 +13,15 @@ import sys
 import tempfile
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _paths  # noqa: E402
-from report_fixtures import config_args, write_notebook_run, write_run  # noqa: E402
+import fixtures
+from report_fixtures import config_args, write_notebook_run, write_run
 
-from utils import report  # noqa: E402
-from utils.plots import spans_decade, time_unit  # noqa: E402
-from utils.report_data import read_run  # noqa: E402
-from utils.report_tables import averages, best_epoch, fastest, latex_escape, mark_duplicates, summarise  # noqa: E402
+from utils import report
+from utils.report.__main__ import main as report_main
+from utils.report.compute import averages, best_epoch, fastest, mark_duplicates, summarise
+from utils.report.plots import spans_decade, time_unit
+from utils.report.read import read_run
+from utils.report.tables import latex_escape
 
 INF = float("inf")
 
@@ -28,7 +29,7 @@ INF = float("inf")
 def run_main(argv):
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = report.main(argv)
+        code = report_main(argv)
     return code, out.getvalue()
 
 
@@ -274,7 +275,7 @@ class PureFunctions(unittest.TestCase):
 
     def test_report_does_not_import_torch(self):
         code = "import sys, utils.report; sys.exit('torch' in sys.modules or 'run_exp' in sys.modules)"
-        done = subprocess.run([sys.executable, "-c", code], cwd=_paths.REPO_ROOT, capture_output=True, text=True)
+        done = subprocess.run([sys.executable, "-c", code], cwd=fixtures.REPO_ROOT, capture_output=True, text=True)
         self.assertEqual(done.returncode, 0, done.stderr)
 
 

@@ -1,4 +1,4 @@
-"""The course notebook users run today (../shared/seed) keeps working against this project:
+"""The course notebook users run today (a text export kept in tests/data/) keeps working against this project:
 its imports, its Arguments dataclass, its main(), its save_logs(args, *logs) call and its
 analysis cell that reads logs/<exp_id>/*.txt, executed as written on small data."""
 import os
@@ -7,10 +7,9 @@ import sys
 import tempfile
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import fixtures  # noqa: E402
+import fixtures
 
-NOTEBOOK = os.path.join(fixtures.SHARED_DATA, "..", "seed", "main_notebook_export.txt")
+NOTEBOOK = fixtures.SEED_NOTEBOOK
 
 
 def extract(text, start, end):

@@ -6,13 +6,12 @@ import sys
 import tempfile
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import fixtures  # noqa: E402
+import fixtures
 
-import run_exp  # noqa: E402
-from utils.batches import TensorBatches  # noqa: E402
-from utils.run_args import SMOKE  # noqa: E402
-from utils.wikitext2 import Wikitext2  # noqa: E402
+import run_exp
+from utils.data.batches import TensorBatches
+from utils.train.settings import SMOKE
+from utils.data.wikitext2 import Wikitext2
 
 
 class RealDataSmokeTest(unittest.TestCase):

@@ -5,17 +5,16 @@ import sys
 import unittest
 from unittest import mock
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import fixtures  # noqa: E402  (puts the repo root on sys.path)
+import fixtures
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from utils import tokenizer as tokenizer_module  # noqa: E402
-from utils.tokenizer import GPT1Tokenizer, bpe, pre_tokenize  # noqa: E402
-from utils.words import count_words, word_end_table, word_level_perplexity  # noqa: E402
+from utils.data import tokenizer as tokenizer_module
+from utils.data.tokenizer import GPT1Tokenizer, bpe, pre_tokenize
+from utils.data.words import count_words, word_end_table, word_level_perplexity
 
-BPE_FOLDER = os.path.join(fixtures.SHARED_DATA, "gpt1_bpe")
+BPE_FOLDER = fixtures.BPE
 WIKITEXT2 = fixtures.WIKITEXT2
 
 # A hand-made vocabulary: piece -> 0-based encoder id (dataset id = encoder id + 1).

@@ -1,4 +1,6 @@
 """Training and evaluation: exact perplexity, the course loss, logs, resume, divergence, sweeps."""
+import contextlib
+import io
 import json
 import math
 import os
@@ -7,19 +9,22 @@ import tempfile
 import unittest
 from unittest import mock
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import fixtures  # noqa: E402  (puts the repo root on sys.path)
+import fixtures
 
-import torch  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
+import torch
+from torch.utils.data import DataLoader
 
-import run_exp  # noqa: E402
-from gpt1_solution import MiniGPT1  # noqa: E402
-from lstm_solution import LSTM  # noqa: E402
-from utils.batches import TensorBatches  # noqa: E402
-from utils.run_args import Arguments, UsageError  # noqa: E402
-from utils.training import TrainingDiverged, evaluate, train  # noqa: E402
-from utils.wikitext2 import Wikitext2  # noqa: E402
+import run_exp
+from gpt1_solution import MiniGPT1
+from lstm_solution import LSTM
+from utils.data.batches import TensorBatches
+from utils.data.wikitext2 import Wikitext2
+from utils.models.base import TokenNLL
+from utils.train import runner
+from utils.train.course import evaluate, train
+from utils.train.loop import TrainingDiverged
+from utils.train.settings import Arguments, UsageError
+from utils.train.stop import RunInterrupted
 
 V, E = fixtures.TINY_VOCAB, fixtures.TINY_WIDTH
 
@@ -167,20 +172,21 @@ class MainTest(RunTestCase):
         for model in ("lstm", "gpt1"):
             with self.subTest(model=model):
                 whole = run_exp.main(tiny_args(self.folder, model=model, exp_id=f"{model}-whole"))
-                real_train = run_exp.train
+                real_epoch = runner.run_epoch
 
-                def killed_in_second_epoch(epoch, *a, **k):
+                def killed_in_second_epoch(run, epoch, *a, **k):
                     if epoch == 1:
                         raise KeyboardInterrupt("simulated kill")
-                    return real_train(epoch, *a, **k)
+                    return real_epoch(run, epoch, *a, **k)
 
-                with mock.patch.object(run_exp, "train", killed_in_second_epoch):
-                    with self.assertRaises(KeyboardInterrupt):
+                with mock.patch.object(runner, "run_epoch", killed_in_second_epoch):
+                    with self.assertRaises(RunInterrupted):
                         run_exp.main(tiny_args(self.folder, model=model, exp_id=f"{model}-cut"))
-                self.assertEqual(self.read_json(f"{model}-cut", "status.json")["status"], "running")
-                with self.assertRaises(UsageError):  # an unfinished run is not restarted silently
-                    run_exp.main(tiny_args(self.folder, model=model, exp_id=f"{model}-cut"))
-                resumed = run_exp.main(tiny_args(self.folder, model=model, exp_id=f"{model}-cut", resume=True))
+                self.assertEqual(self.read_json(f"{model}-cut", "status.json")["status"], "interrupted")
+                out = io.StringIO()
+                with contextlib.redirect_stdout(out):  # a plain rerun continues, and says so
+                    resumed = run_exp.main(tiny_args(self.folder, model=model, exp_id=f"{model}-cut"))
+                self.assertIn("from its checkpoint at epoch 2, step 0", out.getvalue())
                 for index in (0, 1, 3, 4, 6, 7):  # losses and perplexities; times differ
                     self.assertEqual(resumed[index], whole[index])
                 keys = ("train_loss", "valid_loss", "train_ppl", "valid_ppl", "epoch")
@@ -188,17 +194,15 @@ class MainTest(RunTestCase):
                 self.assertEqual(strip(self.read_metrics(f"{model}-cut")), strip(self.read_metrics(f"{model}-whole")))
 
     def test_non_finite_loss_marks_the_run_diverged(self):
-        import utils.training as training
-
-        real = training.token_nll
+        real = TokenNLL.forward
         calls = {"n": 0}
 
-        def nan_on_second_step(model, batch):
+        def nan_on_second_step(module, source, target):
             calls["n"] += 1
-            nll = real(model, batch)
+            nll = real(module, source, target)
             return nll * float("nan") if calls["n"] == 2 else nll
 
-        with mock.patch.object(training, "token_nll", nan_on_second_step):
+        with mock.patch.object(TokenNLL, "forward", nan_on_second_step):
             with self.assertRaises(TrainingDiverged):
                 run_exp.main(tiny_args(self.folder))
         status = self.read_json("run", "status.json")
@@ -210,14 +214,14 @@ class SweepTest(RunTestCase):
         overrides = dict(data_folder=self.folder, embeddings=os.path.join(self.folder, "emb.npz"), epochs=1,
                          batch_size=4, max_batches=2, device="cpu", log_dir=os.path.join(self.folder, "logs"),
                          print_every=1000)
-        real_train = run_exp.train
+        real_train = runner.train_epoch
 
-        def lstm_diverges(epoch, model, *a, **k):
-            if isinstance(model, LSTM):
+        def lstm_diverges(nll_model, *a, epoch=0, **k):
+            if isinstance(nll_model.model, LSTM):
                 raise TrainingDiverged(epoch, 0)
-            return real_train(epoch, model, *a, **k)
+            return real_train(nll_model, *a, epoch=epoch, **k)
 
-        with mock.patch.object(run_exp, "train", lstm_diverges):
+        with mock.patch.object(runner, "train_epoch", lstm_diverges):
             first = run_exp.run_sweep([3, 7], **overrides)
         self.assertEqual([s["status"] for s in first], ["diverged", "completed"])
         self.assertEqual(self.read_json("3", "status.json")["status"], "diverged")
@@ -264,7 +268,7 @@ class CliErrorTest(RunTestCase):
         flat = os.path.join(self.folder, "flat.npz")
         np.savez(flat, tokens=np.zeros(5, np.float32), position=np.zeros((256, 4), np.float32))
         self.assert_refused(["flat.npz"], "--embeddings", flat)
-        self.assert_refused(["--config sets model"], "--config", "3", "--model", "gpt1")
+        self.assert_refused(["--config 3 sets model=lstm"], "--config", "3", "--model", "gpt1")
         self.assert_refused(["1-12"], "--config", "13")
 
 

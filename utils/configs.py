@@ -1,6 +1,8 @@
 """The study's 12 configurations, defined once; run_exp.py, the notebook and the report read them here."""
 from dataclasses import dataclass
 
+from utils.models.registry import display_name
+
 
 @dataclass(frozen=True)
 class ExperimentConfig:
@@ -18,12 +20,8 @@ class ExperimentConfig:
     @property
     def label(self):
         """Short name for legends and tables, e.g. "3: LSTM x1, sgd"."""
-        return f"{self.number}: {MODEL_NAMES[self.model]} x{self.layers}, {self.optimizer}"
+        return f"{self.number}: {display_name(self.model)} x{self.layers}, {self.optimizer}"
 
-
-MODEL_NAMES = {"lstm": "LSTM", "gpt1": "MiniGPT1"}
-MODELS = tuple(MODEL_NAMES)
-OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 
 CONFIGS = {
     c.number: c

@@ -1,4 +1,4 @@
-"""Seeding and device helpers used by the notebook and run_exp.py."""
+"""Seeding, devices and RNG state: used by the course notebook, the engine and the models."""
 import random
 
 import numpy as np
@@ -36,5 +36,37 @@ def set_rng_state(state):
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def cpu_has_bf16():
+    """True where the CPU has native bf16 instructions (AVX512-BF16 or AMX); without them
+    bf16 matmuls are emulated and slower than fp32 (measured on an AVX2-only EPYC: ~7x slower)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()) and _cpu_flags_have_bf16()
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _cpu_flags_have_bf16():
+    try:
+        with open("/proc/cpuinfo") as handle:
+            flags = handle.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def cpu_model_name():
+    """The CPU's model name from /proc/cpuinfo (e.g. "AMD EPYC 9B14"), else what platform knows."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -1,18 +1,29 @@
 """Batches from a split held in memory (on the GPU when training there): no per-batch host
-copies, no worker processes, and an order fixed by (seed, epoch) so a resumed run sees
-exactly the batches an uninterrupted one would."""
+copies, no worker processes, and an order fixed by (seed, epoch), so a resumed run sees exactly
+the batches an uninterrupted one would, from any step.
+
+Data-parallel runs: every process draws the same global batch and keeps its own contiguous
+part of it (`rank` of `world`). A short last batch is split as evenly as it goes and the
+shorter parts are padded with empty rows (mask 0), so every process runs the same shapes and
+no sequence is dropped or seen twice. Each batch carries `global_rows`, the number of real
+sequences in the whole global batch, which the loss needs to equal the single-process one.
+"""
 import torch
 
 
 class TensorBatches:
-    """Iterable of dicts {"source", "target", "mask"}, each (B, T), over a Wikitext2 split."""
+    """Iterable of dicts {"source", "target", "mask"} (B, T) and "global_rows" (0-d), over a
+    Wikitext2 split."""
 
-    def __init__(self, dataset, batch_size, shuffle=False, seed=0, device="cpu"):
+    def __init__(self, dataset, batch_size, shuffle=False, seed=0, device="cpu", rank=0, world=1):
+        if batch_size % world:
+            raise ValueError(f"batch size {batch_size} does not divide among {world} processes.")
         device = torch.device(device)
         stacked = dataset.as_tensors()  # dict of (N, T)
         pin = device.type == "cuda"
         self.tensors = {k: (v.pin_memory() if pin else v).to(device, non_blocking=pin) for k, v in stacked.items()}
         self.batch_size, self.shuffle, self.seed, self.epoch = batch_size, shuffle, seed, 0
+        self.rank, self.world = rank, world
         self.num_items = len(dataset)
 
     def set_epoch(self, epoch):
@@ -28,7 +39,24 @@ class TensorBatches:
         return torch.randperm(self.num_items, generator=generator)
 
     def __iter__(self):
+        return self.iterate(0)
+
+    def iterate(self, start_step=0):
+        """The epoch's batches from global batch `start_step` on (earlier ones are never built)."""
         order = self.order().to(self.tensors["source"].device)
-        for start in range(0, self.num_items, self.batch_size):
-            index = order[start : start + self.batch_size]
-            yield {k: v.index_select(0, index) for k, v in self.tensors.items()}
+        for first in range(start_step * self.batch_size, self.num_items, self.batch_size):
+            index = order[first : first + self.batch_size]
+            yield self._shard(index)
+
+    def _shard(self, index):
+        rows = len(index)
+        batch = {"global_rows": torch.tensor(float(rows), device=index.device)}
+        if self.world == 1:
+            return dict(batch, **{k: v.index_select(0, index) for k, v in self.tensors.items()})
+        per_rank = -(-rows // self.world)
+        mine = index[self.rank * per_rank : (self.rank + 1) * per_rank]
+        for key, table in self.tensors.items():
+            part = table.index_select(0, mine)  # (<= per_rank, T)
+            padding = part.new_zeros((per_rank - len(mine), part.shape[1]))
+            batch[key] = torch.cat([part, padding]) if len(padding) else part  # (per_rank, T)
+        return batch

@@ -1,6 +1,6 @@
 """Build a stand-in for GPT-1's `embeddings.npz` offline, from the Wikitext-2 training split.
 
-    python -m utils.build_embeddings --data_folder ../shared/data/wikitext2 --out data/embeddings.npz
+    python -m utils.build_embeddings --out data/embeddings.npz          # from the project's data/
 
 Tokens: PPMI + truncated SVD (Levy, Goldberg & Dagan, 2015). Co-occurrences are counted in a
 symmetric window of 5 tokens that never crosses a line, weighted (w - d + 1) / w by distance d
@@ -31,7 +31,6 @@ the same bytes, and a JSON sidecar `<out>.json` records how it was made (see des
 A full build took 65-115 s and 1.1 GB peak RSS on 2 shared CPU cores.
 """
 import argparse
-import hashlib
 import json
 import os
 import resource
@@ -42,9 +41,10 @@ import zipfile
 import numpy as np
 import scipy.sparse as sp
 
-from utils.checkpoint import atomic_write, atomic_write_json
-from utils.embeddings import GPT1_EMBEDDING_SIZE, GPT1_VOCABULARY_SIZE
-from utils.wikitext2 import load_split
+from utils.data import PROJECT_DATA
+from utils.data.embeddings import GPT1_EMBEDDING_SIZE, GPT1_VOCABULARY_SIZE, file_sha256
+from utils.data.wikitext2 import load_split
+from utils.runs.atomic import atomic_write, atomic_write_json
 
 WINDOW, ALPHA, EIG_POWER, SCALE, N_POSITIONS = 5, 0.75, 0.5, 0.1, 512
 OVERSAMPLE, POWER_ITERS = 16, 2
@@ -154,14 +154,6 @@ def write_npz(handle, arrays):
                 np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
 
 
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def sidecar_path(path):
     return path + ".json"
 
@@ -217,7 +209,7 @@ def peak_rss_mb():
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data_folder", required=True, help="folder with wiki.train.npz")
+    parser.add_argument("--data_folder", default=PROJECT_DATA, help="folder with wiki.train.npz (default: %(default)s)")
     parser.add_argument("--out", required=True, help="the .npz to write (a <out>.json sidecar goes beside it)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scale", type=float, default=SCALE, help="RMS entry of token and position rows")

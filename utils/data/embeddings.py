@@ -1,5 +1,7 @@
 """Frozen GPT-1 token + position embeddings, and loading them from `embeddings.npz`."""
+import hashlib
 import os
+import zipfile
 
 import numpy as np
 import torch
@@ -8,7 +10,16 @@ import torch.nn as nn
 GPT1_VOCABULARY_SIZE = 40479
 GPT1_EMBEDDING_SIZE = 768
 EMBEDDINGS_URL = "https://www.dropbox.com/s/g91502hubcmb4ob/embeddings.npz?dl=0"
-BUILD_COMMAND = "python -m utils.build_embeddings --data_folder ../shared/data/wikitext2 --out data/embeddings.npz"
+BUILD_COMMAND = "python -m utils.build_embeddings --out data/embeddings.npz"
+
+
+def file_sha256(path):
+    """Hex sha256 of a file, read in 1 MB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class EmbeddingsError(ValueError):
@@ -29,7 +40,7 @@ def read_embeddings(filename, vocabulary_size=None, embedding_size=None):
     try:
         with np.load(filename) as data:
             tokens, position = data["tokens"], data["position"]
-    except (KeyError, ValueError, OSError) as err:
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
         raise EmbeddingsError(f"{filename} is not an embeddings file with arrays 'tokens' and 'position' ({err}).")
     if tokens.ndim != 2 or position.ndim != 2 or tokens.shape[1] != position.shape[1]:
         raise EmbeddingsError(
@@ -38,6 +49,10 @@ def read_embeddings(filename, vocabulary_size=None, embedding_size=None):
     expected = (vocabulary_size or tokens.shape[0], embedding_size or tokens.shape[1])
     if tokens.shape != expected:
         raise EmbeddingsError(f"{filename} has token embeddings of shape {tokens.shape}, expected {expected}.")
+    for name, table in (("tokens", tokens), ("position", position)):
+        bad = int(np.size(table) - np.isfinite(table).sum())
+        if bad:
+            raise EmbeddingsError(f"{filename}: '{name}' holds {bad} NaN or infinite value(s); rebuild or re-download it.")
     return torch.from_numpy(np.asarray(tokens, np.float32)), torch.from_numpy(np.asarray(position, np.float32))
 
 

@@ -13,9 +13,9 @@ import sys
 
 import numpy as np
 
-from utils.checkpoint import atomic_write
-from utils.tokenizer import GPT1Tokenizer
-from utils.wikitext2 import SPLITS
+from utils.runs.atomic import atomic_write
+from utils.data.tokenizer import GPT1Tokenizer
+from utils.data.wikitext2 import SPLITS
 
 
 def encode_lines(lines, tokenizer):

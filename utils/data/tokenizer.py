@@ -43,13 +43,10 @@ _DROP_CATEGORIES = ("Cc", "Cf", "Mn")
 
 
 def default_folder(folder=None):
-    """The BPE folder: `folder`, else $GPT1_BPE_FOLDER, else ../shared/data/gpt1_bpe beside the repo."""
-    if folder:
-        return folder
-    if os.environ.get(ENV_VAR):
-        return os.environ[ENV_VAR]
-    repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return os.path.normpath(os.path.join(repo_root, "..", "shared", "data", "gpt1_bpe"))
+    """The BPE folder: `folder`, else $GPT1_BPE_FOLDER, else the project's data/gpt1_bpe."""
+    from utils.data import BPE_FOLDER
+
+    return folder or os.environ.get(ENV_VAR) or BPE_FOLDER
 
 
 def _require(folder, name):

@@ -8,8 +8,8 @@ from torch.utils.data import Dataset
 SPLITS = ("train", "validation", "test")
 BREAK_MODES = ("none", "lines", "complete")
 DATA_HINT = (
-    "the course's pre-tokenized Wikitext-2 (wiki.{train,validation,test}.npz); "
-    "in this project it lives in ../shared/data/wikitext2 (pass --data_folder)"
+    "wiki.{train,validation,test}.npz in the course's format (the project's data/ folder has "
+    "Wikitext-2; utils.prepare_data makes them from your text)"
 )
 
 

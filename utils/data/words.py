@@ -5,7 +5,7 @@ in "</w>" ("the</w>", "ory</w>", ",</w>"), or that is <unk> (id 1). Counting wor
 starts) means a word split across two items, or whose first pieces are not targets, is still
 counted exactly once, together with the NLL of all its predicted pieces. <unk> counts as a word
 because almost every <unk> in the course data is a whole word that the vocabulary lacks (an en dash
-"–", one CJK character); its piece hides whether a "</w>" followed (see utils/tokenizer.py).
+"–", one CJK character); its piece hides whether a "</w>" followed (see utils/data/tokenizer.py).
 
 Words are those of the pre-tokenizer, so every punctuation mark is a word: "1 @,@ 000" is 5 words
 and "'s" is 2 ("'", "s"), where Wikitext's word-level files have 3 and 1. Wikitext's counts also
@@ -21,7 +21,7 @@ import math
 
 import torch
 
-from utils.tokenizer import PADDING_ID, UNK, WORD_END, load_encoder
+from utils.data.tokenizer import PADDING_ID, UNK, WORD_END, load_encoder
 
 
 def word_end_table(folder=None, unk_ends_word=True, encoder=None):

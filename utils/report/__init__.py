@@ -12,16 +12,15 @@ Partial, diverged and failed runs are reported with their status; only completed
 answers (fastest, best, averages), and everything left out is listed with its reason.
 This module never imports torch or the training code, so it runs anywhere the logs are.
 """
-import argparse
 import os
-import sys
 from dataclasses import dataclass, field
 
-from utils import report_markdown
 from utils.configs import GROUPS
-from utils.plots import plot_group, plot_run
-from utils.report_data import read_runs
-from utils.report_tables import answers, csv_text, is_smoke, latex_table, mark_duplicates, run_label, summarise
+from utils.report import markdown
+from utils.report.compute import answers, is_smoke, mark_duplicates, run_label, summarise
+from utils.report.plots import plot_group, plot_run
+from utils.report.read import read_runs
+from utils.report.tables import csv_text, latex_table
 
 HOW_TO_RUN = ("train some first: `python run_exp.py --config 1 --log_dir {log_dir}` "
               "(or `--config all --smoke` for a quick CPU check), then rerun this report.")
@@ -31,7 +30,7 @@ HOW_TO_RUN = ("train some first: `python run_exp.py --config 1 --log_dir {log_di
 class Report:
     log_dir: str
     out_dir: str
-    runs: list = field(default_factory=list)  # RunLog, sorted by configuration then folder
+    runs: list = field(default_factory=list)  # RunRecord, sorted by configuration then folder
     rows: list = field(default_factory=list)  # results-table rows, one per run
     left_out: list = field(default_factory=list)  # (folder, reason): not in the report at all
     not_counted: list = field(default_factory=list)  # (label, reason): in the table, not in the answers
@@ -86,7 +85,7 @@ def generate_report(log_dir="logs", out_dir="plots", command=None):
             write_text(report.tables[kind], text)
     command = command or f"python -m utils.report --log_dir {log_dir} --out {out_dir}"
     report.tables["md"] = os.path.join(out_dir, "results.md")
-    write_text(report.tables["md"], report_markdown.render(report, command))
+    write_text(report.tables["md"], markdown.render(report, command))
     return report
 
 
@@ -107,27 +106,3 @@ def summary_lines(report):
         lines.append(f"Wrote {len(report.figures)} figure(s) and {len(report.tables)} table file(s) "
                      f"to {report.out_dir}")
     return lines
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     epilog="Exit status 2 when there is nothing to report.")
-    parser.add_argument("--log_dir", default="logs", help="folder of run folders (default: logs)")
-    parser.add_argument("--out", default="plots", help="folder for figures and tables (default: plots)")
-    options = parser.parse_args(argv)
-    if not os.path.isdir(options.log_dir):
-        print(f"No runs found: {options.log_dir} does not exist; " + HOW_TO_RUN.format(log_dir=options.log_dir))
-        return 2
-    report = generate_report(options.log_dir, options.out)
-    if not report.runs and not report.left_out:
-        print(f"No runs found in {options.log_dir}; " + HOW_TO_RUN.format(log_dir=options.log_dir))
-        return 2
-    print("\n".join(summary_lines(report)))
-    if not report.runs:
-        print(f"Nothing to plot yet (see {report.tables['md']}); " + HOW_TO_RUN.format(log_dir=options.log_dir))
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

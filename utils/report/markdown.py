@@ -1,7 +1,8 @@
 """`results.md`: the runs, the results table, the computed answers, figures, provenance and samples."""
 import os
 
-from utils.report_tables import NOT_LOGGED, format_cell, is_smoke, markdown_table, memory_text, run_label
+from utils.report.compute import is_smoke, run_label
+from utils.report.tables import NOT_LOGGED, format_cell, markdown_table, memory_text
 
 DEFINITIONS = """\
 Definitions: perplexity is exp(mean cross-entropy per predicted token); "best" is the epoch with the

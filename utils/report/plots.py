@@ -9,7 +9,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from utils.report_tables import finite, run_label
+from utils.report.compute import finite, run_label
 
 GROUP_TITLES = {
     "lstm_optimizers": "LSTM (1 layer): optimizers compared",
@@ -130,7 +130,7 @@ def plot_run(run, path):
 
 def plot_group(name, members, missing, path):
     """Validation perplexity vs epoch and vs training time for the runs of one comparison group.
-    members: RunLogs; missing: configuration numbers of the group with no run to show."""
+    members: RunRecords; missing: configuration numbers of the group with no run to show."""
     fig = new_figure(13, 6.5)
     title = GROUP_TITLES.get(name, name)
     if missing:

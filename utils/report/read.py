@@ -10,23 +10,17 @@ import os
 from dataclasses import dataclass, field
 
 from utils.configs import CONFIGS
+from utils.runs import schema
 
 # The course notebook's per-epoch text files, keyed by the metrics.jsonl field they hold.
-TXT_FILES = {
-    "train_loss": "train_loss.txt",
-    "train_ppl": "train_ppl.txt",
-    "train_seconds": "train_time.txt",
-    "valid_loss": "valid_loss.txt",
-    "valid_ppl": "valid_ppl.txt",
-    "valid_seconds": "valid_time.txt",
-}
+TXT_FILES = {key: schema.txt_name(name) for name, key in schema.EPOCH_TXT.items()}
 # Without these an epoch cannot be plotted or ranked; the time files are optional.
-REQUIRED_KEYS = ("train_loss", "train_ppl", "valid_loss", "valid_ppl")
+REQUIRED_KEYS = schema.REQUIRED_EPOCH_KEYS
 NAN = float("nan")
 
 
 @dataclass
-class RunLog:
+class RunRecord:
     exp_id: str  # the folder name
     path: str
     args: dict
@@ -39,7 +33,7 @@ class RunLog:
     provenance: dict = field(default_factory=dict)
     samples: list = field(default_factory=list)
     notes: list = field(default_factory=list)  # what a reader of the report should know
-    source: str = "metrics.jsonl"
+    source: str = schema.METRICS
 
 
 def natural_key(name):
@@ -145,8 +139,8 @@ def config_number(args):
 
 def read_test(run_dir, notes):
     test = {}
-    for key, name in (("loss", "test_loss.txt"), ("ppl", "test_ppl.txt"), ("seconds", "test_time.txt")):
-        values = read_floats(os.path.join(run_dir, name), notes)
+    for key, name in (("loss", "test_loss"), ("ppl", "test_ppl"), ("seconds", "test_time")):
+        values = read_floats(os.path.join(run_dir, schema.txt_name(name)), notes)
         if values:
             test[key] = values[0]
     return test
@@ -154,7 +148,7 @@ def read_test(run_dir, notes):
 
 def read_status(run, run_dir):
     """status.json when run_exp.py wrote one; otherwise inferred from what the old notebook left."""
-    status = read_json(os.path.join(run_dir, "status.json"))
+    status = read_json(os.path.join(run_dir, schema.STATUS))
     if isinstance(status, dict) and status.get("status"):
         run.status, run.status_message = str(status["status"]), str(status.get("message") or "")
         return
@@ -166,23 +160,23 @@ def read_status(run, run_dir):
 
 
 def read_run(run_dir):
-    """(RunLog, None) for a run with at least one completed epoch, else (None, why it is left out)."""
+    """(RunRecord, None) for a run with at least one completed epoch, else (None, why it is left out)."""
     exp_id = os.path.basename(os.path.normpath(run_dir))
     try:
-        args = read_json(os.path.join(run_dir, "args.json"))
+        args = read_json(os.path.join(run_dir, schema.ARGS))
     except ValueError as err:
         return None, str(err)
     if not isinstance(args, dict):
         return None, "no args.json (not a run folder?)"
     notes = []
-    jsonl = os.path.join(run_dir, "metrics.jsonl")
-    source = "metrics.jsonl" if os.path.isfile(jsonl) else "txt"
-    epochs = epochs_from_jsonl(jsonl, notes) if source == "metrics.jsonl" else epochs_from_txt(run_dir, notes)
-    run = RunLog(exp_id, run_dir, args, config_number(args), epochs, notes=notes, source=source)
+    jsonl = os.path.join(run_dir, schema.METRICS)
+    source = schema.METRICS if os.path.isfile(jsonl) else "txt"
+    epochs = epochs_from_jsonl(jsonl, notes) if source == schema.METRICS else epochs_from_txt(run_dir, notes)
+    run = RunRecord(exp_id, run_dir, args, config_number(args), epochs, notes=notes, source=source)
     run.test = read_test(run_dir, notes)
-    memory = read_floats(os.path.join(run_dir, "avg_steady_state_memory.txt"), notes)
+    memory = read_floats(os.path.join(run_dir, schema.txt_name("avg_steady_state_memory")), notes)
     run.steady_memory_mb = memory[0] if memory else None
-    for name, attr, kind in (("provenance.json", "provenance", dict), ("samples.json", "samples", list)):
+    for name, attr, kind in ((schema.PROVENANCE, "provenance", dict), (schema.SAMPLES, "samples", list)):
         try:
             value = read_json(os.path.join(run_dir, name))
         except ValueError as err:

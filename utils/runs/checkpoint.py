@@ -1,85 +1,79 @@
-"""Atomic files and run checkpoints: nothing half-written survives a crash or a kill."""
-import json
+"""Run checkpoints: what is learned, the optimizer, and where the run stands, written atomically.
+
+A checkpoint holds only the learned parameters (the frozen tied embedding is 124 MB and is
+the same file for every run): it records the embeddings file's sha256 instead, and a run, or
+generate.py, rebuilds the frozen tables from that file and refuses a different one.
+"""
 import os
-import tempfile
+import pickle
+import zipfile
 
-import torch
+from utils.runs.atomic import atomic_write
+from utils.runs.schema import CHECKPOINT
 
-CHECKPOINT_NAME = "checkpoint.pt"
-
-
-def atomic_write(path, write):
-    """Call write(file_object) on a temporary file beside `path`, then rename it into place."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file ordinary permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+FORMAT = 2  # 1: whole state_dict with the embeddings (before checkpoints dropped them)
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_text(path, text):
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
-
-
-def atomic_write_json(path, obj):
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message is one line that says what to do."""
 
 
 def save_checkpoint(run_dir, state):
-    """state: dict with "model", "optimizer", "args", "epoch", "rng", "metrics" (see run_exp)."""
-    atomic_write(os.path.join(run_dir, CHECKPOINT_NAME), lambda f: torch.save(state, f))
+    import torch
+
+    atomic_write(os.path.join(run_dir, CHECKPOINT), lambda f: torch.save(dict(state, format=FORMAT), f))
 
 
 def load_checkpoint(run_dir, map_location="cpu"):
-    path = os.path.join(run_dir, CHECKPOINT_NAME)
+    """The checkpoint's dict; CheckpointError when it is missing, truncated or not ours."""
+    import torch
+
+    path = os.path.join(run_dir, CHECKPOINT)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"No checkpoint at {path}: train the run first (python run_exp.py ...).")
-    return torch.load(path, map_location=map_location, weights_only=False)
+        raise CheckpointError(f"No checkpoint at {path}: train the run first (python run_exp.py ...).")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise CheckpointError(f"{path} is unreadable ({first_line[:200]}): rerun with --force to start the run "
+                              "over, or restore the file.") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a checkpoint of this version of the project: rerun with --force "
+                              "to start the run over.")
+    return state
 
 
-def build_model(args, tokens_weight=None, position_weight=None):
-    """The model named by run args (a dict with "model" and "layers"); its vocabulary and width
-    come from `tokens_weight` (V, E) when given, else the GPT-1 defaults with random embeddings."""
-    from gpt1_solution import MiniGPT1
-    from lstm_solution import LSTM
-
-    learn = bool(args.get("learn_embeddings", False))
-    sizes = {} if tokens_weight is None else dict(vocabulary_size=tokens_weight.shape[0],
-                                                  embedding_size=tokens_weight.shape[1])
-    if args["model"] == "lstm":
-        return LSTM(hidden_size=512, num_layers=args["layers"], learn_embeddings=learn,
-                    _embedding_weight=tokens_weight, **sizes)
-    if args["model"] == "gpt1":
-        return MiniGPT1(num_layers=args["layers"], learn_embeddings=learn, _tokens_embedding_weight=tokens_weight,
-                        _positional_embedding_weight=position_weight, **sizes)
-    raise ValueError(f"Unknown model {args['model']!r}: use lstm or gpt1.")
+def learned_state(model):
+    """model's state_dict without its frozen parameters (tied aliases included)."""
+    frozen = set(model.frozen_parameter_names())
+    return {k: v for k, v in model.state_dict().items() if k not in frozen}
 
 
-TIED_KEYS = {"lstm": ("embedding.weight", None), "gpt1": ("embedding.tokens.weight", "embedding.position.weight")}
+def restore_model(model, state, embeddings_sha256):
+    """Load a checkpoint's learned parameters into a model built on the same embeddings file."""
+    recorded = state["embeddings_sha256"]
+    if recorded != embeddings_sha256:
+        raise CheckpointError(f"the checkpoint was trained on embeddings with sha256 {recorded[:12]}..., not "
+                              f"{embeddings_sha256[:12]}...: pass the same --embeddings file, or --force to start over.")
+    missing, unexpected = model.load_state_dict(state["model"], strict=False)
+    if set(missing) != set(model.frozen_parameter_names()) or unexpected:
+        raise CheckpointError(f"the checkpoint does not fit this model (missing {sorted(missing)[:3]}, "
+                              f"unexpected {sorted(unexpected)[:3]}): rerun with --force to start over.")
 
 
-def load_trained_model(run_dir, device="cpu"):
-    """(model in eval mode, run args dict) from `run_dir/checkpoint.pt`; sizes come from the
-    checkpoint's own embedding matrices, so no embeddings file is needed."""
-    state = load_checkpoint(run_dir, map_location="cpu")
-    args = state["args"]
-    tokens_key, position_key = TIED_KEYS[args["model"]]
-    weights = state["model"]
-    model = build_model(args, weights[tokens_key].clone(), weights[position_key].clone() if position_key else None)
-    model.load_state_dict(weights)
-    return model.to(device).eval(), args
+def load_trained_model(run_dir, device="cpu", embeddings=None):
+    """(model in eval mode, settings dict) from run_dir's checkpoint and the embeddings file it was
+    trained on (`embeddings`, else the path the run recorded), checked by sha256."""
+    from utils.data.embeddings import EmbeddingsError, file_sha256, read_embeddings
+    from utils.models.registry import model_spec
+
+    state = load_checkpoint(run_dir)
+    settings = state["settings"]
+    path = embeddings or settings["embeddings"]
+    try:
+        tokens, position = read_embeddings(path)
+    except EmbeddingsError as err:
+        raise CheckpointError(f"{err} (the run was trained on it; pass --embeddings PATH)") from None
+    model = model_spec(settings["model"]).build(settings["layers"], tokens, position, settings["learn_embeddings"])
+    restore_model(model, state, file_sha256(path))
+    return model.to(device).eval(), settings

@@ -1,35 +1,32 @@
-"""What a run was: code version, software, hardware, parameter counts and embeddings used."""
-import hashlib
+"""What a run was: code version, software, hardware, processes, parameter counts, embeddings."""
 import os
 import platform
+import subprocess
 
 import torch
 
-from utils.run_args import get
-from utils.run_logs import git_commit
+from utils.torch_utils import cpu_model_name
 
 
-def sha256_of(path, block=1 << 20):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(block), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def describe_embeddings_file(path):
-    """Path, sha256 and how the file was made (the builder's sidecar, when there is one)."""
+def git_commit():
+    """The project's commit (with '+dirty' when the tree has changes), or 'unknown'."""
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     try:
-        from utils.build_embeddings import describe_embeddings
-    except ImportError:
-        return {"path": os.path.abspath(path), "sha256": sha256_of(path), "kind": "unknown"}
-    return describe_embeddings(path)
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if commit.returncode != 0:
+        return "unknown"
+    return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def device_name(device):
+    """The GPU's or the CPU's model name (e.g. "NVIDIA H200", "AMD EPYC 9B14")."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return platform.processor() or platform.machine()
+    return cpu_model_name()
 
 
 def count_parameters(model):
@@ -39,7 +36,8 @@ def count_parameters(model):
     return learnable, frozen
 
 
-def provenance(args, model, device, precision):
+def provenance(settings, model, device, precision, embeddings, dist, devices):
+    """embeddings: describe_embeddings()'s dict; devices: every process's device_name, by rank."""
     learnable, frozen = count_parameters(model)
     return {
         "git_commit": git_commit(),
@@ -47,11 +45,13 @@ def provenance(args, model, device, precision):
         "python_version": platform.python_version(),
         "device": device.type,
         "device_name": device_name(device),
+        "devices": devices,
         "cpu_threads": torch.get_num_threads(),
-        "precision": precision,
+        "precision": str(precision),
         "params_learnable": learnable,
         "params_frozen": frozen,
-        "embeddings": describe_embeddings_file(args.embeddings),
-        "max_batches": get(args, "max_batches"),
+        "embeddings": embeddings,
+        "max_batches": settings.max_batches,
+        "distributed": dist.describe(),
         "memory_note": None if device.type == "cuda" else "GPU memory not measured on CPU (reported as NaN/null)",
     }

@@ -1,20 +1,22 @@
-"""One epoch of training or evaluation, with exact token-weighted perplexity.
+"""One pass of training or evaluation over a split, with exact token-weighted perplexity.
 
-Perplexity is exp(total NLL of all real target tokens / their number) over the whole split,
-so it does not depend on the batch size or on how the last batch is padded. The optimizer
-still minimises the course's `model.loss` (each sequence's mean NLL, then the batch mean),
-computed by the exact chunked loss in utils.losses rather than from (B, T, V) log-probabilities.
+Perplexity is exp(total NLL of all real target tokens / their number) over the whole split, so
+it depends neither on the batch size nor on padding nor on the number of processes (the sums
+are all-reduced in float64). The optimizer minimises the course's loss (each sequence's mean
+NLL, then the batch mean) computed by the model's TokenNLL forward, so a DistributedDataParallel
+wrapper sees every forward pass. Everything the loop needs comes in as an argument: the NLL
+module, the batches, the precision, the scaler, a step cap, a word table, a progress reporter,
+and a hook the runner uses for mid-epoch checkpoints and stop requests.
 """
 import math
 import time
 
 import torch
 
-from utils.losses import course_loss, tied_token_nll
-from utils.precision import autocast, make_scaler
-from utils.run_args import get
+from utils.data.words import count_words, word_level_perplexity
+from utils.models.losses import course_loss
 from utils.torch_utils import to_device
-from utils.words import count_words, word_level_perplexity
+from utils.train.distributed import SINGLE
 
 
 class TrainingDiverged(RuntimeError):
@@ -26,8 +28,8 @@ class TrainingDiverged(RuntimeError):
 
 
 class EpochResult(tuple):
-    """(mean_nll, perplexity, wall_seconds), as the notebook unpacks it, with the counts
-    behind it as attributes: tokens, words, nll_sum, word_perplexity, tokens_per_second."""
+    """(mean_nll, perplexity, wall_seconds), as the course notebook unpacks it, with the counts
+    behind it as attributes: nll_sum, tokens, words, word_perplexity, tokens_per_second."""
 
     def __new__(cls, nll_sum, tokens, seconds, words=None):
         mean = nll_sum / max(tokens, 1)
@@ -38,27 +40,66 @@ class EpochResult(tuple):
         return self
 
 
-def token_nll(model, batch):
-    """Per-token NLL (B, T) of batch["target"] given batch["source"], float32."""
-    source, target = batch["source"], batch["target"]
-    if hasattr(model, "initial_states"):
-        features, _ = model.features(source, model.initial_states(source.shape[0], source.device))
-    else:
-        features = model.features(source)
-    B, T, E = features.shape
-    nll = tied_token_nll(features.reshape(B * T, E), model.tied_weight, target.reshape(B * T))  # (B*T,)
-    return nll.view(B, T)
+class Totals:
+    """Running sums of one pass, kept on the device so that a step never waits for the host."""
+
+    def __init__(self, device, nll_sum=0.0, tokens=0.0, words=0.0, seconds=0.0):
+        sums = torch.tensor([nll_sum, tokens, words], dtype=torch.float64)
+        self.sums = sums.to(device)  # (3,): NLL, real targets, words
+        self.bad_step = torch.full((), -1, dtype=torch.long, device=device)  # first non-finite step
+        self.seconds_before, self.start, self.stopped = seconds, time.perf_counter(), None
+
+    def add(self, nll, mask, step, loss=None, words=None):
+        with torch.no_grad():
+            self.sums[0] += (nll.detach() * mask).sum()
+            self.sums[1] += mask.sum()
+            if words is not None:
+                self.sums[2] += words
+            if loss is not None:
+                self.bad_step = torch.where((self.bad_step < 0) & ~torch.isfinite(loss), step, self.bad_step)
+
+    def seconds(self):
+        """Wall-clock of the pass, time before a resume included; frozen once result() is taken."""
+        return self.seconds_before + (self.stopped or time.perf_counter()) - self.start
+
+    def check_finite(self, epoch):
+        """Raise TrainingDiverged if a step's loss was not finite (one host sync)."""
+        step = int(self.bad_step.item())
+        if step >= 0:
+            raise TrainingDiverged(epoch, step)
+
+    def snapshot(self):
+        """This process's sums and time so far, as floats: what a mid-epoch checkpoint keeps."""
+        nll_sum, tokens, words = self.sums.tolist()
+        return {"nll_sum": nll_sum, "tokens": tokens, "words": words, "seconds": self.seconds()}
+
+    def result(self, dist=SINGLE, with_words=False):
+        """The split's EpochResult, summed over processes."""
+        self.stopped = self.stopped or time.perf_counter()
+        nll_sum, tokens, words = dist.all_reduce_sum(self.sums.clone()).tolist()
+        return EpochResult(nll_sum, int(tokens), self.seconds(), int(words) if with_words else None)
 
 
-def train_step(model, batch, optimizer, precision="fp32", scaler=None):
-    """One optimisation step on a batch already on the model's device: the course's loss by
-    the exact chunked path, backward, optimizer step. Returns (loss, nll (B, T)), not synced."""
-    device = _device_of(model)
-    with autocast(precision, device):
-        nll = token_nll(model, batch)
-    loss = course_loss(nll, batch["mask"])
+def batch_loss(nll, batch, world=1):
+    """The course's loss of a global batch from this process's part of it. With one process it is
+    course_loss itself. With `world` processes each returns its sequences' summed means times
+    world / global_rows: DDP averages the gradients over processes, which gives exactly the
+    gradient of the mean over the whole global batch (padding rows, mask 0, add nothing)."""
+    if world == 1:
+        return course_loss(nll, batch["mask"])
+    mask = batch["mask"]
+    per_sequence = (nll * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)  # (B,)
+    return per_sequence.sum() * (world / batch["global_rows"])
+
+
+def train_step(nll_model, batch, optimizer, precision, scaler=None, world=1):
+    """One optimisation step on a batch already on the model's device. Returns (loss, nll (B, T)),
+    not synced with the host."""
+    with precision.autocast():
+        nll = nll_model(batch["source"], batch["target"])
+    loss = batch_loss(nll, batch, world)
     optimizer.zero_grad(set_to_none=True)
-    if scaler is None:
+    if scaler is None or not scaler.is_enabled():
         loss.backward()
         optimizer.step()
         return loss, nll
@@ -68,92 +109,53 @@ def train_step(model, batch, optimizer, precision="fp32", scaler=None):
     return loss, nll
 
 
-def _device_of(model):
-    return next(model.parameters()).device
+def _device_of(module):
+    return next(module.parameters()).device
 
 
-def _limited(dataloader, args):
-    cap = get(args, "max_batches")
-    for step, batch in enumerate(dataloader):
-        if cap is not None and step >= cap:
+def _capped(batches, start_step, max_steps):
+    """(step, batch) pairs from start_step, stopping at max_steps (None: no cap)."""
+    for step, batch in enumerate(batches, start_step):
+        if max_steps is not None and step >= max_steps:
             return
         yield step, batch
 
 
-def _progress(dataloader, args, desc):
-    """tqdm bar when args.progress_bar, else the plain iterable."""
-    if not get(args, "progress_bar"):
-        return None
-    from tqdm import tqdm
-
-    cap = get(args, "max_batches")
-    total = len(dataloader) if hasattr(dataloader, "__len__") else None
-    return tqdm(total=min(total, cap) if (cap and total) else (cap or total), desc=desc, leave=False)
-
-
-def _report(bar, step, args, loss_value, tokens, start, mode):
-    rate = tokens / max(time.perf_counter() - start, 1e-9)
-    if bar is not None:
-        bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{rate:,.0f}")
-    else:
-        print(f"[{mode}] step {step}: loss {loss_value:.4f}, {rate:,.0f} tokens/s", flush=True)
-
-
-def train(epoch, model, dataloader, optimizer, args):
-    """One epoch; returns EpochResult (mean NLL per token, perplexity, seconds)."""
-    model.train()
-    device, precision = _device_of(model), getattr(args, "_precision", "fp32")
-    scaler = getattr(args, "_scaler", None) or make_scaler(precision, device)
-    print_every = max(int(get(args, "print_every") or 1), 1)
-    nll_sum = torch.zeros((), dtype=torch.float64, device=device)
-    tokens = torch.zeros((), dtype=torch.float64, device=device)
-    bad_step = torch.full((), -1, dtype=torch.long, device=device)  # first non-finite step, tracked on device
-    bar, start = _progress(dataloader, args, f"train {epoch}"), time.perf_counter()
-    for step, batch in _limited(dataloader, args):
+def train_epoch(nll_model, batches, optimizer, precision, scaler=None, *, epoch=0, start_step=0, max_steps=None,
+                totals=None, reporter=None, hook=None, dist=SINGLE):
+    """Train over `batches` (already positioned at start_step); returns the epoch's EpochResult.
+    hook(steps_done, totals), when given, runs after every step (checkpoints, stop requests)."""
+    nll_model.train()
+    device = _device_of(nll_model)
+    totals = totals or Totals(device)
+    for step, batch in _capped(batches, start_step, max_steps):
         batch = to_device(batch, device, non_blocking=True)
-        loss, nll = train_step(model, batch, optimizer, precision, scaler)
-        with torch.no_grad():
-            nll_sum += (nll.detach() * batch["mask"]).sum()
-            tokens += batch["mask"].sum()
-            bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss), step, bad_step)
-        if bar is not None:
-            bar.update(1)
-        if (step + 1) % print_every == 0:
-            _check_finite(bad_step, epoch)  # host sync only here, at print time
-            _report(bar, step + 1, args, loss.item(), tokens.item(), start, "train")
-    _check_finite(bad_step, epoch)
-    if bar is not None:
-        bar.close()
-    return EpochResult(nll_sum.item(), int(tokens.item()), time.perf_counter() - start)
-
-
-def _check_finite(bad_step, epoch):
-    step = int(bad_step.item())
-    if step >= 0:
-        raise TrainingDiverged(epoch, step)
+        loss, nll = train_step(nll_model, batch, optimizer, precision, scaler, dist.world)
+        totals.add(nll, batch["mask"], step, loss=loss)
+        if reporter is not None and reporter.due(step + 1):
+            totals.check_finite(epoch)  # host sync only here, at print time
+            reporter.show(step + 1, totals, loss)
+        if hook is not None:
+            hook(step + 1, totals)
+    totals.check_finite(epoch)
+    return totals.result(dist)
 
 
 @torch.no_grad()
-def evaluate(epoch, model, dataloader, args, mode="val"):
-    """Exact perplexity over the split (or its first max_batches batches); returns EpochResult."""
-    model.eval()
-    device, precision = _device_of(model), getattr(args, "_precision", "fp32")
-    word_table = getattr(args, "_word_table", None)
-    nll_sum = torch.zeros((), dtype=torch.float64, device=device)
-    tokens = torch.zeros((), dtype=torch.float64, device=device)
-    words = torch.zeros((), dtype=torch.float64, device=device)
-    bar, start = _progress(dataloader, args, f"{mode} {epoch}"), time.perf_counter()
-    for step, batch in _limited(dataloader, args):
+def evaluate_split(nll_model, batches, precision, *, word_table=None, max_steps=None, reporter=None, hook=None,
+                   dist=SINGLE):
+    """Exact perplexity over the split (or its first max_steps batches), summed over processes."""
+    nll_model.eval()
+    device = _device_of(nll_model)
+    totals = Totals(device)
+    for step, batch in _capped(batches, 0, max_steps):
         batch = to_device(batch, device, non_blocking=True)
-        with autocast(precision, device):
-            nll = token_nll(model, batch)
-        nll_sum += (nll * batch["mask"]).sum()
-        tokens += batch["mask"].sum()
-        if word_table is not None:
-            words += count_words(batch["target"], batch["mask"], word_table)
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    n_words = int(words.item()) if word_table is not None else None
-    return EpochResult(nll_sum.item(), int(tokens.item()), time.perf_counter() - start, n_words)
+        with precision.autocast():
+            nll = nll_model(batch["source"], batch["target"])
+        words = count_words(batch["target"], batch["mask"], word_table) if word_table is not None else None
+        totals.add(nll, batch["mask"], step, words=words)
+        if reporter is not None and reporter.due(step + 1):
+            reporter.show(step + 1, totals)
+        if hook is not None:
+            hook(step + 1, totals)
+    return totals.result(dist, with_words=word_table is not None)

@@ -1,48 +1,48 @@
-"""Choosing a numeric precision: autocast dtype and gradient scaling per device."""
+"""Numeric precision as one object: the autocast dtype, its context and the gradient scaler."""
 import contextlib
+from dataclasses import dataclass
 
 import torch
 
+from utils.torch_utils import cpu_has_bf16
+
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+CHOICES = ("auto", "fp32", "bf16", "fp16")
 
 
-def cpu_has_bf16():
-    """True where the CPU has native bf16 instructions (AVX512-BF16 or AMX); without them
-    bf16 matmuls are emulated and slower than fp32 (measured on AVX2-only EPYC: ~5x slower)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()) and _cpu_flags_have_bf16()
-    except (AttributeError, RuntimeError):
-        return False
+@dataclass(frozen=True)
+class Precision:
+    name: str  # "fp32", "bf16" or "fp16" (never "auto": resolve() decides)
+    device_type: str  # "cpu" or "cuda": where autocast applies
 
-
-def _cpu_flags_have_bf16():
-    try:
-        with open("/proc/cpuinfo") as handle:
-            flags = handle.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_precision(requested, device):
-    """auto -> bf16 on CUDA with bf16 (or a bf16 CPU), fp16 on older GPUs (e.g. a T4), else fp32."""
-    device = torch.device(device)
-    if requested != "auto":
+    @classmethod
+    def resolve(cls, requested, device):
+        """auto -> bf16 on CUDA with bf16 (or a CPU with native bf16), fp16 on older GPUs (a T4),
+        else fp32. ValueError for fp16 on a CPU (no fast fp16 there) or an unknown name."""
+        device = torch.device(device)
+        if requested not in CHOICES:
+            raise ValueError(f"Unknown precision {requested!r}: use {', '.join(CHOICES)}.")
         if requested == "fp16" and device.type == "cpu":
             raise ValueError("fp16 autocast is for GPUs: use --precision bf16 or fp32 on a CPU.")
-        return requested
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if cpu_has_bf16() else "fp32"
+        if requested == "auto":
+            if device.type == "cuda":
+                requested = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            else:
+                requested = "bf16" if cpu_has_bf16() else "fp32"
+        return cls(requested, device.type)
+
+    def autocast(self):
+        """Context for the forward pass in this precision (a no-op for fp32)."""
+        if self.name == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=DTYPES[self.name])
+
+    def make_scaler(self):
+        """A gradient scaler for fp16 (whose small gradients underflow); disabled otherwise."""
+        return torch.amp.GradScaler(self.device_type, enabled=(self.name == "fp16"))
+
+    def __str__(self):
+        return self.name
 
 
-def autocast(precision, device):
-    """Context manager running the forward pass in `precision` (a no-op for fp32)."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(torch.device(device).type, dtype=DTYPES[precision])
-
-
-def make_scaler(precision, device):
-    """A gradient scaler for fp16 (whose small gradients underflow); disabled otherwise."""
-    return torch.amp.GradScaler(torch.device(device).type, enabled=(precision == "fp16"))
+FP32_CPU = Precision("fp32", "cpu")

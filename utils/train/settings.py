@@ -1,124 +1,123 @@
-"""Run arguments: the notebook's `Arguments` fields plus optional extras, one reusable parser,
-and the checks that turn bad input into one clear line before anything is written."""
-import argparse
+"""A run's settings: the course notebook's `Arguments` fields plus optional extras, as plain data.
+
+Settings never carry runtime objects (devices, scalers, tables): those belong to the Run that
+utils.train.runner.prepare builds from them. Every field's help text lives here and is what
+`python run_exp.py --help` prints.
+"""
+import dataclasses
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 from typing import Optional
 
-from utils.configs import CONFIGS, MODELS, OPTIMIZERS
+from utils.models.registry import MODELS
+from utils.train.optim import OPTIMIZERS
+from utils.train.precision import CHOICES as PRECISIONS
 
-SHARED_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # The smoke preset: both models end to end on real data in well under a minute on 2 CPU cores.
+# It fills only the fields left at their defaults: an explicit --epochs 3 --smoke runs 3 epochs.
 SMOKE = dict(epochs=2, batch_size=4, max_batches=2)
+SMOKE_LOG_DIR = "./logs_smoke"  # where smoke runs go unless --log_dir is given: never beside full runs
 
 
 class UsageError(ValueError):
-    """Bad input; its message is one line that says what to do."""
+    """Bad input; its message is one line that says what to do. Nothing was written."""
+
+
+def _arg(default, help, choices=None):
+    return field(default=default, metadata={"help": help, "choices": choices})
 
 
 @dataclass
 class Arguments:
     # Data
-    data_folder: str = "./data"  # folder with wiki.{train,validation,test}.npz
-    batch_size: int = 16  # sequences per step (each max_length = 256 tokens)
+    data_folder: str = _arg("./data", "folder with wiki.{train,validation,test}.npz (the project's data/ has Wikitext-2)")
+    batch_size: int = _arg(16, "sequences of 256 tokens per step (the global batch, however many processes)")
 
     # Model
-    model: str = "lstm"  # lstm or gpt1
-    embeddings: str = "./data/embeddings.npz"  # GPT-1 embeddings, or one built by utils.build_embeddings
-    layers: int = 1  # LSTM layers or Transformer blocks
+    model: str = _arg("lstm", "model to train", tuple(MODELS))
+    embeddings: str = _arg("./data/embeddings.npz", "GPT-1 embeddings.npz, or the stand-in from utils.build_embeddings")
+    layers: int = _arg(1, "LSTM layers or Transformer blocks")
 
     # Optimization
-    optimizer: str = "adamw"  # sgd, momentum, adam or adamw
-    epochs: int = 10  # passes over the training split
-    lr: float = 1e-3  # learning rate
-    momentum: float = 0.9  # for the momentum optimizer
-    weight_decay: float = 5e-4  # for adamw, sgd and momentum (the course gives adam none)
+    optimizer: str = _arg("adamw", "optimizer", tuple(OPTIMIZERS))
+    epochs: int = _arg(10, "passes over the training split")
+    lr: float = _arg(1e-3, "learning rate")
+    momentum: float = _arg(0.9, "momentum (the momentum optimizer only)")
+    weight_decay: float = _arg(5e-4, "weight decay (adamw, sgd and momentum; the course gives adam none)")
 
     # Experiment
-    exp_id: str = "debug"  # run name: logs go to log_dir/exp_id
-    log: bool = True  # write logs and checkpoints
-    log_dir: str = "./logs"  # where run folders go
-    seed: int = 42  # seeds python, numpy, torch and the batch order
+    exp_id: str = _arg("debug", "run name: the run's folder is log_dir/exp_id")
+    log: bool = _arg(True, "write logs and checkpoints (--no_log: write nothing)")
+    log_dir: str = _arg("./logs", f"folder of run folders ({SMOKE_LOG_DIR} for smoke runs unless given)")
+    seed: int = _arg(42, "seeds python, numpy, torch and the batch order")
 
     # Miscellaneous
-    num_workers: int = 2  # DataLoader workers (only when data is not held in memory)
-    device: str = "cuda"  # cuda falls back to cpu, with a notice, where there is no GPU
-    progress_bar: bool = False  # a tqdm bar per epoch instead of --print_every lines
-    print_every: int = 10  # steps between progress lines
+    num_workers: int = _arg(2, "accepted for the course notebook; batches are held in memory, so unused")
+    device: str = _arg("cuda", "cpu, cuda or cuda:N; cuda falls back to the CPU, with a notice, where there is none")
+    progress_bar: bool = _arg(False, "a tqdm bar per split instead of progress lines")
+    print_every: int = _arg(10, "steps between progress lines")
 
-    # Extras (all optional, so the course notebook's dataclass keeps working)
-    config: Optional[int] = None  # the study's configuration number 1..12, if any
-    max_batches: Optional[int] = None  # cap on batches per split per epoch, so a CPU can finish
-    smoke: bool = False  # the smoke preset (SMOKE above) on top of the other fields
-    precision: str = "auto"  # auto, fp32, bf16 or fp16 (fp16 uses a gradient scaler)
-    resume: bool = False  # continue log_dir/exp_id from its last complete epoch
-    force: bool = False  # overwrite a completed run of the same exp_id
-    compile: bool = False  # torch.compile the model (measured: see README)
-    vocab_folder: Optional[str] = None  # GPT-1 BPE files, for word-level perplexity
-
-
-def get(args, name):
-    """A field of `args`, or its default: the notebook's own dataclass lacks the extras."""
-    return getattr(args, name, getattr(Arguments, name, None))
+    # Extras (all optional, so the course notebook's own dataclass keeps working)
+    config: Optional[int] = _arg(None, "the study's configuration number 1..12 (set by --config)")
+    max_batches: Optional[int] = _arg(None, "cap on batches per split per epoch, so a CPU can finish")
+    smoke: bool = _arg(False, f"smoke preset {SMOKE} for fields left at their defaults; logs in {SMOKE_LOG_DIR}")
+    precision: str = _arg("auto", "auto: bf16 on GPUs and bf16 CPUs, fp16 on old GPUs, else fp32", PRECISIONS)
+    resume: bool = _arg(False, "accepted for old commands: a plain rerun already continues an unfinished run")
+    force: bool = _arg(False, "start the run over, deleting its folder (also a completed run)")
+    compile: bool = _arg(False, "torch.compile the model's features (slower on CPUs; try it on a GPU)")
+    vocab_folder: Optional[str] = _arg(None, "GPT-1 BPE folder, for word-level perplexity (default: data/gpt1_bpe)")
+    learn_embeddings: bool = _arg(False, "train the token and position embeddings too (the study freezes them)")
+    checkpoint_every: int = _arg(0, "also checkpoint every N training steps (0: at the end of each epoch only)")
 
 
-def with_smoke(args):
-    """Apply the smoke preset in place when args.smoke is set."""
-    if get(args, "smoke"):
-        for key, value in SMOKE.items():
-            setattr(args, key, value)
-    return args
+DEFAULTS = {f.name: f.default for f in dataclasses.fields(Arguments)}
 
 
-def validate(args):
-    """Raise UsageError for input that cannot work; touches no file."""
-    if args.model not in MODELS:
-        raise UsageError(f"Unknown model {args.model!r}: use --model {' or '.join(MODELS)}.")
-    if args.optimizer not in OPTIMIZERS:
-        raise UsageError(f"Unknown optimizer {args.optimizer!r}: use --optimizer {', '.join(OPTIMIZERS)}.")
-    for name in ("batch_size", "epochs", "layers"):
-        if int(getattr(args, name)) < 1:
-            raise UsageError(f"--{name} must be >= 1 (got {getattr(args, name)}).")
-    if get(args, "max_batches") is not None and int(get(args, "max_batches")) < 1:
-        raise UsageError(f"--max_batches must be >= 1 (got {get(args, 'max_batches')}).")
-    if get(args, "precision") not in PRECISIONS:
-        raise UsageError(f"Unknown precision {get(args, 'precision')!r}: use {', '.join(PRECISIONS)}.")
-    if get(args, "config") is not None and get(args, "config") not in CONFIGS:
-        raise UsageError(f"Unknown configuration {get(args, 'config')}: choose from 1-12.")
+def from_any(args):
+    """A fresh Arguments from an Arguments, the course notebook's own dataclass, a namespace or a
+    dict: known fields are copied, missing ones take their defaults."""
+    if dataclasses.is_dataclass(args):
+        values = {f.name: getattr(args, f.name) for f in dataclasses.fields(args)}
+    else:
+        values = dict(args) if isinstance(args, dict) else dict(vars(args))
+    return Arguments(**{k: v for k, v in values.items() if k in DEFAULTS})
 
 
-def resolve_data_folder(folder):
-    """`folder` if it holds the splits; else the project's shared copy (with a notice) when
-    `folder` is the course default; else a one-line error naming what is missing."""
-    if os.path.isfile(os.path.join(folder, "wiki.train.npz")):
-        return folder
-    shared = os.path.normpath(os.path.join(SHARED_DATA, "wikitext2"))
-    if os.path.normpath(folder) == os.path.normpath(Arguments.data_folder) and os.path.isfile(
-        os.path.join(shared, "wiki.train.npz")
-    ):
-        print(f"Note: {folder} has no wiki.train.npz; using the shared copy in {shared}.")
-        return shared
-    raise UsageError(
-        f"Missing data file {os.path.join(folder, 'wiki.train.npz')}: pass --data_folder pointing to the "
-        f"course's Wikitext-2 .npz files (here: ../shared/data/wikitext2)."
-    )
+def to_dict(settings):
+    """Plain JSON-safe dict of the settings (what args.json holds)."""
+    return dataclasses.asdict(settings)
 
 
-def build_parser():
-    """Every field of Arguments as a flag with the same name and default, plus --config."""
-    parser = argparse.ArgumentParser(description="Train an LSTM or MiniGPT1 on Wikitext-2 (IFT6135 A2).")
-    for field in fields(Arguments):
-        flag, default = f"--{field.name}", field.default
-        if field.type is bool or isinstance(default, bool):
-            parser.add_argument(flag, action="store_true", default=default)
-        elif field.name == "config":
-            parser.add_argument(flag, type=str, default=None, help="N, a list like 1,3,5-8, or all")
-        elif field.name == "max_batches":
-            parser.add_argument(flag, type=int, default=None)
-        elif field.name == "vocab_folder":
-            parser.add_argument(flag, type=str, default=None)
-        else:
-            parser.add_argument(flag, type=type(default), default=default)
-    parser.add_argument("--no_log", dest="log", action="store_false", help="write no logs or checkpoints")
-    return parser
+def apply_smoke(settings, explicit=()):
+    """The smoke preset on the fields neither in `explicit` nor changed from their defaults."""
+    if not settings.smoke:
+        return settings
+    changes = {k: v for k, v in SMOKE.items() if k not in explicit and getattr(settings, k) == DEFAULTS[k]}
+    if "log_dir" not in explicit and os.path.normpath(settings.log_dir) == os.path.normpath(DEFAULTS["log_dir"]):
+        changes["log_dir"] = SMOKE_LOG_DIR
+    return dataclasses.replace(settings, **changes)
+
+
+def validate(settings):
+    """Raise UsageError for settings that cannot work; touches no file and no device."""
+    s = settings
+    if s.model not in MODELS:
+        raise UsageError(f"Unknown model {s.model!r}: use --model {' or '.join(MODELS)}.")
+    if s.optimizer not in OPTIMIZERS:
+        raise UsageError(f"Unknown optimizer {s.optimizer!r}: use --optimizer {', '.join(OPTIMIZERS)}.")
+    for name in ("batch_size", "epochs", "layers", "print_every"):
+        if int(getattr(s, name)) < 1:
+            raise UsageError(f"--{name} must be >= 1 (got {getattr(s, name)}).")
+    if s.max_batches is not None and int(s.max_batches) < 1:
+        raise UsageError(f"--max_batches must be >= 1 (got {s.max_batches}).")
+    if int(s.checkpoint_every) < 0:
+        raise UsageError(f"--checkpoint_every must be >= 0 (got {s.checkpoint_every}).")
+    if not s.lr > 0:
+        raise UsageError(f"--lr must be > 0 (got {s.lr}).")
+    if s.precision not in PRECISIONS:
+        raise UsageError(f"Unknown precision {s.precision!r}: use --precision {', '.join(PRECISIONS)}.")
+    from utils.configs import CONFIGS
+
+    if s.config is not None and s.config not in CONFIGS:
+        raise UsageError(f"Unknown configuration {s.config}: choose from 1-{max(CONFIGS)}.")
+    return settings

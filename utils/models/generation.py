@@ -3,20 +3,15 @@
     ids = generate(model, prompt_ids, max_new_tokens=100, temperature=0.8, top_k=40,
                    generator=torch.Generator().manual_seed(0))
 
-Models: anything with `initial_states` is treated as the LSTM -- the prompt is fed once and then
-one token at a time, carrying (h, c); anything else as MiniGPT1 -- it is re-run on at most the last
+Models: a recurrent one (the LSTM, `model.recurrent`) is fed the prompt once and then one token at
+a time, carrying (h, c); a Transformer (MiniGPT1) is re-run on at most the last
 `model.sequence_length` tokens (its position embeddings stop there), so the window slides.
 Sampling happens on the CPU in float64 with `generator` (a CPU torch.Generator), so a seed gives the
 same tokens whatever the model's device, up to that device's arithmetic.
 """
 import torch
 
-from utils.tokenizer import PADDING_ID
-
-
-def is_recurrent(model):
-    return hasattr(model, "initial_states")
-
+from utils.data.tokenizer import PADDING_ID
 
 def filter_distribution(log_probas, temperature, top_k=None, banned=(PADDING_ID,)):
     """(V,) log-probabilities -> (V,) float64 CPU scores for sampling: banned ids (padding) at -inf,
@@ -74,7 +69,7 @@ def log_proba_steps(model, prompt_ids):
     """A generator of next-token log-probabilities (V,): next() gives the prompt's, send(token) the
     one after appending token. Run it under torch.no_grad()."""
     device = next(model.parameters()).device
-    return (_lstm_steps if is_recurrent(model) else _gpt_steps)(model, [int(i) for i in prompt_ids], device)
+    return (_lstm_steps if model.recurrent else _gpt_steps)(model, [int(i) for i in prompt_ids], device)
 
 
 def generate(model, prompt_ids, max_new_tokens, temperature=1.0, top_k=None, generator=None):

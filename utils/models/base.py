@@ -1,0 +1,57 @@
+"""What the assignment's two models share, and the module training calls.
+
+Both models tie their classifier to the token embedding (one Parameter, frozen unless
+learn_embeddings), optimise the course's loss (each sequence's mean NLL over its real targets,
+then the batch mean) and expose `sequence_features`, the pre-classifier features. `TokenNLL`
+turns those into per-token NLL through the exact chunked loss of utils.models.losses, in its
+`forward`: wrapping it in DistributedDataParallel is all data-parallel training needs.
+"""
+import torch.nn as nn
+
+from utils.models.losses import course_loss, nll_from_log_probas, tied_token_nll
+
+
+class TiedLanguageModel(nn.Module):
+    """Base of LSTM and MiniGPT1. Subclasses define `embedding` (a module holding every
+    embedding table), `tied_weight` and `sequence_features`, and call `_tie` once built."""
+
+    recurrent = False  # True: the model carries a state between calls (generation feeds one token at a time)
+
+    @property
+    def tied_weight(self):
+        """The (V, E) matrix shared by the token embedding and the classifier."""
+        raise NotImplementedError
+
+    def sequence_features(self, inputs):
+        """inputs (B, T) long -> pre-classifier features (B, T, E), from a fresh state."""
+        raise NotImplementedError
+
+    def _tie(self, classifier, learn_embeddings):
+        """Share the token embedding with `classifier` (an nn.Linear without bias); freeze every
+        embedding table unless learn_embeddings, so frozen ones get no gradient and no optimizer state."""
+        classifier.weight = self.tied_weight
+        self.embedding.requires_grad_(learn_embeddings)
+
+    def loss(self, log_probas, targets, mask):
+        """Per sequence, the mean NLL over its real (mask 1) targets; then the mean over the batch."""
+        return course_loss(nll_from_log_probas(log_probas, targets), mask)
+
+    def frozen_parameter_names(self):
+        """Every state_dict name of a frozen parameter, tied aliases included: what a checkpoint
+        leaves out (it records the embeddings file's sha256 instead)."""
+        return sorted(n for n, p in self.named_parameters(remove_duplicate=False) if not p.requires_grad)
+
+
+class TokenNLL(nn.Module):
+    """forward(source (B, T), target (B, T)) -> per-token NLL (B, T), float32 (float64 for a
+    float64 model), without ever building (B, T, V) log-probabilities."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, source, target):
+        features = self.model.sequence_features(source)  # (B, T, E)
+        B, T, E = features.shape
+        nll = tied_token_nll(features.reshape(B * T, E), self.model.tied_weight, target.reshape(B * T))  # (B*T,)
+        return nll.view(B, T)

@@ -1,0 +1,62 @@
+"""Models by name: how the engine builds each one and what it needs from the embeddings file.
+
+A third model is its own file (a TiedLanguageModel subclass) plus one entry in MODELS.
+Importing this module imports no torch: builders import their model when called, and the
+report reads display names from here.
+"""
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+LSTM_HIDDEN_SIZE = 512  # the assignment's LSTM width
+GPT1_HEADS = 12  # GPT-1's attention heads
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    display_name: str  # in tables, legends and progress lines
+    build: Callable  # (layers, tokens (V, E), position (P, E), learn_embeddings) -> TiedLanguageModel
+    check: Callable  # (tokens shape, position shape, item length) -> a problem to report, or None
+
+
+def _build_lstm(layers, tokens, position, learn_embeddings):
+    from lstm_solution import LSTM
+
+    return LSTM(tokens.shape[0], tokens.shape[1], LSTM_HIDDEN_SIZE, layers, learn_embeddings, tokens)
+
+
+def _check_lstm(tokens_shape, position_shape, item_length):
+    return None  # any (V, E) table works; positions are not used
+
+
+def _build_gpt1(layers, tokens, position, learn_embeddings):
+    from gpt1_solution import MiniGPT1
+
+    # As the course skeleton's load_embeddings_from: one position per row of the file.
+    return MiniGPT1(tokens.shape[0], tokens.shape[1], position.shape[0], GPT1_HEADS, layers, learn_embeddings,
+                    tokens, position)
+
+
+def _check_gpt1(tokens_shape, position_shape, item_length):
+    if position_shape[0] < item_length:
+        return f"MiniGPT1 needs >= {item_length} position rows for items of {item_length} tokens (got {position_shape[0]})"
+    if tokens_shape[1] % GPT1_HEADS:
+        return f"MiniGPT1's width must divide into {GPT1_HEADS} heads (got {tokens_shape[1]})"
+    return None
+
+
+MODELS = {
+    "lstm": ModelSpec("LSTM", _build_lstm, _check_lstm),
+    "gpt1": ModelSpec("MiniGPT1", _build_gpt1, _check_gpt1),
+}
+
+
+def model_spec(name):
+    """The spec of model `name`; KeyError naming the choices."""
+    if name not in MODELS:
+        raise KeyError(f"Unknown model {name!r}: use {' or '.join(MODELS)}.")
+    return MODELS[name]
+
+
+def display_name(name):
+    spec: Optional[ModelSpec] = MODELS.get(name)
+    return spec.display_name if spec else str(name)

@@ -1,0 +1,30 @@
+"""`python -m utils.report --log_dir logs --out plots`: see utils.report."""
+import argparse
+import os
+import sys
+
+from utils.report import HOW_TO_RUN, __doc__ as REPORT_DOC, generate_report, summary_lines
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=REPORT_DOC.split("\n\n")[0],
+                                     epilog="Exit status 2 when there is nothing to report.")
+    parser.add_argument("--log_dir", default="logs", help="folder of run folders (default: logs)")
+    parser.add_argument("--out", default="plots", help="folder for figures and tables (default: plots)")
+    options = parser.parse_args(argv)
+    if not os.path.isdir(options.log_dir):
+        print(f"No runs found: {options.log_dir} does not exist; " + HOW_TO_RUN.format(log_dir=options.log_dir))
+        return 2
+    report = generate_report(options.log_dir, options.out)
+    if not report.runs and not report.left_out:
+        print(f"No runs found in {options.log_dir}; " + HOW_TO_RUN.format(log_dir=options.log_dir))
+        return 2
+    print("\n".join(summary_lines(report)))
+    if not report.runs:
+        print(f"Nothing to plot yet (see {report.tables['md']}); " + HOW_TO_RUN.format(log_dir=options.log_dir))
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The engine: settings, the epoch loop, the runner, sweeps, precision, optimizers, processes."""

@@ -1,0 +1,71 @@
+"""run_exp.py's command line: every Arguments field as a flag with its help, default and choices,
+plus the study's own flags. Only the flags a user typed are returned, so an explicit flag is
+always honoured (or rejected with a reason), even when it equals the default."""
+import argparse
+import dataclasses
+import typing
+
+from utils.train.settings import Arguments, UsageError
+
+EXAMPLES = """\
+examples:
+  python run_exp.py --model gpt1 --optimizer adamw      one run, logs in logs/debug
+  python run_exp.py --config 6                          configuration 6 of the study, logs in logs/6
+  python run_exp.py --config all                        all 12: completed runs are skipped, unfinished ones continue
+  python run_exp.py --config 2,6 --smoke                the smoke preset (CPU check), logs in logs_smoke/
+  torchrun --nproc_per_node 4 run_exp.py --config 12    data-parallel on 4 GPUs, same result as one
+
+exit status: 0 done; 1 a run failed or diverged; 2 bad input (nothing written);
+130/143 stopped by Ctrl-C/SIGTERM after saving a checkpoint (rerun the same command to continue)."""
+
+STUDY_FLAGS = ("config",)  # flags that are not Arguments fields
+
+
+def _field_type(f):
+    """int for Optional[int], str for Optional[str], else the annotation itself."""
+    args = [a for a in typing.get_args(f.type) if a is not type(None)]
+    return args[0] if args else f.type
+
+
+def _add_setting(group, f):
+    help_text, choices = f.metadata.get("help", ""), f.metadata.get("choices")
+    if f.name == "log":
+        group.add_argument("--no_log", dest="log", action="store_false", help="write no logs or checkpoints")
+        group.add_argument("--log", dest="log", action="store_true", help=argparse.SUPPRESS)
+        return
+    if _field_type(f) is bool:
+        group.add_argument(f"--{f.name}", action="store_true", help=help_text)
+        return
+    default = "none" if f.default is None else f.default
+    kind = _field_type(f)
+    metavar = None if choices or kind is str else {int: "N", float: "X"}[kind]
+    group.add_argument(f"--{f.name}", type=kind, choices=choices, metavar=metavar, help=f"{help_text} (default: {default})")
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        """One line and exit code 2 through the caller's UsageError handling, not argparse's usage dump."""
+        raise UsageError(f"{message} (python {self.prog} --help lists every flag).")
+
+
+def build_parser():
+    parser = Parser(
+        prog="run_exp.py", argument_default=argparse.SUPPRESS, epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train and evaluate an LSTM or MiniGPT1 on Wikitext-2 (IFT6135 assignment 2): one run, "
+                    "one configuration of the study, or several.")
+    study = parser.add_argument_group("the study")
+    study.add_argument("--config", help="configuration(s) to run: N, a list like 1,3,5-8, or all (each run is "
+                       "named after its number; flags below override the configuration where they do not clash)")
+    settings = parser.add_argument_group("run settings (the course notebook's Arguments, plus extras)")
+    for f in dataclasses.fields(Arguments):
+        if f.name not in STUDY_FLAGS:
+            _add_setting(settings, f)
+    return parser
+
+
+def parse(argv=None):
+    """(settings the user gave: dict of Arguments fields, study flags: dict)."""
+    given = vars(build_parser().parse_args(argv))
+    study = {k: given.pop(k, None) for k in STUDY_FLAGS}
+    return given, study

@@ -1,0 +1,391 @@
+"""One run, start to end: prepare(settings) -> Run, then fit, then test; execute() does all three.
+
+prepare() checks everything (settings, device, data, embeddings, what the run folder holds)
+before anything is written, so bad input costs nothing. A rerun of an unfinished, interrupted,
+failed or diverged run continues from its last checkpoint, or starts over when there is none,
+and says which in one line; --force starts over; a completed run is never overwritten silently.
+"""
+import math
+import os
+import signal
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+import torch
+
+from utils.data import PROJECT_DATA
+from utils.data.batches import TensorBatches
+from utils.data.embeddings import EmbeddingsError, read_embeddings
+from utils.data.wikitext2 import SPLITS, Wikitext2
+from utils.data.words import word_end_table
+from utils.gpu_usage import get_gpu_memory_usage, peak_gpu_memory_mb
+from utils.models.base import TokenNLL
+from utils.models.registry import model_spec
+from utils.runs import schema
+from utils.runs.checkpoint import CheckpointError, learned_state, load_checkpoint, restore_model
+from utils.runs.provenance import count_parameters, device_name, provenance
+from utils.runs.run_dir import Plan, RunConflict, RunDir
+from utils.torch_utils import rng_state, seed_experiment, set_rng_state
+from utils.train.distributed import SINGLE
+from utils.train.loop import Totals, TrainingDiverged, evaluate_split, train_epoch
+from utils.train.optim import make_optimizer
+from utils.train.precision import Precision
+from utils.train.progress import Reporter, perplexity_text
+from utils.train.settings import UsageError, to_dict, validate
+from utils.train.stop import GracefulStop, RunInterrupted
+
+
+@dataclass
+class Position:
+    epoch: int = 0  # the epoch in progress (0-based); == epochs once training is over
+    step: int = 0  # training steps of that epoch already done
+    partial: Optional[list] = None  # each process's Totals.snapshot() of that epoch's training so far
+
+
+@dataclass
+class RunResult:
+    exp_id: str
+    path: str
+    epochs: list  # one metrics.jsonl record per epoch (utils.runs.schema.EPOCH_KEYS)
+    test: dict  # utils.runs.schema.TEST_KEYS
+    avg_memory_mb: float  # mean steady-state CUDA memory over epochs; NaN on a CPU (not measured)
+
+    @property
+    def best_valid_ppl(self):
+        return min(m["valid_ppl"] for m in self.epochs)
+
+
+@dataclass
+class Run:
+    settings: object
+    dist: object
+    device: torch.device
+    precision: Precision
+    run_dir: RunDir
+    plan: Plan
+    model: torch.nn.Module  # unwrapped: what checkpoints save
+    nll: torch.nn.Module  # TokenNLL(model), wrapped in DDP with several processes
+    optimizer: object
+    scaler: object
+    batches: dict
+    word_table: Optional[torch.Tensor]
+    embeddings: dict  # path, sha256 and how the file was made
+    position: Position = field(default_factory=Position)
+    metrics: list = field(default_factory=list)
+    memories: list = field(default_factory=list)
+
+    def say(self, text):
+        if self.dist.is_main:
+            print(text, flush=True)
+
+
+# ----------------------------------------------------------------------------- prepare
+def resolve_device(requested, dist=SINGLE):
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, TypeError):
+        raise UsageError(f"Unknown device {requested!r}: use --device cpu, cuda or cuda:N.") from None
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"Unsupported device {requested!r}: use --device cpu, cuda or cuda:N.")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        if dist.is_main:
+            print("Note: CUDA is not available; running on the CPU.")
+        return torch.device("cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UsageError(f"--device {requested}: this machine has {torch.cuda.device_count()} GPU(s).")
+    return dist.device(device)
+
+
+def resolve_data_folder(folder, dist=SINGLE):
+    """`folder` if it holds the splits; the project's data/ (with a notice) when `folder` is the
+    course default and the current directory is not the project; else a one-line UsageError."""
+    if os.path.isfile(os.path.join(folder, "wiki.train.npz")):
+        return folder
+    if os.path.normpath(folder) == "data" and os.path.isfile(os.path.join(PROJECT_DATA, "wiki.train.npz")):
+        if dist.is_main:
+            print(f"Note: {folder} has no wiki.train.npz here; using the project's {PROJECT_DATA}.")
+        return PROJECT_DATA
+    raise UsageError(f"Missing data file {os.path.join(folder, 'wiki.train.npz')}: pass --data_folder with "
+                     "wiki.{train,validation,test}.npz (the project's data/ has Wikitext-2; "
+                     "python -m utils.prepare_data makes them from your text).")
+
+
+def load_splits(folder, dist=SINGLE):
+    folder = resolve_data_folder(folder, dist)
+    try:
+        return {name: Wikitext2(folder, split=name) for name in SPLITS}
+    except (FileNotFoundError, ValueError) as err:
+        raise UsageError(str(err)) from None
+
+
+def load_embeddings(settings, splits):
+    """(tokens (V, E), position (P, E), description) checked against the data and the model."""
+    from utils.data.build_embeddings import describe_embeddings
+
+    path = settings.embeddings
+    try:
+        tokens, position = read_embeddings(path)
+    except EmbeddingsError as err:
+        raise UsageError(str(err)) from None
+    max_id = max(int(ds.tokens.max()) for ds in splits.values())
+    if max_id >= tokens.shape[0]:
+        raise UsageError(f"{path} has {tokens.shape[0]} token rows but the data uses ids up to {max_id}.")
+    problem = model_spec(settings.model).check(tokens.shape, position.shape, splits["train"].max_length)
+    if problem:
+        raise UsageError(f"{path}: {problem}.")
+    return tokens, position, describe_embeddings(path)
+
+
+def agreed_plan(run_dir, settings, dist=SINGLE):
+    """Rank 0 reads the folder and decides; every process gets the same decision (or error)."""
+    outcome = None
+    if dist.is_main:
+        try:
+            plan = run_dir.plan(to_dict(settings), settings.force) if settings.log else Plan("start", "")
+            outcome = ("ok", plan)
+        except (RunConflict, CheckpointError) as err:
+            outcome = ("error", str(err))
+    shared = outcome if dist.world == 1 or not dist.is_main else _without_checkpoint(outcome)
+    kind, value = dist.broadcast(shared)
+    if kind == "error":
+        raise UsageError(value)
+    if dist.is_main:
+        return outcome[1]
+    checkpoint = load_checkpoint(run_dir.path) if value.action == "resume" else None
+    return Plan(value.action, value.message, checkpoint)
+
+
+def _without_checkpoint(outcome):
+    """What rank 0 broadcasts: the decision, not the (large) checkpoint each process loads itself."""
+    kind, value = outcome
+    return (kind, Plan(value.action, value.message) if kind == "ok" else value)
+
+
+def make_batches(splits, settings, device, dist=SINGLE):
+    if settings.batch_size % dist.world:
+        raise UsageError(f"--batch_size {settings.batch_size} does not divide among {dist.world} processes: use a "
+                         f"multiple of {dist.world} (it is the global batch, shared by all processes).")
+    shards = dict(device=device, rank=dist.rank, world=dist.world)
+    return {"train": TensorBatches(splits["train"], settings.batch_size, shuffle=True, seed=settings.seed, **shards),
+            "validation": TensorBatches(splits["validation"], settings.batch_size, **shards),
+            "test": TensorBatches(splits["test"], settings.batch_size, **shards)}
+
+
+def word_table(settings, device, dist=SINGLE):
+    """Which token ids end a word, for word-level perplexity; None (with a notice) without the BPE files."""
+    try:
+        return word_end_table(settings.vocab_folder).to(device)
+    except (OSError, ValueError) as err:
+        if dist.is_main:
+            print(f"Note: no word-level perplexity ({err}).")
+        return None
+
+
+def prepare(settings, dist=SINGLE):
+    """Everything a run needs, checked; nothing is written. UsageError on bad input."""
+    s = validate(settings)
+    device = resolve_device(s.device, dist)
+    try:
+        precision = Precision.resolve(s.precision, device)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    run_dir = RunDir(s.log_dir, s.exp_id, writes=s.log and dist.is_main)
+    splits = load_splits(s.data_folder, dist)
+    tokens, position, embeddings = load_embeddings(s, splits)
+    batches = make_batches(splits, s, device, dist)
+    plan = agreed_plan(run_dir, s, dist)
+    seed_experiment(s.seed)
+    model = model_spec(s.model).build(s.layers, tokens, position, s.learn_embeddings).to(device)
+    optimizer = make_optimizer(s, model)
+    run = Run(s, dist, device, precision, run_dir, plan, model, None, optimizer, precision.make_scaler(), batches,
+              word_table(s, device, dist), embeddings)
+    if plan.action == "resume":
+        try:
+            restore(run, plan.checkpoint)
+        except CheckpointError as err:
+            raise UsageError(str(err)) from None
+    if s.compile:  # TokenNLL calls sequence_features: that is what is worth compiling
+        model.sequence_features = torch.compile(model.sequence_features)
+    run.nll = dist.wrap(TokenNLL(model))
+    return run
+
+
+def restore(run, state):
+    """Put a checkpoint's state into a freshly prepared run (any number of processes)."""
+    restore_model(run.model, state, run.embeddings["sha256"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"])
+    run.metrics, run.memories = list(state["metrics"]), list(state["memories"])
+    run.position = Position(**state["position"])
+    partial, world = run.position.partial, run.dist.world
+    if partial and len(partial) != world:  # another number of processes: rank 0 carries the sums
+        summed = {k: sum(p[k] for p in partial) for k in ("nll_sum", "tokens", "words")}
+        seconds = max(p["seconds"] for p in partial)
+        zero = dict.fromkeys(summed, 0.0)
+        run.position.partial = [dict(summed, seconds=seconds)] + [dict(zero, seconds=seconds)] * (world - 1)
+
+
+# ----------------------------------------------------------------------------- fit
+def start(run):
+    """Write the run's folder (a new one, or the continued one) and say what is happening."""
+    s = run.settings
+    if run.plan.action == "start":
+        run.run_dir.reset()
+    run.run_dir.write_args(dict(to_dict(s), device=str(run.device)))
+    if run.plan.message:
+        run.say(run.plan.message)
+    devices = run.dist.gather(device_name(run.device))
+    run.run_dir.write_provenance(provenance(s, run.model, run.device, run.precision, run.embeddings, run.dist, devices))
+    processes = f", {run.dist.world} processes ({run.dist.backend})" if run.dist.world > 1 else ""
+    run.say(f"{model_spec(s.model).display_name} x{s.layers} on {run.device} ({run.precision}{processes}): "
+            f"{count_parameters(run.model)[0]:,} learnable parameters; logs in {run.run_dir.path}")
+
+
+def _steps(batches, cap):
+    return len(batches) if cap is None else min(len(batches), cap)
+
+
+def _reporter(run, mode, epoch, batches, start_step=0):
+    s = run.settings
+    return Reporter(mode, _steps(batches, s.max_batches), epoch, s.epochs, s.print_every, s.progress_bar, start_step,
+                    enabled=run.dist.is_main)
+
+
+def checkpoint(run):
+    """Save where the run stands (rank 0 writes; the others wait for it)."""
+    if run.run_dir.writes:
+        run.run_dir.save_checkpoint({
+            "model": learned_state(run.model), "embeddings_sha256": run.embeddings["sha256"],
+            "optimizer": run.optimizer.state_dict(), "scaler": run.scaler.state_dict(), "rng": rng_state(),
+            "settings": to_dict(run.settings), "position": asdict(run.position),
+            "metrics": run.metrics, "memories": run.memories,
+        })
+    run.dist.barrier()
+
+
+def _stop_here(run, stop, epoch, step, totals=None):
+    """At a step boundary where a stop was requested: save, mark interrupted, hand over the signal."""
+    if totals is not None:
+        totals.check_finite(epoch)  # never save a diverged state
+        run.position = Position(epoch, step, run.dist.gather(totals.snapshot()))
+        checkpoint(run)
+    run.run_dir.write_status(schema.INTERRUPTED, epoch, step, message="stopped by a signal; rerun the same "
+                             "command to continue from the checkpoint")
+    stop.finish(f"at epoch {epoch + 1}, step {step}")
+
+
+def _train_hook(run, stop, epoch, total):
+    every = run.settings.checkpoint_every
+
+    def hook(steps, totals):
+        stopping = run.dist.any(stop is not None and stop.requested)
+        if stopping:
+            _stop_here(run, stop, epoch, steps, totals)
+        if every and steps % every == 0 and steps < total:
+            totals.check_finite(epoch)
+            run.position = Position(epoch, steps, run.dist.gather(totals.snapshot()))
+            checkpoint(run)
+
+    return hook
+
+
+def _eval_hook(run, stop, epoch, step, totals=None):
+    def hook(_steps, _totals):
+        if run.dist.any(stop is not None and stop.requested):
+            _stop_here(run, stop, epoch, step, totals)
+
+    return hook
+
+
+def _resumed_totals(run, epoch):
+    position = run.position
+    if position.epoch != epoch or not position.partial:
+        return Totals(run.device)
+    return Totals(run.device, **position.partial[run.dist.rank])
+
+
+def run_epoch(run, epoch, stop=None):
+    """Train one epoch (from where a checkpoint left it), validate; returns its metrics record."""
+    s, batches = run.settings, run.batches["train"]
+    start_step = run.position.step if run.position.epoch == epoch else 0
+    memory_before, _ = get_gpu_memory_usage(), peak_gpu_memory_mb(reset=True)
+    batches.set_epoch(epoch)
+    total = _steps(batches, s.max_batches)
+    totals = _resumed_totals(run, epoch)
+    reporter = _reporter(run, "train", epoch, batches, start_step)
+    tr = train_epoch(run.nll, batches.iterate(start_step), run.optimizer, run.precision, run.scaler, epoch=epoch,
+                     start_step=start_step, max_steps=s.max_batches, totals=totals, reporter=reporter,
+                     hook=_train_hook(run, stop, epoch, total), dist=run.dist)
+    reporter.close()
+    reporter = _reporter(run, "valid", epoch, run.batches["validation"])
+    va = evaluate_split(run.nll, run.batches["validation"], run.precision, word_table=run.word_table,
+                        max_steps=s.max_batches, reporter=reporter, hook=_eval_hook(run, stop, epoch, total, totals),
+                        dist=run.dist)
+    reporter.close()
+    run.memories.append((memory_before + get_gpu_memory_usage()) / 2)
+    peaks = run.dist.gather(peak_gpu_memory_mb())
+    return {
+        "epoch": epoch + 1, "train_loss": tr[0], "train_ppl": tr[1], "train_seconds": tr[2],
+        "train_tokens": tr.tokens, "train_tokens_per_s": tr.tokens_per_second,
+        "valid_loss": va[0], "valid_ppl": va[1], "valid_seconds": va[2], "valid_tokens": va.tokens,
+        "valid_words": va.words, "valid_word_ppl": va.word_perplexity,
+        "lr": run.optimizer.param_groups[0]["lr"],
+        "peak_memory_mb": None if peaks[0] is None else max(peaks),
+        "peak_memory_mb_per_rank": None if peaks[0] is None else peaks,
+    }
+
+
+def fit(run, stop=None):
+    """Every remaining epoch, each ending with a checkpoint and rewritten per-epoch logs."""
+    s = run.settings
+    for epoch in range(run.position.epoch, s.epochs):
+        run.run_dir.write_status(schema.RUNNING, epoch, run.position.step if run.position.epoch == epoch else 0)
+        record = run_epoch(run, epoch, stop)
+        run.metrics.append(record)
+        run.position = Position(epoch + 1, 0, None)
+        checkpoint(run)
+        run.run_dir.write_epochs(run.metrics)
+        run.say(f"epoch {epoch + 1}/{s.epochs}: train ppl {perplexity_text(record['train_ppl'])}, valid ppl "
+                f"{perplexity_text(record['valid_ppl'])} ({record['train_seconds']:.0f}s, "
+                f"{record['train_tokens_per_s']:,.0f} tokens/s)")
+
+
+def test(run, stop=None):
+    """Evaluate the test split, write the final logs and the `completed` status."""
+    s = run.settings
+    reporter = _reporter(run, "test", None, run.batches["test"])
+    te = evaluate_split(run.nll, run.batches["test"], run.precision, word_table=run.word_table,
+                        max_steps=s.max_batches, reporter=reporter, hook=_eval_hook(run, stop, s.epochs, 0),
+                        dist=run.dist)
+    reporter.close()
+    avg_memory = sum(run.memories) / len(run.memories) if run.memories else math.nan
+    result = {"test_loss": te[0], "test_ppl": te[1], "test_seconds": te[2], "test_tokens": te.tokens,
+              "test_words": te.words, "test_word_ppl": te.word_perplexity}
+    run.run_dir.write_final(result, avg_memory)
+    run.run_dir.write_status(schema.COMPLETED, s.epochs, message=f"test ppl {perplexity_text(te[1])}")
+    best = min(m["valid_ppl"] for m in run.metrics)
+    run.say(f"===== Best validation perplexity: {perplexity_text(best)}; test perplexity {perplexity_text(te[1])} =====")
+    return RunResult(str(s.exp_id), run.run_dir.path, run.metrics, result, avg_memory)
+
+
+def execute(settings, dist=SINGLE):
+    """prepare -> fit -> test, recording how the run ended in its status.json."""
+    run = prepare(settings, dist)
+    start(run)
+    with GracefulStop() as stop:
+        try:
+            fit(run, stop)
+            return test(run, stop)
+        except TrainingDiverged as err:
+            run.run_dir.write_status(schema.DIVERGED, err.epoch, err.step, str(err))
+            raise
+        except KeyboardInterrupt:  # a second Ctrl-C: no checkpoint now; the last one stands
+            run.run_dir.write_status(schema.INTERRUPTED, run.position.epoch, None, "stopped at once by a second "
+                                     "Ctrl-C; rerun the same command to continue from the last checkpoint")
+            raise RunInterrupted(signal.SIGINT, "at once (second Ctrl-C)") from None
+        except RunInterrupted:
+            raise
+        except Exception as err:
+            run.run_dir.write_status(schema.FAILED, run.position.epoch, None, f"{type(err).__name__}: {err}")
+            raise

@@ -1,0 +1,61 @@
+"""Stopping a run cleanly on Ctrl-C, SIGTERM (Colab disconnects, cluster preemption) or SLURM's
+warning signal: the handler only records the signal; the runner, at the next step boundary,
+writes a checkpoint and an `interrupted` status, then calls `finish()`.
+
+finish() hands the signal to whoever handled it before (submitit requeues the job on its
+USR2, and just logs its SIGTERM) and then raises RunInterrupted, which the command line turns
+into one line and exit code 128 + signal (130 for Ctrl-C, 143 for SIGTERM). A second Ctrl-C
+while waiting for the step boundary stops at once.
+"""
+import signal
+import threading
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
+
+
+class RunInterrupted(Exception):
+    """The run stopped on a signal after saving what could be saved."""
+
+    def __init__(self, signum, where):
+        self.signum = signum
+        super().__init__(f"{signal.Signals(signum).name} {where}")
+
+    @property
+    def exit_code(self):
+        return 128 + int(self.signum)
+
+
+class GracefulStop:
+    """Context manager installing the recording handlers (main thread only; elsewhere inert)."""
+
+    def __init__(self):
+        self.signum = None
+        self.previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in SIGNALS:
+                self.previous[signum] = signal.signal(signum, self._record)
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        self.previous = {}
+        return False
+
+    def _record(self, signum, frame):
+        if self.signum == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # pressed twice: the user does not want to wait
+        self.signum = signum
+
+    @property
+    def requested(self):
+        return self.signum is not None
+
+    def finish(self, where):
+        """After the state is saved: let the previous handler act (submitit's requeue), then stop."""
+        previous = self.previous.get(self.signum)
+        if callable(previous) and previous is not signal.default_int_handler:
+            previous(self.signum, None)
+        raise RunInterrupted(self.signum, where)
