@@ -49,6 +49,23 @@ SAME_RUN_FIELDS = ("model", "layers", "optimizer", "epochs", "batch_size", "max_
                    "weight_decay", "seed", "learn_embeddings")
 
 
+# Multi-seed sweeps and the learning-rate search (utils.train.sweep makes them; the report groups
+# runs by configuration and by whether their lr was tuned, reading args.json, not folder names).
+TUNING_DIR = "tuning"  # <log_dir>/tuning/: the search's own short runs and its record (never a run folder)
+TUNING_RECORD = "tuning.json"  # in TUNING_DIR: budget, grids, every grid point's result, the choices
+
+
 def seed_run_id(exp_id, seed):
     """Folder of one seed of a multi-seed sweep, e.g. ("6", 1) -> "6-seed1"."""
     return f"{exp_id}-seed{seed}"
+
+
+def tuned_run_id(exp_id):
+    """Folder of a run at its tuned learning rate, e.g. "6" -> "6-tuned" ("6-seed1" -> "6-tuned-seed1")."""
+    base, sep, seed = exp_id.partition("-seed")
+    return f"{base}-tuned{sep}{seed}"
+
+
+def tuning_run_id(model, optimizer, lr):
+    """A grid point's folder inside TUNING_DIR, e.g. "lstm-sgd-lr0.1"."""
+    return f"{model}-{optimizer}-lr{lr:g}"

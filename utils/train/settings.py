@@ -68,6 +68,7 @@ class Arguments:
     vocab_folder: Optional[str] = _arg(None, "GPT-1 BPE folder, for word-level perplexity (default: data/gpt1_bpe)")
     learn_embeddings: bool = _arg(False, "train the token and position embeddings too (the study freezes them)")
     checkpoint_every: int = _arg(0, "also checkpoint every N training steps (0: at the end of each epoch only)")
+    lr_from: Optional[str] = _arg(None, "the learning-rate search record this lr was chosen by (none: the course's lr)")
 
 
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(Arguments)}
