@@ -50,7 +50,7 @@ class TensorBatches:
 
     def _shard(self, index):
         rows = len(index)
-        batch = {"global_rows": torch.tensor(float(rows), device=index.device)}
+        batch = {"global_rows": torch.tensor(float(rows), dtype=torch.float64, device=index.device)}
         if self.world == 1:
             return dict(batch, **{k: v.index_select(0, index) for k, v in self.tensors.items()})
         per_rank = -(-rows // self.world)

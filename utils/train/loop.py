@@ -89,7 +89,8 @@ def batch_loss(nll, batch, world=1):
         return course_loss(nll, batch["mask"])
     mask = batch["mask"]
     per_sequence = (nll * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)  # (B,)
-    return per_sequence.sum() * (world / batch["global_rows"])
+    scale = (world / batch["global_rows"]).to(per_sequence.dtype)  # exact in float64 models
+    return per_sequence.sum() * scale
 
 
 def train_step(nll_model, batch, optimizer, precision, scaler=None, world=1):

@@ -37,16 +37,24 @@ def run_config(number, dist=SINGLE, **overrides):
     return run_settings(s, CONFIGS[number].label, dist)
 
 
+def skip_reason(s, run_dir):
+    """(status, message) when the run must not be executed, else None."""
+    if not s.log or s.force or not (run_dir.is_completed() or run_dir.has_checkpoint()):
+        return None
+    differs = run_dir.settings_differ(to_dict(s))
+    if differs:  # e.g. a smoke run where a full run is asked for: never overwrite or mix silently
+        return "conflict", (f"{run_dir.path} was run with other {', '.join(differs)}: pass --force to overwrite it "
+                            "or use another --log_dir")
+    return ("skipped", "already complete") if run_dir.is_completed() else None
+
+
 def run_settings(s, label, dist=SINGLE):
-    summary = {"config": s.config, "label": label, "exp_id": s.exp_id, "path": RunDir(s.log_dir, s.exp_id).path}
+    """Run (or skip, or refuse) one run of a sweep; returns its summary dict."""
     run_dir = RunDir(s.log_dir, s.exp_id)
-    if s.log and not s.force and (run_dir.is_completed() or run_dir.has_checkpoint()):
-        differs = run_dir.settings_differ(to_dict(s))
-        if differs:  # e.g. a smoke run where a full run is asked for: never overwrite or mix silently
-            return dict(summary, status="conflict", message=f"{run_dir.path} was run with other {', '.join(differs)}: "
-                        "pass --force to overwrite it or use another --log_dir")
-        if run_dir.is_completed():
-            return dict(summary, status="skipped", message="already complete")
+    summary = {"config": s.config, "label": label, "exp_id": s.exp_id, "path": run_dir.path}
+    skip = dist.broadcast(skip_reason(s, run_dir) if dist.is_main else None)  # one decision for all processes
+    if skip:
+        return dict(summary, status=skip[0], message=skip[1])
     start = time.perf_counter()
     try:
         result = execute(s, dist)
