@@ -24,19 +24,29 @@ class UsageError(Exception):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        description="Sample a continuation of a prompt from a trained run (LSTM or MiniGPT1).",
-        epilog='example: python generate.py --run logs/6 --prompt "the history of" --max_new_tokens 50 --seed 0',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--run", required=True, help="run folder holding checkpoint.pt (e.g. logs/<exp_id>)")
-    parser.add_argument("--prompt", required=True, help="text to continue (lower-cased and BPE-encoded)")
-    parser.add_argument("--max_new_tokens", type=int, default=100, help="tokens to generate")
-    parser.add_argument("--temperature", type=float, default=0.8, help="sampling temperature; 0: greedy")
-    parser.add_argument("--top_k", type=int, default=40, help="sample among the k likeliest tokens; 0: all")
-    parser.add_argument("--seed", type=int, default=0, help="same seed, same text")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    parser.add_argument("--embeddings", default=None,
-                        help="the embeddings file the run was trained on (default: the path it recorded)")
-    parser.add_argument("--bpe_folder", default=None, help="GPT-1 BPE folder (default: the project's data/gpt1_bpe)")
+        description="Sample a continuation of a prompt from a trained run (LSTM or MiniGPT1).\n"
+                    "Prints the (lower-cased, BPE-normalised) prompt followed by the sampled text; the same\n"
+                    "seed gives the same text. Bad input prints one line on stderr and exits with code 2.",
+        epilog="examples:\n"
+               '  python generate.py --run logs/6 --prompt "the history of" --max_new_tokens 100 --seed 0\n'
+               '  python generate.py --run logs/6 --prompt "the history of" --temperature 0   # greedy',
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, metavar="FOLDER",
+                        help="run folder holding checkpoint.pt, e.g. logs/<exp_id> (required)")
+    parser.add_argument("--prompt", required=True, metavar="TEXT",
+                        help="text to continue, lower-cased and BPE-encoded (required)")
+    parser.add_argument("--max_new_tokens", type=int, default=100, metavar="N",
+                        help="tokens to generate (default: %(default)s)")
+    parser.add_argument("--temperature", type=float, default=0.8, metavar="X",
+                        help="sampling temperature; 0: greedy (default: %(default)s)")
+    parser.add_argument("--top_k", type=int, default=40, metavar="K",
+                        help="sample among the k likeliest tokens; 0: all (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, metavar="N", help="same seed, same text (default: %(default)s)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
+    parser.add_argument("--embeddings", default=None, metavar="PATH",
+                        help="the embeddings file the run was trained on (default: the path the run recorded)")
+    parser.add_argument("--bpe_folder", default=None, metavar="FOLDER",
+                        help="GPT-1 BPE folder (default: $GPT1_BPE_FOLDER, else the project's data/gpt1_bpe)")
     return parser.parse_args(argv)
 
 

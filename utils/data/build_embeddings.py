@@ -208,16 +208,34 @@ def peak_rss_mb():
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data_folder", default=PROJECT_DATA, help="folder with wiki.train.npz (default: %(default)s)")
-    parser.add_argument("--out", required=True, help="the .npz to write (a <out>.json sidecar goes beside it)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--scale", type=float, default=SCALE, help="RMS entry of token and position rows")
-    parser.add_argument("--window", type=int, default=WINDOW)
-    parser.add_argument("--vocabulary_size", type=int, default=GPT1_VOCABULARY_SIZE)
-    parser.add_argument("--dim", type=int, default=GPT1_EMBEDDING_SIZE)
-    parser.add_argument("--n_positions", type=int, default=N_POSITIONS)
-    parser.add_argument("--force", action="store_true", help="overwrite an existing --out")
+    parser = argparse.ArgumentParser(
+        prog="python -m utils.build_embeddings", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Build a stand-in for GPT-1's embeddings.npz offline, from a training split (the project's\n"
+                    "Wikitext-2 by default): token rows by PPMI + randomized SVD of co-occurrence counts,\n"
+                    "sinusoidal position rows. The same data, seed and BLAS give the same bytes; a <out>.json\n"
+                    "sidecar records how it was made. Method: the top of utils/data/build_embeddings.py.",
+        epilog="examples:\n"
+               "  python -m utils.build_embeddings --out data/embeddings.npz\n"
+               "  python -m utils.build_embeddings --data_folder data/mycorpus --out data/mycorpus/embeddings.npz\n"
+               "then: python run_exp.py --embeddings data/embeddings.npz ...")
+    parser.add_argument("--data_folder", default=PROJECT_DATA, metavar="FOLDER",
+                        help="folder with wiki.train.npz, e.g. one from utils.prepare_data (default: %(default)s)")
+    parser.add_argument("--out", required=True, metavar="PATH",
+                        help="the .npz to write; a <out>.json sidecar goes beside it (required)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the randomized SVD (default: %(default)s)")
+    parser.add_argument("--scale", type=float, default=SCALE,
+                        help="RMS entry of token and position rows; sets the tied classifier's logit scale "
+                             "(default: %(default)s)")
+    parser.add_argument("--window", type=int, default=WINDOW,
+                        help="co-occurrence window, in tokens each side, never crossing a line (default: %(default)s)")
+    parser.add_argument("--vocabulary_size", type=int, default=GPT1_VOCABULARY_SIZE, metavar="N",
+                        help="token rows: more than the highest id in the data (default: %(default)s, GPT-1's)")
+    parser.add_argument("--dim", type=int, default=GPT1_EMBEDDING_SIZE, metavar="N",
+                        help="embedding width, even; MiniGPT1 also needs a multiple of its 12 heads "
+                             "(default: %(default)s, GPT-1's)")
+    parser.add_argument("--n_positions", type=int, default=N_POSITIONS, metavar="N",
+                        help="position rows; MiniGPT1 needs at least 256, its sequence length (default: %(default)s)")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --out (default: refuse)")
     return parser.parse_args(argv)
 
 
