@@ -20,7 +20,8 @@ from utils.train.parser import parse
 from utils.train.runner import execute
 from utils.train.settings import Arguments, UsageError, apply_smoke
 from utils.train.stop import RunInterrupted
-from utils.train.sweep import OK_STATUSES, run_config, run_sweep
+from utils.train.study import run_study, study_options
+from utils.train.sweep import run_config, run_sweep
 
 __all__ = ["Arguments", "main", "train", "evaluate", "run_config", "run_sweep", "TrainingDiverged", "cli"]
 
@@ -45,7 +46,9 @@ def _device_type(given):
 
 def run(given, study, dist):
     """The exit code of the command."""
-    if study["config"] is None:
+    if study.get("config") is None:
+        if study:
+            raise UsageError(f"--{next(iter(study))} is a flag of the study: add --config N|list|all.")
         execute(apply_smoke(Arguments(**given), explicit=set(given)), dist)
         return 0
     try:
@@ -53,10 +56,7 @@ def run(given, study, dist):
     except ValueError as err:
         raise UsageError(str(err)) from None
     check_config_flags(numbers, given)
-    summaries = run_sweep(numbers, dist, **given)
-    if any(s["status"] == "conflict" for s in summaries):
-        return 2
-    return 0 if all(s["status"] in OK_STATUSES for s in summaries) else 1
+    return run_study(numbers, given, study_options(study), dist)
 
 
 def cli(argv=None):

@@ -5,7 +5,9 @@ import argparse
 import dataclasses
 import typing
 
+from utils.train.launch import LAUNCHERS
 from utils.train.settings import Arguments, UsageError
+from utils.train.study import STUDY_FLAGS
 
 EXAMPLES = """\
 examples:
@@ -18,7 +20,6 @@ examples:
 exit status: 0 done; 1 a run failed or diverged; 2 bad input (nothing written);
 130/143 stopped by Ctrl-C/SIGTERM after saving a checkpoint (rerun the same command to continue)."""
 
-STUDY_FLAGS = ("config",)  # flags that are not Arguments fields
 
 
 def _field_type(f):
@@ -54,18 +55,24 @@ def build_parser():
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train and evaluate an LSTM or MiniGPT1 on Wikitext-2 (IFT6135 assignment 2): one run, "
                     "one configuration of the study, or several.")
-    study = parser.add_argument_group("the study")
-    study.add_argument("--config", help="configuration(s) to run: N, a list like 1,3,5-8, or all (each run is "
-                       "named after its number; flags below override the configuration where they do not clash)")
+    study = parser.add_argument_group("the study (with --config)")
+    for name, (default, kind, help_text) in STUDY_FLAGS.items():
+        if kind is bool:
+            study.add_argument(f"--{name}", action="store_true", help=help_text)
+        else:
+            choices = LAUNCHERS if name == "launcher" else None
+            shown = "" if default is None or "default" in help_text else f" (default: {default})"
+            metavar = "N" if kind is int else None
+            study.add_argument(f"--{name}", type=kind, choices=choices, metavar=metavar, help=help_text + shown)
     settings = parser.add_argument_group("run settings (the course notebook's Arguments, plus extras)")
     for f in dataclasses.fields(Arguments):
-        if f.name not in STUDY_FLAGS:
+        if f.name != "config":  # set by --config
             _add_setting(settings, f)
     return parser
 
 
 def parse(argv=None):
-    """(settings the user gave: dict of Arguments fields, study flags: dict)."""
+    """(settings the user gave: dict of Arguments fields, the study flags the user gave: dict)."""
     given = vars(build_parser().parse_args(argv))
-    study = {k: given.pop(k, None) for k in STUDY_FLAGS}
+    study = {k: given.pop(k) for k in list(given) if k in STUDY_FLAGS}
     return given, study

@@ -351,6 +351,12 @@ def fit(run, stop=None):
                 f"{record['train_tokens_per_s']:,.0f} tokens/s)")
 
 
+def finish_without_test(run):
+    """End a run that must never look at the test split (the learning-rate search)."""
+    run.run_dir.write_status(schema.COMPLETED, run.settings.epochs, message="validation only (no test evaluation)")
+    return RunResult(str(run.settings.exp_id), run.run_dir.path, run.metrics, {}, math.nan)
+
+
 def test(run, stop=None):
     """Evaluate the test split, write the final logs and the `completed` status."""
     s = run.settings
@@ -369,14 +375,14 @@ def test(run, stop=None):
     return RunResult(str(s.exp_id), run.run_dir.path, run.metrics, result, avg_memory)
 
 
-def execute(settings, dist=SINGLE):
-    """prepare -> fit -> test, recording how the run ended in its status.json."""
+def execute(settings, dist=SINGLE, with_test=True):
+    """prepare -> fit -> test (unless with_test is False), recording how the run ended in its status.json."""
     run = prepare(settings, dist)
     start(run)
     with GracefulStop() as stop:
         try:
             fit(run, stop)
-            return test(run, stop)
+            return test(run, stop) if with_test else finish_without_test(run)
         except TrainingDiverged as err:
             run.run_dir.write_status(schema.DIVERGED, err.epoch, err.step, str(err))
             raise

@@ -1,14 +1,17 @@
-"""Configurations of the study in sequence: skip what is complete, continue what is not, go on
-past a failed or diverged run, and print one summary.
+"""Runs of the study as jobs: configurations, each for one or several seeds, at the course's learning
+rate or a tuned one; run here in sequence (or by a launcher, utils.train.launch), skipping what is
+complete, continuing what is not, going on past a failed or diverged run, with one summary.
 
 Bad input (a missing data folder, unreadable embeddings) is a UsageError that stops the sweep
 before anything is written; a folder that holds another run (`conflict`) is left untouched and
 reported; Ctrl-C or SIGTERM stops the sweep after the current run saved its checkpoint.
 """
 import time
+from dataclasses import dataclass
 
 from utils.configs import CONFIGS
 from utils.runs.run_dir import RunDir
+from utils.runs.schema import seed_run_id, tuned_run_id
 from utils.train.distributed import SINGLE
 from utils.train.loop import TrainingDiverged
 from utils.train.progress import perplexity_text
@@ -18,6 +21,13 @@ from utils.train.stop import RunInterrupted
 
 # Statuses a sweep summary can report, and whether the sweep counts as a success with them.
 OK_STATUSES = ("completed", "skipped")
+
+
+@dataclass
+class Job:
+    settings: Arguments  # everything the run needs, its exp_id and log_dir included
+    label: str  # how summaries and the status command name it, e.g. "6: MiniGPT1 x1, adamw, seed 1"
+    with_test: bool = True  # False for the learning-rate search, which must never see the test split
 
 
 def config_settings(number, **overrides):
@@ -30,11 +40,31 @@ def config_settings(number, **overrides):
     return apply_smoke(Arguments(**fields), explicit=set(overrides))
 
 
-def run_config(number, dist=SINGLE, **overrides):
-    """Run configuration `number` unless already complete; continue it if it was not.
-    Returns a summary dict; a failed or diverged run is reported, not raised."""
-    s = config_settings(number, **overrides)
-    return run_settings(s, CONFIGS[number].label, dist)
+def config_job(number, sweep_seed=None, tuned=None, **overrides):
+    """The job of configuration `number`: for one seed of a multi-seed sweep (folder <id>-seed<k>),
+    and at a tuned learning rate when `tuned` = (lr, tuning record path) (folder <id>-tuned...)."""
+    exp_id, label = CONFIGS[number].exp_id, CONFIGS[number].label
+    if tuned is not None:
+        overrides = dict(overrides, lr=tuned[0], lr_from=tuned[1])
+        exp_id, label = tuned_run_id(exp_id), f"{label}, tuned lr {tuned[0]:g}"
+    if sweep_seed is not None:
+        overrides = dict(overrides, seed=sweep_seed)
+        exp_id, label = seed_run_id(exp_id, sweep_seed), f"{label}, seed {sweep_seed}"
+    overrides.setdefault("exp_id", exp_id)
+    return Job(config_settings(number, **overrides), label)
+
+
+def config_jobs(numbers, seeds=None, tuned=None, **overrides):
+    """Jobs for configurations × seeds (seeds None: the course's single run, folder <id>).
+    tuned: {(model, optimizer): (lr, record path)}; configurations without a choice are left out."""
+    jobs = []
+    for number in numbers:
+        cfg = CONFIGS[number]
+        choice = None if tuned is None else tuned.get((cfg.model, cfg.optimizer))
+        if tuned is not None and choice is None:
+            continue
+        jobs += [config_job(number, seed, choice, **overrides) for seed in (seeds or [None])]
+    return jobs
 
 
 def skip_reason(s, run_dir):
@@ -48,16 +78,18 @@ def skip_reason(s, run_dir):
     return ("skipped", "already complete") if run_dir.is_completed() else None
 
 
-def run_settings(s, label, dist=SINGLE):
-    """Run (or skip, or refuse) one run of a sweep; returns its summary dict."""
+def run_job(job, dist=SINGLE):
+    """Run (or skip, or refuse) one job; returns its summary dict. A failed or diverged run is
+    reported, not raised; bad input and Ctrl-C are raised."""
+    s = job.settings
     run_dir = RunDir(s.log_dir, s.exp_id)
-    summary = {"config": s.config, "label": label, "exp_id": s.exp_id, "path": run_dir.path}
+    summary = {"config": s.config, "label": job.label, "exp_id": s.exp_id, "path": run_dir.path, "seed": s.seed}
     skip = dist.broadcast(skip_reason(s, run_dir) if dist.is_main else None)  # one decision for all processes
     if skip:
         return dict(summary, status=skip[0], message=skip[1])
     start = time.perf_counter()
     try:
-        result = execute(s, dist)
+        result = execute(s, dist, with_test=job.with_test)
     except (UsageError, RunInterrupted):  # bad input stops everything; so does Ctrl-C
         raise
     except TrainingDiverged as err:
@@ -65,29 +97,40 @@ def run_settings(s, label, dist=SINGLE):
     except Exception as err:  # the run's status.json says what happened; the sweep goes on
         return dict(summary, status="failed", message=f"{type(err).__name__}: {err}",
                     seconds=time.perf_counter() - start)
-    return dict(summary, status="completed", best_valid_ppl=result.best_valid_ppl, test_ppl=result.test["test_ppl"],
-                seconds=time.perf_counter() - start, message="")
+    return dict(summary, status="completed", best_valid_ppl=result.best_valid_ppl,
+                test_ppl=result.test.get("test_ppl"), seconds=time.perf_counter() - start, message="")
 
 
-def run_sweep(numbers, dist=SINGLE, **overrides):
-    """Run several configurations in order, skipping completed ones and going on past failures."""
-    summaries = [run_config(n, dist, **overrides) for n in numbers]
+def run_jobs(jobs, dist=SINGLE, title=None):
+    """Every job in order, then one summary table (printed by rank 0)."""
+    summaries = [run_job(job, dist) for job in jobs]
     if dist.is_main:
-        print(format_summary(summaries))
+        print(((title + "\n") if title else "") + format_summary(summaries))
     return summaries
+
+
+def run_config(number, dist=SINGLE, **overrides):
+    """Run configuration `number` unless already complete; continue it if it was not."""
+    return run_job(config_job(number, **overrides), dist)
+
+
+def run_sweep(numbers, dist=SINGLE, seeds=None, **overrides):
+    """Run several configurations (for each of `seeds`, if given) in order: the notebook's call."""
+    return run_jobs(config_jobs(numbers, seeds, **overrides), dist)
 
 
 def format_summary(summaries):
     """A table, one line per run; notes that do not fit follow in full, never cut."""
-    lines = [f"{'config':<26} {'status':<10} {'best valid ppl':>14} {'test ppl':>10} {'minutes':>8}  note"]
+    width = max([len(s["label"]) for s in summaries] + [6])
+    lines = [f"{'run':<{width}} {'status':<10} {'best valid ppl':>14} {'test ppl':>10} {'minutes':>8}  note"]
     long_notes = []
     for s in summaries:
         best = perplexity_text(s["best_valid_ppl"]) if "best_valid_ppl" in s else "-"
-        test = perplexity_text(s["test_ppl"]) if "test_ppl" in s else "-"
+        test = perplexity_text(s["test_ppl"]) if s.get("test_ppl") is not None else "-"
         minutes = f"{s['seconds'] / 60:.1f}" if "seconds" in s else "-"
         note = s["message"]
         if len(note) > 40:
             long_notes.append(f"  [{s['label']}] {note}")
             note = "(see below)"
-        lines.append(f"{s['label']:<26} {s['status']:<10} {best:>14} {test:>10} {minutes:>8}  {note}")
+        lines.append(f"{s['label']:<{width}} {s['status']:<10} {best:>14} {test:>10} {minutes:>8}  {note}")
     return "\n".join(lines + long_notes)

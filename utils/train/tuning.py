@@ -1,0 +1,127 @@
+"""A fair learning rate per optimizer: a short search over a grid, chosen on validation only.
+
+At the course's single lr of 1e-3, plain SGD has barely moved after 10 epochs while Adam has
+converged, so a comparison at that lr measures the lr more than the optimizer. The search runs,
+for each (model, optimizer) of the requested configurations, one short run per grid value on the
+1-layer model (deeper configurations use the same choice), keeps the lowest best VALIDATION
+perplexity (the search runs never evaluate the test split), and records the budget, the grids,
+every result and the choice in <log_dir>/tuning/tuning.json. The study then runs the
+configurations at the chosen lr in folders of their own (<id>-tuned), beside the course's.
+
+Default grids: five values per optimizer, half a decade apart (x3.16 rounded to 1-3-10), centred
+where each optimizer works on language models of this size:
+  adam, adamw   1e-4 .. 1e-2   (the course's 1e-3 in the middle: its choice is checked, not assumed)
+  sgd           1e-2 .. 1      (plain SGD on a mean token loss needs ~0.1-1, e.g. Zaremba et al.'s lr 1)
+  momentum      1e-3 .. 1e-1   (momentum 0.9 multiplies the effective step by 10: the sgd grid / 10)
+Default budget: 1 epoch capped at 100 batches (1,600 sequences, ~400k tokens) per grid value,
+validation over its first 100 batches: long enough to separate a step size that learns from one
+that stalls or diverges, ~1/6 of a full epoch each. Diverged or failed grid values are recorded
+and never chosen.
+"""
+import json
+import os
+
+from utils.configs import CONFIGS
+from utils.runs import schema
+from utils.runs.atomic import atomic_write_json
+from utils.runs.run_dir import RunDir
+from utils.train.settings import SMOKE, UsageError
+
+DEFAULT_GRIDS = {
+    "sgd": (0.01, 0.03, 0.1, 0.3, 1.0),
+    "momentum": (0.001, 0.003, 0.01, 0.03, 0.1),
+    "adam": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
+    "adamw": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
+}
+DEFAULT_BUDGET = {"epochs": 1, "max_batches": 100}
+SMOKE_BUDGET = {"epochs": 1, "max_batches": SMOKE["max_batches"]}
+
+
+def parse_grid(text):
+    """ "sgd=0.1,1;adam=1e-3,3e-3" -> {"sgd": (0.1, 1.0), "adam": (0.001, 0.003)}; others keep their default."""
+    grids = dict(DEFAULT_GRIDS)
+    for part in filter(None, (text or "").split(";")):
+        name, _, values = part.partition("=")
+        try:
+            lrs = tuple(float(v) for v in values.split(","))
+        except ValueError:
+            lrs = ()
+        if name.strip() not in DEFAULT_GRIDS or not lrs or min(lrs) <= 0:
+            raise UsageError(f"Bad --tune_grid part {part!r}: use optimizer=lr,lr,... with optimizers among "
+                             f"{', '.join(DEFAULT_GRIDS)} and positive lrs, parts joined by ';'.")
+        grids[name.strip()] = lrs
+    return grids
+
+
+def search_pairs(numbers):
+    """The (model, optimizer) pairs the configurations use, in configuration order."""
+    return list(dict.fromkeys((CONFIGS[n].model, CONFIGS[n].optimizer) for n in numbers))
+
+
+def tuning_dir(log_dir):
+    return os.path.join(log_dir, schema.TUNING_DIR)
+
+
+def search_jobs(numbers, grids, budget, log_dir, **overrides):
+    """One validation-only job per (model, optimizer, lr), 1 layer, on the search budget."""
+    from utils.train.sweep import Job, config_settings
+
+    jobs = []
+    for model, optimizer in search_pairs(numbers):
+        base = next(n for n in CONFIGS if (CONFIGS[n].model, CONFIGS[n].optimizer) == (model, optimizer))
+        for lr in grids[optimizer]:
+            fields = dict(overrides, layers=1, lr=lr, config=None, log_dir=tuning_dir(log_dir), **budget,
+                          exp_id=schema.tuning_run_id(model, optimizer, lr))
+            settings = config_settings(base, **fields)
+            jobs.append(Job(settings, f"search {model}/{optimizer} lr {lr:g}", with_test=False))
+    return jobs
+
+
+def best_valid_ppl(run_dir):
+    """(status, lowest validation perplexity of the run or None): reads status.json and metrics.jsonl only."""
+    status = (run_dir.status() or {}).get("status", "missing")
+    try:
+        with open(run_dir.file(schema.METRICS)) as handle:
+            values = [json.loads(line)["valid_ppl"] for line in handle if line.strip()]
+    except (OSError, ValueError, KeyError):
+        values = []
+    finite = [v for v in values if isinstance(v, (int, float)) and v == v and v != float("inf")]
+    return status, (min(finite) if finite else None)
+
+
+def choose(results):
+    """{(model, optimizer): lr} with the lowest best validation perplexity among completed grid points."""
+    choice = {}
+    for r in results:
+        if r["status"] != schema.COMPLETED or r["best_valid_ppl"] is None:
+            continue
+        key = (r["model"], r["optimizer"])
+        if key not in choice or r["best_valid_ppl"] < choice[key][1]:
+            choice[key] = (r["lr"], r["best_valid_ppl"])
+    return {key: lr for key, (lr, _) in choice.items()}
+
+
+def record_search(numbers, grids, budget, log_dir, settings):
+    """Read every grid point's result, choose, write tuning.json; returns (record, path)."""
+    results = []
+    for model, optimizer in search_pairs(numbers):
+        for lr in grids[optimizer]:
+            exp_id = schema.tuning_run_id(model, optimizer, lr)
+            status, best = best_valid_ppl(RunDir(tuning_dir(log_dir), exp_id))
+            results.append(dict(model=model, optimizer=optimizer, lr=lr, exp_id=exp_id, status=status,
+                                best_valid_ppl=best))
+    choice = choose(results)
+    record = {
+        "budget": dict(budget, batch_size=settings.batch_size, seed=settings.seed),
+        "grids": {opt: list(grids[opt]) for _, opt in search_pairs(numbers)},
+        "metric": "best_valid_ppl", "results": results,
+        "choice": {f"{model}/{optimizer}": lr for (model, optimizer), lr in choice.items()},
+    }
+    path = os.path.join(tuning_dir(log_dir), schema.TUNING_RECORD)
+    atomic_write_json(path, record)
+    return record, path
+
+
+def tuned_choices(record, path):
+    """{(model, optimizer): (lr, record path)} as sweep.config_jobs takes it."""
+    return {tuple(key.split("/")): (lr, os.path.abspath(path)) for key, lr in record["choice"].items()}
