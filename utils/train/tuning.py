@@ -62,11 +62,13 @@ def tuning_dir(log_dir):
     return os.path.join(log_dir, schema.TUNING_DIR)
 
 
-def search_jobs(numbers, grids, budget, log_dir, **overrides):
-    """One validation-only job per (model, optimizer, lr), 1 layer, on the search budget."""
+def search_jobs(numbers, grids, budget, study_log_dir, **overrides):
+    """One validation-only job per (model, optimizer, lr), 1 layer, on the search budget, in
+    <study_log_dir>/tuning/; `overrides` are the study's other settings (data, embeddings, device...)."""
     from utils.train.sweep import Job, config_settings
 
-    jobs = []
+    overrides = {k: v for k, v in overrides.items() if k not in ("log_dir", "exp_id", "lr")}
+    log_dir, jobs = study_log_dir, []
     for model, optimizer in search_pairs(numbers):
         base = next(n for n in CONFIGS if (CONFIGS[n].model, CONFIGS[n].optimizer) == (model, optimizer))
         for lr in grids[optimizer]:

@@ -1,0 +1,147 @@
+"""Seeds and the learning-rate search: folders, skipping, the choice on validation only."""
+import builtins
+import contextlib
+import io
+import json
+import os
+import tempfile
+import unittest
+from unittest import mock
+
+import fixtures
+import run_exp
+from utils.runs import schema
+from utils.runs.run_dir import RunDir
+from utils.train import tuning
+
+
+class ChoiceIsMadeOnValidationOnly(unittest.TestCase):
+    def write_point(self, folder, model, optimizer, lr, valid_ppls, test_ppl, status="completed"):
+        run_dir = os.path.join(folder, schema.tuning_run_id(model, optimizer, lr))
+        os.makedirs(run_dir)
+        with open(os.path.join(run_dir, schema.METRICS), "w") as handle:
+            handle.writelines(json.dumps({"epoch": i + 1, "valid_ppl": v}) + "\n" for i, v in enumerate(valid_ppls))
+        with open(os.path.join(run_dir, schema.STATUS), "w") as handle:
+            json.dump({"status": status}, handle)
+        with open(os.path.join(run_dir, schema.TEST_METRICS), "w") as handle:
+            json.dump({"test_ppl": test_ppl}, handle)  # a search run has none; here to prove it is ignored
+
+    def test_lowest_best_validation_perplexity_wins_and_test_is_never_opened(self):
+        with tempfile.TemporaryDirectory() as logs:
+            folder = tuning.tuning_dir(logs)
+            self.write_point(folder, "lstm", "sgd", 0.1, [900.0, 700.0], test_ppl=10.0)  # best test: must not matter
+            self.write_point(folder, "lstm", "sgd", 0.3, [800.0, 650.0, 690.0], test_ppl=900.0)  # best valid: 650
+            self.write_point(folder, "lstm", "sgd", 1.0, [600.0, float("nan")], test_ppl=5.0, status="diverged")
+            opened, real_open = [], builtins.open
+
+            def spy(path, *args, **kwargs):
+                opened.append(os.path.basename(str(path)))
+                return real_open(path, *args, **kwargs)
+
+            settings = type("S", (), {"batch_size": 16, "seed": 42})()
+            grids = {"sgd": (0.1, 0.3, 1.0)}
+            with mock.patch.object(builtins, "open", spy):  # configuration 3 is LSTM with sgd
+                record, path = tuning.record_search([3], grids, {"epochs": 1, "max_batches": 5}, logs, settings)
+            self.assertEqual(record["choice"], {"lstm/sgd": 0.3})
+            self.assertFalse([name for name in opened if name.startswith("test")], opened)
+            by_lr = {r["lr"]: r for r in record["results"]}
+            self.assertEqual((by_lr[0.3]["best_valid_ppl"], by_lr[1.0]["status"]), (650.0, "diverged"))
+            self.assertEqual(record["budget"], {"epochs": 1, "max_batches": 5, "batch_size": 16, "seed": 42})
+            with open(path) as handle:
+                self.assertEqual(json.load(handle), json.loads(json.dumps(record)))
+
+    def test_no_completed_point_means_no_choice(self):
+        results = [dict(model="gpt1", optimizer="sgd", lr=0.1, status="failed", best_valid_ppl=None),
+                   dict(model="gpt1", optimizer="adam", lr=1e-3, status="completed", best_valid_ppl=300.0)]
+        self.assertEqual(tuning.choose(results), {("gpt1", "adam"): 1e-3})
+
+    def test_grid_flag(self):
+        grids = tuning.parse_grid("sgd=0.1,1;adam=3e-4")
+        self.assertEqual((grids["sgd"], grids["adam"], grids["adamw"]), ((0.1, 1.0), (3e-4,), tuning.DEFAULT_GRIDS["adamw"]))
+        for bad in ("rmsprop=0.1", "sgd=", "sgd=-1", "sgd=a"):
+            with self.assertRaises(ValueError):
+                tuning.parse_grid(bad)
+
+
+class SmokeStudyWithSeedsAndSearch(unittest.TestCase):
+    """Configurations 2 (LSTM) and 6 (MiniGPT1), 2 seeds, a 2-value grid, the smoke preset, tiny data."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        data = fixtures.write_corpus(os.path.join(cls.tmp.name, "data"))
+        emb = fixtures.write_embeddings(os.path.join(cls.tmp.name, "emb.npz"))
+        cls.logs = os.path.join(cls.tmp.name, "logs")
+        cls.argv = ["--config", "2,6", "--seeds", "0,1", "--tune_lr", "--tune_grid", "adamw=1e-3,1e-2", "--smoke",
+                    "--data_folder", data, "--embeddings", emb, "--device", "cpu", "--log_dir", cls.logs,
+                    "--print_every", "1000"]
+        cls.first = cls.cli(cls.argv)
+        cls.second = cls.cli(cls.argv)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    @staticmethod
+    def cli(argv):
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = run_exp.cli(list(argv))
+        return code, out.getvalue(), err.getvalue()
+
+    def test_every_run_has_its_folder_and_completed(self):
+        self.assertEqual(self.first[0], 0, self.first[2])
+        expected = {f"{c}{arm}-seed{s}" for c in (2, 6) for arm in ("", "-tuned") for s in (0, 1)}
+        self.assertEqual(set(os.listdir(self.logs)) - {schema.TUNING_DIR}, expected)
+        for exp_id in expected:
+            run_dir = RunDir(self.logs, exp_id)
+            self.assertTrue(run_dir.is_completed(), exp_id)
+            args = run_dir.recorded_settings()
+            self.assertEqual(args["seed"], int(exp_id[-1]))
+            self.assertEqual(args["lr_from"] is not None, "tuned" in exp_id)
+
+    def test_search_runs_never_evaluate_test(self):
+        folder = tuning.tuning_dir(self.logs)
+        points = sorted(n for n in os.listdir(folder) if not n.startswith(".") and n != schema.TUNING_RECORD)
+        self.assertEqual(points, ["gpt1-adamw-lr0.001", "gpt1-adamw-lr0.01", "lstm-adamw-lr0.001", "lstm-adamw-lr0.01"])
+        for name in points:
+            files = os.listdir(os.path.join(folder, name))
+            self.assertFalse([f for f in files if f.startswith("test")], files)
+            self.assertEqual(RunDir(folder, name).recorded_settings()["layers"], 1)
+
+    def test_tuned_runs_use_the_choice(self):
+        with open(os.path.join(tuning.tuning_dir(self.logs), schema.TUNING_RECORD)) as handle:
+            record = json.load(handle)
+        for config, model in ((2, "lstm"), (6, "gpt1")):
+            args = RunDir(self.logs, f"{config}-tuned-seed0").recorded_settings()
+            self.assertEqual(args["lr"], record["choice"][f"{model}/adamw"])
+            course = RunDir(self.logs, f"{config}-seed0").recorded_settings()
+            self.assertEqual((course["lr"], course["lr_from"]), (1e-3, None))
+
+    def test_a_rerun_skips_everything(self):
+        self.assertEqual(self.second[0], 0, self.second[2])
+        self.assertEqual(self.second[1].count("skipped"), 4 + 8)  # the 4 search runs and the 8 study runs
+        self.assertNotIn("epoch 1/", self.second[1])
+
+    def test_status_lists_every_run(self):
+        code, out, _ = self.cli(self.argv + ["--status"])
+        self.assertEqual(code, 0)
+        for label in ("2: LSTM x1, adamw, seed 1", "6: MiniGPT1 x1, adamw, tuned lr", "search lstm/adamw lr 0.01"):
+            self.assertIn(label, out)
+        self.assertEqual(out.count("completed"), 12)
+
+
+class StudyFlagErrors(unittest.TestCase):
+    def test_refused_with_one_line(self):
+        cases = [["--seeds", "0,1"], ["--config", "1", "--seeds", "0,0"], ["--config", "1", "--seeds", "a"],
+                 ["--config", "1", "--tune_lr", "--lr", "0.1"], ["--config", "1", "--seeds", "0,1", "--seed", "3"],
+                 ["--config", "1", "--tune_lr", "--tune_grid", "sgd=x"]]
+        for argv in cases:
+            with self.subTest(argv=argv):
+                code, _, err = SmokeStudyWithSeedsAndSearch.cli(argv + ["--device", "cpu"])
+                self.assertEqual(code, 2, err)
+                self.assertEqual(len(err.strip().splitlines()), 1, err)
+
+
+if __name__ == "__main__":
+    unittest.main()
