@@ -25,19 +25,20 @@ writes the report the assignment asks for: one figure per run, comparison figure
 
 It works in **Google Colab** (it mounts your Drive and installs the requirements) and in **local
 Jupyter** (it uses this repository). All the code lives in the project: `run_exp.py` trains,
-`utils/report.py` analyses the logs (`python -m utils.report --log_dir logs --out plots` does the same
+`utils/report/` analyses the logs (`python -m utils.report --log_dir logs --out plots` does the same
 from a terminal).
 
 Order: setup → GPU check → **smoke preset switch** → paths → embeddings → configuration 1 →
 all 12 (completed ones are skipped, interrupted ones resume) → report."""
 
 SETUP = """\
-#@title Colab: mount Google Drive and open the project folder (elsewhere: use this repository)
+#@title The project: on Colab, a copy on your Google Drive (cloned once); elsewhere, this repository
 import os
 import subprocess
 import sys
 
 PROJECT_FOLDER = "/content/gdrive/MyDrive/ift6135-a2"  #@param {type:"string"}
+REPO_URL = ""  #@param {type:"string"}
 
 try:
     from google.colab import drive
@@ -47,9 +48,14 @@ except ImportError:
 
 if IN_COLAB:
     drive.mount("/content/gdrive")
+    if not os.path.isfile(os.path.join(PROJECT_FOLDER, "run_exp.py")):
+        if not REPO_URL:
+            raise FileNotFoundError(f"No project in {PROJECT_FOLDER}: set REPO_URL to clone it there, or upload "
+                                    "the project folder to your Drive and set PROJECT_FOLDER to it.")
+        subprocess.run(["git", "clone", REPO_URL, PROJECT_FOLDER], check=True)
     os.chdir(PROJECT_FOLDER)
-    if os.path.isfile("requirements.txt"):
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r", "requirements.txt"], check=True)
+    # Colab has torch; this adds what the project needs on top (matplotlib, tqdm, scipy, submitit).
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r", "requirements.txt"], check=True)
 elif not os.path.isfile("run_exp.py") and os.path.isfile(os.path.join("..", "run_exp.py")):
     os.chdir("..")  # local Jupyter starts in notebooks/; the project root is one level up
 if not os.path.isfile("run_exp.py"):
@@ -72,11 +78,11 @@ SMOKE_NOTE = """\
 ## Smoke preset switch
 
 `SMOKE = True` gives every run a tiny budget (a few batches per split, see `SMOKE` in
-`utils/run_args.py`): the whole pipeline, data to report, runs on a CPU in a few minutes, but its
-numbers mean nothing. `SMOKE = False` runs the assignment's full budget (10 epochs per
+`utils/train/settings.py`): the whole pipeline, data to report, runs on a CPU in a few minutes, but
+its numbers mean nothing. `SMOKE = False` runs the assignment's full budget (10 epochs per
 configuration, on a GPU). By default it follows the hardware found above; set it explicitly to
-override. Smoke runs write to `logs_smoke/` and `plots_smoke/`, so they are never mistaken for, or
-skipped in place of, the real runs."""
+override. Smoke runs write to `logs_smoke/` and `plots_smoke/` (the same place as `run_exp.py
+--smoke`), so they are never mistaken for, or skipped in place of, the real runs."""
 
 SMOKE = """\
 # ============================ SMOKE PRESET SWITCH ============================
@@ -88,11 +94,7 @@ print("Smoke preset:", SMOKE)"""
 
 PATHS = """\
 # Paths, relative to the project folder; environment variables override them (the test uses this).
-def first_data_folder(candidates=("data", "../shared/data/wikitext2")):
-    return next((f for f in candidates if os.path.isfile(os.path.join(f, "wiki.train.npz"))), candidates[0])
-
-
-DATA_FOLDER = os.environ.get("LM_DATA_FOLDER") or first_data_folder()
+DATA_FOLDER = os.environ.get("LM_DATA_FOLDER", "data")  # the project's copy of the course's Wikitext-2
 EMBEDDINGS = os.environ.get("LM_EMBEDDINGS", "data/embeddings.npz")
 LOG_DIR = os.environ.get("LM_LOG_DIR", "logs_smoke" if SMOKE else "logs")
 PLOT_DIR = os.environ.get("LM_PLOT_DIR", "plots_smoke" if SMOKE else "plots")
@@ -107,11 +109,11 @@ OVERRIDES = dict(data_folder=DATA_FOLDER, embeddings=EMBEDDINGS, log_dir=LOG_DIR
 OVERRIDES"""
 
 EMBEDDINGS = """\
-# The frozen GPT-1 embeddings. Colab: download the course's file; offline: build a stand-in
-# from the training split with utils.build_embeddings (several minutes, once).
+# The frozen GPT-1 embeddings (the only download). Colab: the course's file; offline, or if the
+# download fails: a stand-in built from the training split (utils.build_embeddings, minutes, once).
 import urllib.request
 
-from utils.embeddings import EMBEDDINGS_URL, EmbeddingsError, read_embeddings
+from utils.data.embeddings import EMBEDDINGS_URL, EmbeddingsError, read_embeddings
 
 
 def build_embeddings():
@@ -136,6 +138,15 @@ if not os.path.isfile(EMBEDDINGS):
 tokens, position = read_embeddings(EMBEDDINGS)
 print(f"{EMBEDDINGS}: tokens {tuple(tokens.shape)}, positions {tuple(position.shape)}")
 del tokens, position"""
+
+EPOCH_ONE_NOTE = """\
+## One configuration
+
+Configuration 1 (LSTM, 1 layer, Adam). What to expect: each epoch prints a line per split with the
+batch loss, the perplexity so far, tokens/s and the time left. MiniGPT1's first epochs show
+enormous perplexities (1e20 and more): its post-LayerNorm features (norm about 28) meet the tied
+embedding rows, so at initialisation the *current* token gets a huge logit and the loss starts at
+50-60 nats per token. It comes down within the first epoch; the number says nothing about the model."""
 
 ONE = """\
 from run_exp import run_config, run_sweep
@@ -186,7 +197,7 @@ def build():
         new_code_cell(SMOKE),
         new_code_cell(PATHS, metadata={"tags": ["parameters"]}),
         new_code_cell(EMBEDDINGS),
-        new_markdown_cell("## One configuration\n\nConfiguration 1 (LSTM, 1 layer, Adam)."),
+        new_markdown_cell(EPOCH_ONE_NOTE),
         new_code_cell(ONE),
         new_markdown_cell("## All 12 configurations"),
         new_code_cell(SWEEP),
