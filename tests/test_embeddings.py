@@ -140,6 +140,16 @@ class LoadEmbeddingsTest(unittest.TestCase):
             MiniGPT1.load_embeddings_from(self.path, num_heads=2, num_layers=1, sequence_length=P + 1)
         self.assertIn(self.path, str(ctx.exception))
 
+    def test_minigpt1_sequence_length_comes_from_the_file_as_in_the_skeleton(self):
+        # The course skeleton: no sequence_length -> one position per row of the file (512 for GPT-1's).
+        model = MiniGPT1.load_embeddings_from(self.path, num_heads=2, num_layers=1)
+        self.assertEqual(model.sequence_length, P)
+        np.testing.assert_array_equal(model.embedding.position.weight.detach().numpy(), self.position)
+        self.assertEqual(model(torch.arange(1, P + 1)[None] % V).shape, (1, P, V))
+        # A file with fewer positions than an input loads, and fails only on the longer input.
+        with self.assertRaisesRegex(IndexError, "position out of range"):
+            model(torch.ones(1, P + 1, dtype=torch.long))
+
     def test_loading_does_not_alias_between_models(self):
         a = MiniGPT1.load_embeddings_from(self.path, num_heads=2, num_layers=1, sequence_length=6)
         b = MiniGPT1.load_embeddings_from(self.path, num_heads=2, num_layers=1, sequence_length=6)

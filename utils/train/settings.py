@@ -34,12 +34,12 @@ class Arguments:
     batch_size: int = _arg(16, "sequences of 256 tokens per step (the global batch, however many processes)")
 
     # Model
-    model: str = _arg("lstm", "model to train", tuple(MODELS))
+    model: str = _arg("lstm", "model to train", MODELS)  # the registry itself: a new entry is a new choice
     embeddings: str = _arg("./data/embeddings.npz", "GPT-1 embeddings.npz, or the stand-in from utils.build_embeddings")
     layers: int = _arg(1, "LSTM layers or Transformer blocks")
 
     # Optimization
-    optimizer: str = _arg("adamw", "optimizer", tuple(OPTIMIZERS))
+    optimizer: str = _arg("adamw", "optimizer", OPTIMIZERS)
     epochs: int = _arg(10, "passes over the training split")
     lr: float = _arg(1e-3, "learning rate")
     momentum: float = _arg(0.9, "momentum (the momentum optimizer only)")
