@@ -12,7 +12,6 @@ is torch.cuda.max_memory_allocated over the steps. Precision defaults to auto (b
 bf16 GPU). Validation passes are not included.
 """
 import argparse
-import json
 import os
 import sys
 import time

@@ -3,7 +3,6 @@ import contextlib
 import hashlib
 import io
 import os
-import sys
 import tempfile
 import unittest
 from unittest import mock

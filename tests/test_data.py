@@ -8,7 +8,6 @@ import math
 import os
 import random
 import shutil
-import sys
 import tempfile
 import unittest
 

@@ -2,7 +2,6 @@
 and MiniGPT1, from small files written by the tests."""
 import os
 import shutil
-import sys
 import tempfile
 import unittest
 

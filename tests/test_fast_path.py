@@ -2,8 +2,6 @@
 against the course's plain path (model(x) -> log-probabilities -> model.loss): same loss, same
 gradients, same perplexity; plus fused attention, bf16 causality, precision and frozen weights."""
 import math
-import os
-import sys
 import unittest
 
 

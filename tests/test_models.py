@@ -4,9 +4,7 @@ import copy
 import inspect
 import io
 import math
-import os
 import re
-import sys
 import tokenize
 import unittest
 from unittest import mock

@@ -3,7 +3,6 @@ its imports, its Arguments dataclass, its main(), its save_logs(args, *logs) cal
 analysis cell that reads logs/<exp_id>/*.txt, executed as written on small data."""
 import os
 import re
-import sys
 import tempfile
 import unittest
 

@@ -1,7 +1,6 @@
 """GPT-1 BPE tokenizer (utils/tokenizer.py) and word-normalised perplexity (utils/words.py)."""
 import math
 import os
-import sys
 import unittest
 from unittest import mock
 

@@ -6,18 +6,12 @@ failed or diverged run continues from its last checkpoint, or starts over when t
 and says which in one line; --force starts over; a completed run is never overwritten silently.
 """
 import math
-import os
 import signal
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 import torch
 
-from utils.data import PROJECT_DATA
-from utils.data.batches import TensorBatches
-from utils.data.embeddings import EmbeddingsError, read_embeddings
-from utils.data.wikitext2 import SPLITS, Wikitext2
-from utils.data.words import word_end_table
 from utils.gpu_usage import get_gpu_memory_usage, peak_gpu_memory_mb
 from utils.models.base import TokenNLL
 from utils.models.registry import model_spec
@@ -27,6 +21,7 @@ from utils.runs.provenance import count_parameters, device_name, provenance
 from utils.runs.run_dir import Plan, RunConflict, RunDir
 from utils.torch_utils import rng_state, seed_experiment, set_rng_state
 from utils.train.distributed import SINGLE
+from utils.train.inputs import load_embeddings, load_splits, make_batches, resolve_device, word_table
 from utils.train.loop import Totals, TrainingDiverged, evaluate_split, train_epoch
 from utils.train.optim import make_optimizer
 from utils.train.precision import Precision
@@ -80,62 +75,6 @@ class Run:
 
 
 # ----------------------------------------------------------------------------- prepare
-def resolve_device(requested, dist=SINGLE):
-    try:
-        device = torch.device(requested)
-    except (RuntimeError, TypeError):
-        raise UsageError(f"Unknown device {requested!r}: use --device cpu, cuda or cuda:N.") from None
-    if device.type not in ("cpu", "cuda"):
-        raise UsageError(f"Unsupported device {requested!r}: use --device cpu, cuda or cuda:N.")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        if dist.is_main:
-            print("Note: CUDA is not available; running on the CPU.")
-        return torch.device("cpu")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise UsageError(f"--device {requested}: this machine has {torch.cuda.device_count()} GPU(s).")
-    return dist.device(device)
-
-
-def resolve_data_folder(folder, dist=SINGLE):
-    """`folder` if it holds the splits; the project's data/ (with a notice) when `folder` is the
-    course default and the current directory is not the project; else a one-line UsageError."""
-    if os.path.isfile(os.path.join(folder, "wiki.train.npz")):
-        return folder
-    if os.path.normpath(folder) == "data" and os.path.isfile(os.path.join(PROJECT_DATA, "wiki.train.npz")):
-        if dist.is_main:
-            print(f"Note: {folder} has no wiki.train.npz here; using the project's {PROJECT_DATA}.")
-        return PROJECT_DATA
-    raise UsageError(f"Missing data file {os.path.join(folder, 'wiki.train.npz')}: pass --data_folder with "
-                     "wiki.{train,validation,test}.npz (the project's data/ has Wikitext-2; "
-                     "python -m utils.prepare_data makes them from your text).")
-
-
-def load_splits(folder, dist=SINGLE):
-    folder = resolve_data_folder(folder, dist)
-    try:
-        return {name: Wikitext2(folder, split=name) for name in SPLITS}
-    except (FileNotFoundError, ValueError) as err:
-        raise UsageError(str(err)) from None
-
-
-def load_embeddings(settings, splits):
-    """(tokens (V, E), position (P, E), description) checked against the data and the model."""
-    from utils.data.build_embeddings import describe_embeddings
-
-    path = settings.embeddings
-    try:
-        tokens, position = read_embeddings(path)
-    except EmbeddingsError as err:
-        raise UsageError(str(err)) from None
-    max_id = max(int(ds.tokens.max()) for ds in splits.values())
-    if max_id >= tokens.shape[0]:
-        raise UsageError(f"{path} has {tokens.shape[0]} token rows but the data uses ids up to {max_id}.")
-    problem = model_spec(settings.model).check(tokens.shape, position.shape, splits["train"].max_length)
-    if problem:
-        raise UsageError(f"{path}: {problem}.")
-    return tokens, position, describe_embeddings(path)
-
-
 def agreed_plan(run_dir, settings, dist=SINGLE):
     """Rank 0 reads the folder and decides; every process gets the same decision (or error)."""
     outcome = None
@@ -159,26 +98,6 @@ def _without_checkpoint(outcome):
     """What rank 0 broadcasts: the decision, not the (large) checkpoint each process loads itself."""
     kind, value = outcome
     return (kind, Plan(value.action, value.message) if kind == "ok" else value)
-
-
-def make_batches(splits, settings, device, dist=SINGLE):
-    if settings.batch_size % dist.world:
-        raise UsageError(f"--batch_size {settings.batch_size} does not divide among {dist.world} processes: use a "
-                         f"multiple of {dist.world} (it is the global batch, shared by all processes).")
-    shards = dict(device=device, rank=dist.rank, world=dist.world)
-    return {"train": TensorBatches(splits["train"], settings.batch_size, shuffle=True, seed=settings.seed, **shards),
-            "validation": TensorBatches(splits["validation"], settings.batch_size, **shards),
-            "test": TensorBatches(splits["test"], settings.batch_size, **shards)}
-
-
-def word_table(settings, device, dist=SINGLE):
-    """Which token ids end a word, for word-level perplexity; None (with a notice) without the BPE files."""
-    try:
-        return word_end_table(settings.vocab_folder).to(device)
-    except (OSError, ValueError) as err:
-        if dist.is_main:
-            print(f"Note: no word-level perplexity ({err}).")
-        return None
 
 
 def prepare(settings, dist=SINGLE):
