@@ -10,10 +10,11 @@ import unittest
 from report_fixtures import memory_run, seed_args, write_seed_run, write_stub
 
 from utils.report import markdown, read_report
-from utils.report.aggregate import build_groups
+from utils.report.aggregate import build_groups, shown_run, status_text
 from utils.report.answers_md import ONE_SEED
 from utils.report.compute import summarise
 from utils.report.latex import latex_table
+from utils.report.plots_group import member_runs
 from utils.report.stats import T975, describe_linear, describe_log, paired_difference, t_quantile, t_quantile_table
 from utils.report.tables import run_cell
 
@@ -178,6 +179,18 @@ class GroupingRules(unittest.TestCase):
         self.assertEqual((run_cell(rows[1], "lr"), run_cell(rows[2], "lr")), ("0.3", "0.3 (tuned)"))
         self.assertIn("made with other lr", rows[1]["not_counted_why"])
         self.assertEqual(groups[1].label, "3-tuned: LSTM x1, sgd (lr 0.3)")
+
+    def test_a_configuration_whose_only_epochs_diverged_is_drawn_from_that_run(self):
+        runs = [memory_run("7-seed1", 7, seed=1, valid=(5000.0, math.inf), status="diverged")]
+        stub = memory_run("7", 7, valid=(), seconds=(), status="failed")  # seed 42 never finished an epoch
+        stub.args["epochs"] = 2  # as planned: the same settings as seed 1
+        rows = [summarise(r) for r in runs]
+        (group,) = build_groups(runs, rows, [stub])
+        self.assertEqual((group.reference.exp_id, shown_run(group).exp_id), ("7", "7-seed1"))
+        self.assertEqual(status_text(group), "diverged")
+        self.assertEqual(group.stats["best_valid_ppl"]["mean"], 5000.0)
+        self.assertEqual([r.exp_id for r in member_runs(group)], ["7-seed1"])
+        self.assertEqual(group.absent, [(1, "diverged"), (42, "failed, no completed epoch")])
 
     def test_one_seed_per_configuration_says_no_interval(self):
         runs = [memory_run("1", 1, valid=(200.0, 100.0)), memory_run("2", 2, valid=(200.0, 150.0))]

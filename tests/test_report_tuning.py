@@ -4,6 +4,8 @@ choice), its folder never read as a run, and the course arm beside the tuned arm
 Fixture: LSTM x1 sgd (configuration 3) at the course lr 1e-3 with seeds 42 and 1 (best val ppl
 2000, 2200) and at the tuned lr 0.3 (300, 330: x0.15 on both seeds); configuration 4 (momentum)
 at the course lr (1600) and at lr 0.05 although the search chose 0.03 (a mismatch to flag)."""
+import contextlib
+import io
 import math
 import os
 import tempfile
@@ -13,6 +15,7 @@ from report_fixtures import write_seed_run, write_tuning
 
 from utils import report as report_package
 from utils.report import markdown, summary_lines
+from utils.report.__main__ import main as report_main
 from utils.report.read import find_run_dirs
 
 RESULTS = [dict(model="lstm", optimizer="sgd", lr=lr, exp_id=f"lstm-sgd-lr{lr:g}", status=status, best_valid_ppl=ppl)
@@ -92,6 +95,23 @@ class TuningReport(unittest.TestCase):
         printed = "\n".join(summary_lines(self.report))
         self.assertIn("Learning-rate search chose: lstm/sgd lr 0.3, lstm/momentum lr 0.03", printed)
         self.assertIn("At tuned lr: Best generalising: 4-tuned: LSTM x1, momentum (lr 0.05), val ppl 250.00", printed)
+
+
+class OnlyTheSearch(unittest.TestCase):
+    def test_a_search_without_study_runs_is_summarised_and_exits_2(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            logs, out = os.path.join(tmp, "logs"), os.path.join(tmp, "plots")
+            write_tuning(logs, RESULTS, {"lstm/sgd": 0.3}, grids={"sgd": [0.01, 0.1, 0.3, 1.0]})
+            printed = io.StringIO()
+            with contextlib.redirect_stdout(printed):
+                code = report_main(["--log_dir", logs, "--out", out])
+            self.assertEqual(code, 2)
+            self.assertIn("No runs found in", printed.getvalue())
+            self.assertIn("only the learning-rate search's record", printed.getvalue())
+            with open(os.path.join(out, "results.md")) as handle:
+                md = handle.read()
+            self.assertIn("| LSTM | sgd | 0.3 | completed | 310.00 | **yes** |", md)
+            self.assertEqual(sorted(os.listdir(out)), ["results.md"])
 
 
 class UnusableTuningRecord(unittest.TestCase):

@@ -149,11 +149,18 @@ def add_not_run(groups):
             g.absent.sort(key=lambda seed_why: seed_order(seed_why[0]))
 
 
+def shown_run(group):
+    """The run that stands for a group with no completed seed: the reference when it logged an
+    epoch, else the first run that did (a stub of a failed seed has nothing to show)."""
+    if group.reference.exp_id in group.rows:
+        return group.reference
+    return next((run for run in group.runs if run.exp_id in group.rows), group.reference)
+
+
 def summarise_group(group):
     rows = list(group.members.values())
-    if not rows:  # nothing completed: show the reference run's own numbers, flagged by its status
-        row = group.rows.get(group.reference.exp_id) or next(iter(group.rows.values()), None)
-        rows = [row] if row else []
+    if not rows:  # nothing completed: show one run's own numbers, flagged by its status
+        rows = [group.rows[shown_run(group).exp_id]] if group.rows else []
     for key in LOG_METRICS:
         group.stats[key] = describe_log([r[key] for r in rows])
     for key in LINEAR_METRICS:
@@ -195,7 +202,7 @@ def count_text(group):
 def status_text(group):
     """"completed", the seeds not averaged and why, or the one run's status when none completed."""
     if not group.members:
-        row = group.rows.get(group.reference.exp_id) or next(iter(group.rows.values()), None)
-        return row["status"] if row else group.reference.status
+        run = shown_run(group)
+        return group.rows[run.exp_id]["status"] if run.exp_id in group.rows else run.status
     smoke = " (smoke)" if is_smoke(group.reference.args) else ""
     return (absent_text(group) if group.absent else "completed") + smoke

@@ -14,8 +14,8 @@ METHOD = ("Seeds: each configuration's completed seeds are summarised by their m
           "[lo, hi] (exp of the interval of mean log ppl); times and memory are mean ± the interval's "
           "half-width. Two configurations are compared by the paired difference over the seeds both ran "
           "(a ratio of perplexities, the winner's over the other's, or a difference in seconds): they are "
-          "*not distinguishable* at 95% when its interval contains no difference. A seed that diverged, failed, is still running or was not run is listed, "
-          "never averaged.")
+          "*not distinguishable* at 95% when its interval contains no difference. A seed that diverged, "
+          "failed, is still running or was not run is listed, never averaged.")
 ONE_SEED = ("One seed per configuration: no confidence interval can be computed, so these rankings cannot be "
             "tested at 95%; run more seeds (e.g. 3) to tell close configurations apart.")
 
@@ -63,10 +63,14 @@ def average_table(entries, key, heading):
 def ranking_lines(rankings, one_seed):
     lines = []
     for r in rankings:
+        if len(r["ranking"]) == 1:
+            g = r["ranking"][0]
+            lines.append(f"- **{r['model']}**: only {g.what[2]} has a completed run "
+                         f"(best val ppl {log_stat_text(g.stats['best_valid_ppl'])}): nothing to compare yet.")
+            continue
         order = " < ".join(f"{g.what[2]} {log_stat_text(g.stats['best_valid_ppl'])}" for g in r["ranking"])
         lines.append(f"- **{r['model']}**: best {r['ranking'][0].what[2]} (best val ppl, lower is better: {order}). "
-                     + (ties_sentence(r["versus"], one_seed, lambda g: f"{g.name} ({g.what[2]})")
-                        if len(r["ranking"]) > 1 else ""))
+                     + ties_sentence(r["versus"], one_seed, lambda g: f"{g.name} ({g.what[2]})"))
     return lines
 
 
@@ -131,7 +135,8 @@ def arm_lines(a, groups, title):
         *average_table(a["per_optimizer"], "optimizer", "Optimizer"), "",
         "Per architecture (LSTM vs MiniGPT1 at the same depth and optimizer, then averages over all "
         "completed configurations):", "",
-        *(pair_lines(a["architecture_pairs"], a["one_seed"]) or ["- No depth and optimizer has both models completed yet."]), "",
+        *(pair_lines(a["architecture_pairs"], a["one_seed"])
+          or ["- No depth and optimizer has both models completed yet."]), "",
         *average_table(a["per_architecture"], "model", "Architecture"), "",
         "Memory per configuration:", "", *memory_lines(groups), "",
     ]

@@ -8,6 +8,7 @@ empty for every row left out. A 12-configuration study with tuned runs prints ab
 within 1-inch margins; on a narrower text width the tabular is scaled down to \\linewidth (only
 ever down: the \\resizebox guard leaves a table that fits at its natural size).
 """
+from utils.report.aggregate import shown_run
 from utils.report.describe import is_smoke
 from utils.report.fmt import finite, lin_stat_text, lr_text, ppl_text
 from utils.report.tables import NOT_LOGGED, NOT_MEASURED, group_cell, keep_columns, missing_memory, stat_mean
@@ -64,7 +65,7 @@ def cell(group, key):
     if key in ("n", "status"):
         # No completed seed: the run's status stands in (diverged, running...), so nothing looks final.
         done = f"{group.n}/{group.n_of}" if key == "n" else "completed"
-        return done if group.n else latex_escape(group.reference.status)
+        return done if group.n else latex_escape(shown_run(group).status)
     if key == "name" and is_smoke(group.reference.args):
         return latex_escape(group.name) + r"$^\dagger$"
     return latex_escape(group_cell(group, key))

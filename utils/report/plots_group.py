@@ -9,10 +9,11 @@ status. Course-lr runs are solid, tuned-lr runs dashed in the same colour, so ea
 import math
 from statistics import mean
 
-from utils.report.describe import embeddings_text, is_smoke
+from utils.report.aggregate import shown_run
+from utils.report.describe import astronomical_start, embeddings_text, is_smoke
 from utils.report.fmt import finite
-from utils.report.plots import (GROUP_TITLES, DPI, EPOCH1_SHORT, astronomical_start, clean, cumulative_train_seconds,
-                                integer_epochs, new_figure, style_axis, time_unit)
+from utils.report.plots import (DPI, EPOCH1_SHORT, GROUP_TITLES, clean, cumulative_train_seconds, integer_epochs,
+                                new_figure, style_axis, time_unit)
 
 
 def seed_curve(runs):
@@ -33,10 +34,10 @@ def seed_curve(runs):
 
 
 def member_runs(group):
-    """The RunRecords behind a group's counted seeds; its reference run when none completed."""
+    """The RunRecords behind a group's counted seeds; the run standing for it when none completed."""
     ids = {row["exp_id"] for row in group.members.values()}
     runs = [r for r in group.runs if r.exp_id in ids]
-    return runs or ([group.reference] if group.reference.epochs else [])
+    return runs or [run for run in [shown_run(group)] if run.epochs]
 
 
 def legend_label(group):
@@ -44,7 +45,7 @@ def legend_label(group):
     if group.n > 1 or group.absent:
         label += f" (n={group.n}" + (f" of {group.n_of}" if group.absent else "") + ")"
     if not group.n:
-        label += f" ({group.reference.status})"
+        label += f" ({shown_run(group).status})"
     return label
 
 
