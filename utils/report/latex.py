@@ -4,7 +4,7 @@ One row per configuration and arm (seeds aggregated; per-run numbers stay in res
 results.csv). To fit a page without shrinking the font to nothing: \\small, 3pt column gaps, few
 columns, short headings explained in the caption, perplexities to ~3 significant digits with their
 interval as a geometric mean ×/÷ a factor (half the width of [lo, hi]), memory in GB, and columns
-empty for every row left out. A 12-configuration study with tuned runs prints about 420pt wide,
+empty for every row left out. A 12-configuration study with tuned runs prints about 425pt wide,
 within 1-inch margins; on a narrower text width the tabular is scaled down to \\linewidth (only
 ever down: the \\resizebox guard leaves a table that fits at its natural size).
 """
