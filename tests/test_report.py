@@ -14,16 +14,21 @@ import tempfile
 import unittest
 
 import fixtures
-from report_fixtures import config_args, write_notebook_run, write_run
+from report_fixtures import config_args, memory_run, write_notebook_run, write_run
 
 from utils import report
 from utils.report.__main__ import main as report_main
-from utils.report.compute import averages, best_epoch, fastest, mark_duplicates, summarise
+from utils.report.aggregate import build_groups
+from utils.report.compute import averages, best_epoch, fastest, summarise
+from utils.report.latex import latex_escape
 from utils.report.plots import spans_decade, time_unit
 from utils.report.read import read_run
-from utils.report.tables import latex_escape
 
 INF = float("inf")
+
+
+def groups_of(runs):
+    return build_groups(runs, [summarise(r) for r in runs])
 
 
 def run_main(argv):
@@ -76,7 +81,7 @@ class ReportCommand(unittest.TestCase):
             self.assertEqual(code, 0)
             self.assertIn("Best generalising: 9: LSTM x2, adamw, val ppl 120.00", printed)
             self.assertEqual(sorted(os.listdir(out)), ["compare_lstm_layers.png", "experiment_9.png", "results.csv",
-                                                       "results.md", "results.tex"])
+                                                       "results.md", "results.tex", "results_groups.csv"])
 
 
 class ReportOnMixedLogs(unittest.TestCase):
@@ -154,19 +159,21 @@ class ReportOnMixedLogs(unittest.TestCase):
             self.assertIn(f"left out {name}: {reason}", self.printed)
 
     def test_fastest_and_best_generalising(self):
-        self.assertEqual(self.report.answers["fastest"]["exp_id"], "5")
-        self.assertEqual(self.report.answers["fastest_by"], "total training time")
-        self.assertEqual(self.report.answers["best"]["exp_id"], "6")
+        course = self.report.answers["course"]
+        self.assertEqual(course["fastest"].name, "5")
+        self.assertEqual(course["fastest_by"], "total training time")
+        self.assertEqual(course["best"].name, "6")
+        self.assertIsNone(self.report.answers["tuned"])  # no run has a tuned lr
 
     def test_averages_per_optimizer_and_architecture(self):
-        per_optimizer = {a["optimizer"]: a for a in self.report.answers["per_optimizer"]}
+        per_optimizer = {a["optimizer"]: a for a in self.report.answers["course"]["per_optimizer"]}
         self.assertEqual(set(per_optimizer), {"adam", "adamw", "momentum"})  # sgd runs are not completed
         self.assertEqual(per_optimizer["adam"]["members"], [1, 5])
         self.assertAlmostEqual(per_optimizer["adam"]["mean_train_time_s"], 36.0)
         self.assertAlmostEqual(per_optimizer["adam"]["mean_best_valid_ppl"], 155.0)
         self.assertAlmostEqual(per_optimizer["adamw"]["mean_best_valid_ppl"], 142.5)
         self.assertAlmostEqual(per_optimizer["adamw"]["geomean_best_valid_ppl"], math.sqrt(160 * 125))
-        per_model = {a["model"]: a for a in self.report.answers["per_architecture"]}
+        per_model = {a["model"]: a for a in self.report.answers["course"]["per_architecture"]}
         self.assertAlmostEqual(per_model["LSTM"]["mean_train_time_s"], 44.0)
         self.assertAlmostEqual(per_model["LSTM"]["mean_best_valid_ppl"], 330.0)
         self.assertAlmostEqual(per_model["MiniGPT1"]["mean_best_valid_ppl"], 127.5)
@@ -186,7 +193,7 @@ class ReportOnMixedLogs(unittest.TestCase):
         self.assertIn("| 5 | MiniGPT1 | 1 | adam |", self.markdown)
         self.assertIn("**Fastest configuration** (by total training time): 5: MiniGPT1 x1, adam", self.markdown)
         self.assertIn("| 6: MiniGPT1 x1, adamw | not measured (CPU) | not measured (CPU) |", self.markdown)
-        self.assertIn("| 5: MiniGPT1 x1, adam | 1500.0 MB | 1200.0 MB |", self.markdown)
+        self.assertIn("| 5: MiniGPT1 x1, adam | 1,500.0 MB | 1,200.0 MB |", self.markdown)
         self.assertIn("sat on the mat", self.markdown)
 
     def test_latex_is_booktabs_and_escaped(self):
@@ -222,25 +229,27 @@ class PureFunctions(unittest.TestCase):
         self.assertIsNone(best_epoch([dict(epoch=1, valid_ppl=math.nan)]))
 
     def test_fastest_compares_per_epoch_when_budgets_differ(self):
-        rows = [dict(counted=True, epochs_logged=10, train_time_s=100.0, time_per_epoch_s=10.0, exp_id="a"),
-                dict(counted=True, epochs_logged=2, train_time_s=40.0, time_per_epoch_s=20.0, exp_id="b"),
-                dict(counted=False, epochs_logged=1, train_time_s=1.0, time_per_epoch_s=1.0, exp_id="c")]
-        row, how = fastest(rows)
-        self.assertEqual((row["exp_id"], how.split(" (")[0]), ("a", "training time per epoch"))
+        runs = [memory_run("1", 1, valid=[100.0] * 10, seconds=[10.0] * 10),  # 100 s, 10 s/epoch
+                memory_run("2", 2, valid=[100.0] * 2, seconds=[20.0] * 2),  # 40 s, 20 s/epoch
+                memory_run("3", 3, valid=[100.0], seconds=[1.0], status="diverged")]
+        group, how, key = fastest(groups_of(runs))
+        self.assertEqual((group.name, how.split(" (")[0], key), ("1", "training time per epoch", "time_per_epoch_s"))
 
     def test_a_rerun_counts_once(self):
-        rows = [dict(exp_id="old", config=1, counted=True, not_counted_why=""),
-                dict(exp_id="1", config=1, counted=True, not_counted_why="")]
-        mark_duplicates(rows)
+        runs = [memory_run("old", 1), memory_run("1", 1)]  # same configuration, same seed
+        rows = [summarise(r) for r in runs]
+        (group,) = build_groups(runs, rows)
         self.assertEqual([r["counted"] for r in rows], [False, True])
         self.assertIn("(1) is used", rows[0]["not_counted_why"])
+        self.assertEqual((group.n, list(group.members), group.absent), (1, [42], []))
 
-    def test_averages_of_counted_rows_only(self):
-        rows = [dict(optimizer="sgd", counted=c, train_time_s=t, time_per_epoch_s=t, best_valid_ppl=p,
-                     config=n, exp_id=str(n)) for n, c, t, p in ((1, True, 10.0, 100.0), (2, True, 30.0, 400.0),
-                                                                 (3, False, 1.0, 1.0))]
-        (entry,) = averages(rows, "optimizer")
-        self.assertEqual((entry["n"], entry["mean_train_time_s"], entry["mean_best_valid_ppl"]), (2, 20.0, 250.0))
+    def test_averages_of_counted_groups_only(self):
+        runs = [memory_run("3", 3, valid=[100.0], seconds=[10.0]), memory_run("7", 7, valid=[400.0], seconds=[30.0]),
+                memory_run("x", None, valid=[1.0], seconds=[1.0], status="diverged", model="lstm", layers=3,
+                           optimizer="sgd")]
+        (entry,) = averages(groups_of(runs), "optimizer")
+        self.assertEqual((entry["n"], entry["members"]), (2, [3, 7]))
+        self.assertEqual((entry["mean_train_time_s"], entry["mean_best_valid_ppl"]), (20.0, 250.0))
         self.assertAlmostEqual(entry["geomean_best_valid_ppl"], 200.0)
 
     def test_log_scale_and_time_units(self):

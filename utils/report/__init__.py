@@ -4,23 +4,35 @@
 
 Reads `logs/<exp_id>/` (run_exp.py's metrics.jsonl, or the course notebook's *.txt files) and writes
 to --out: experiment_<exp_id>.png per run, compare_<group>.png per comparison group of
-utils.configs.GROUPS, results.md, results.tex (booktabs) and results.csv.
+utils.configs.GROUPS (seeds of a configuration as a mean with a min-max band), results.md,
+results.tex (booktabs, one row per configuration over seeds), results.csv (one row per run) and
+results_groups.csv (one row per configuration and arm: n, means, standard deviations, intervals).
+
+Runs are grouped by configuration and arm (course lr, or an lr tuned by the learning-rate search
+whose record is <log_dir>/tuning/tuning.json) and summarised over seeds with Student-t 95%
+intervals (perplexities in log space); the answers say when two configurations cannot be told
+apart at 95% (paired over shared seeds).
 
 Exit status: 0 when at least one run was reported; 2 when there was nothing to report (no log folder,
 no run folders, or no run with a completed epoch) — a one-line message then says how to make runs.
 Partial, diverged and failed runs are reported with their status; only completed runs enter the
 answers (fastest, best, averages), and everything left out is listed with its reason.
-This module never imports torch or the training code, so it runs anywhere the logs are.
+This package never imports torch or the training code, so it runs anywhere the logs are.
 """
 import os
 from dataclasses import dataclass, field
 
 from utils.configs import GROUPS
 from utils.report import markdown
-from utils.report.compute import answers, is_smoke, mark_duplicates, run_label, summarise
-from utils.report.plots import plot_group, plot_run
-from utils.report.read import read_runs
-from utils.report.tables import csv_text, latex_table
+from utils.report.aggregate import build_groups, seed_order
+from utils.report.compute import answers, summarise
+from utils.report.describe import is_smoke, run_arm, run_label, run_seed
+from utils.report.fmt import lin_stat_text, log_stat_text, lr_text
+from utils.report.latex import latex_table
+from utils.report.plots import plot_run
+from utils.report.plots_group import member_runs, plot_group
+from utils.report.read import read_runs, read_tuning
+from utils.report.tables import csv_text, group_csv_text
 
 HOW_TO_RUN = ("train some first: `python run_exp.py --config 1 --log_dir {log_dir}` "
               "(or `--config all --smoke` for a quick CPU check), then rerun this report.")
@@ -30,25 +42,29 @@ HOW_TO_RUN = ("train some first: `python run_exp.py --config 1 --log_dir {log_di
 class Report:
     log_dir: str
     out_dir: str
-    runs: list = field(default_factory=list)  # RunRecord, sorted by configuration then folder
+    runs: list = field(default_factory=list)  # RunRecord, sorted by configuration, arm, seed, folder
     rows: list = field(default_factory=list)  # results-table rows, one per run
+    groups: list = field(default_factory=list)  # SeedGroup: one per configuration and arm, over seeds
     left_out: list = field(default_factory=list)  # (folder, reason): not in the report at all
     not_counted: list = field(default_factory=list)  # (label, reason): in the table, not in the answers
-    answers: dict = field(default_factory=dict)
+    answers: dict = field(default_factory=dict)  # "course"/"tuned" -> compute.arm_answers (or None)
+    tuning: dict | None = None  # <log_dir>/tuning/tuning.json, when the search ran
+    tuning_problem: str | None = None  # why tuning.json could not be used
     figures: list = field(default_factory=list)
     figure_notes: list = field(default_factory=list)
-    tables: dict = field(default_factory=dict)  # "md"/"tex"/"csv" -> path
+    tables: dict = field(default_factory=dict)  # "md"/"tex"/"csv"/"groups_csv" -> path
 
 
 def sort_key(run):
-    return (run.config if run.config is not None else 99, run.exp_id)
+    return (run.config if run.config is not None else 99, run_arm(run.args) != "course",
+            seed_order(run_seed(run.args)), run.exp_id)
 
 
 def group_figures(report):
-    """One comparison figure per group that has at least one run; notes say what is missing."""
+    """One comparison figure per group that has a run to draw; notes say what is missing."""
     for name, numbers in GROUPS.items():
-        members = [r for r in report.runs if r.config in numbers]
-        missing = [n for n in numbers if all(r.config != n for r in members)]
+        members = [g for g in report.groups if g.config in numbers and member_runs(g)]
+        missing = [n for n in numbers if all(g.config != n for g in members)]
         if not members:
             report.figure_notes.append(f"compare_{name}.png not drawn: none of configurations "
                                        f"{', '.join(map(str, numbers))} has a run yet.")
@@ -63,15 +79,24 @@ def write_text(path, text):
         handle.write(text)
 
 
+def read_report(log_dir, out_dir):
+    """The Report's numbers, before anything is drawn or written."""
+    report = Report(log_dir, out_dir)
+    stubs = []  # left-out folders with args.json: a seed that failed before its first epoch
+    runs, report.left_out = read_runs(log_dir, stubs)
+    report.tuning, report.tuning_problem = read_tuning(log_dir)
+    report.runs = sorted(runs, key=sort_key)
+    report.rows = [summarise(run) for run in report.runs]
+    report.groups = build_groups(report.runs, report.rows, stubs)
+    report.not_counted = [(row["label"], row["not_counted_why"]) for row in report.rows if not row["counted"]]
+    report.answers = answers(report.groups)
+    return report
+
+
 def generate_report(log_dir="logs", out_dir="plots", command=None):
     """Read every run under log_dir, write figures and tables to out_dir, and return the Report."""
-    report = Report(log_dir, out_dir)
-    runs, report.left_out = read_runs(log_dir)
-    report.runs = sorted(runs, key=sort_key)
-    report.rows = mark_duplicates([summarise(run) for run in report.runs])
-    report.not_counted = [(row["label"], row["not_counted_why"]) for row in report.rows if not row["counted"]]
-    report.answers = answers(report.rows)
-    if not report.runs and not report.left_out:
+    report = read_report(log_dir, out_dir)
+    if not report.runs and not report.left_out and report.tuning is None and report.tuning_problem is None:
         return report  # nothing there at all: write nothing
     os.makedirs(out_dir, exist_ok=True)
     if report.runs:
@@ -80,13 +105,33 @@ def generate_report(log_dir="logs", out_dir="plots", command=None):
             plot_run(run, path)
             report.figures.append(path)
         group_figures(report)
-        for kind, text in (("tex", latex_table(report.rows)), ("csv", csv_text(report.rows))):
-            report.tables[kind] = os.path.join(out_dir, f"results.{kind}")
+        for kind, name, text in (("tex", "results.tex", latex_table(report.groups)),
+                                 ("csv", "results.csv", csv_text(report.rows)),
+                                 ("groups_csv", "results_groups.csv", group_csv_text(report.groups))):
+            report.tables[kind] = os.path.join(out_dir, name)
             write_text(report.tables[kind], text)
     command = command or f"python -m utils.report --log_dir {log_dir} --out {out_dir}"
     report.tables["md"] = os.path.join(out_dir, "results.md")
     write_text(report.tables["md"], markdown.render(report, command))
     return report
+
+
+def answer_summary(a, prefix):
+    """The console's fastest / best lines for one arm, with intervals where there are seeds."""
+    if not a or a["fastest"] is None:
+        return []
+    f, b, key = a["fastest"], a["best"], a["fastest_key"]
+    ties = lambda versus: [g.name for g, c in versus if c["distinguishable"] is False]
+    lines = [f"{prefix}Fastest ({a['fastest_by']}): {f.label}, {lin_stat_text(f.stats[key])} s"
+             + (f" (mean ± 95% t half-width, n={f.n})" if f.n > 1 else ""),
+             f"{prefix}Best generalising: {b.label}, val ppl {log_stat_text(b.stats['best_valid_ppl'])}"
+             + (f" (geometric mean [95% t interval], n={b.n})" if b.n > 1 else "")]
+    for i, versus in enumerate((a["fastest_versus"], a["best_versus"])):
+        if ties(versus):
+            lines[i] += f"; not distinguishable at 95% from {', '.join(ties(versus))}"
+    if a["one_seed"]:
+        lines.append(f"{prefix}One seed per configuration: no confidence interval can be computed.")
+    return lines
 
 
 def summary_lines(report):
@@ -95,10 +140,14 @@ def summary_lines(report):
              + (", ".join(f"{run_label(r)} [{r.status}]" for r in report.runs) or "none usable")]
     lines += [f"  left out {name}: {reason}" for name, reason in report.left_out]
     lines += [f"  not compared {label}: {reason}" for label, reason in report.not_counted]
-    a = report.answers
-    if a.get("fastest"):
-        lines.append(f"Fastest ({a['fastest_by']}): {a['fastest']['label']}, {a['fastest']['train_time_s']:.1f} s")
-        lines.append(f"Best generalising: {a['best']['label']}, val ppl {a['best']['best_valid_ppl']:.2f}")
+    lines += answer_summary(report.answers.get("course"), "")
+    lines += answer_summary(report.answers.get("tuned"), "At tuned lr: ")
+    if report.tuning:
+        choice = report.tuning.get("choice") or {}
+        lines.append("Learning-rate search chose: " + (", ".join(f"{k} lr {lr_text(v)}" for k, v in choice.items())
+                                                       or "nothing"))
+    elif report.tuning_problem:
+        lines.append(f"Learning-rate search record unusable: {report.tuning_problem}")
     smoke = sum(is_smoke(r.args) for r in report.runs)
     if smoke:
         lines.append(f"Note: {smoke} smoke run(s) (tiny budget): their numbers only show that the pipeline works.")

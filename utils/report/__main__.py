@@ -17,7 +17,8 @@ def main(argv=None):
         return 2
     report = generate_report(options.log_dir, options.out)
     if not report.runs and not report.left_out:
-        print(f"No runs found in {options.log_dir}; " + HOW_TO_RUN.format(log_dir=options.log_dir))
+        search = f" (only the learning-rate search's record: see {report.tables['md']})" if report.tables else ""
+        print(f"No runs found in {options.log_dir}{search}; " + HOW_TO_RUN.format(log_dir=options.log_dir))
         return 2
     print("\n".join(summary_lines(report)))
     if not report.runs:

@@ -1,27 +1,18 @@
-"""The numbers the assignment asks for, computed from RunRecords by pure functions."""
+"""The numbers the assignment asks for, computed from RunRecords and SeedGroups by pure functions.
+
+Rows (summarise) are one per run; the answers (fastest, best generalising, per optimizer, per
+architecture) are over SeedGroups (utils.report.aggregate), one per configuration and arm, and
+say when the winner is not distinguishable at 95% from another configuration, by a paired t
+interval over the seeds both ran (stats.paired_difference).
+"""
 import math
 from statistics import mean
 
-from utils.models.registry import display_name
+from utils.models.registry import MODELS, display_name
+from utils.report.describe import COURSE, TUNED, is_smoke, run_arm, run_label, run_name, run_seed, used_settings
+from utils.report.fmt import finite
 from utils.report.read import as_float
-
-
-def finite(x):
-    return isinstance(x, (int, float)) and math.isfinite(x)
-
-
-def run_name(run):
-    """The configuration number, with the folder when it differs ("3 [old3]"); a custom run's folder."""
-    if run.config is None:
-        return run.exp_id
-    return str(run.config) if run.exp_id == str(run.config) else f"{run.config} [{run.exp_id}]"
-
-
-def run_label(run):
-    """Legend/table name, e.g. "3: LSTM x1, sgd" or "3 [old3]: LSTM x1, sgd"."""
-    args = run.args
-    name = display_name(args.get("model"))
-    return f"{run_name(run)}: {name} x{args.get('layers')}, {args.get('optimizer')}"
+from utils.report.stats import paired_difference
 
 
 def best_epoch(epochs):
@@ -40,18 +31,16 @@ def peak_memory(epochs):
 
 
 def summarise(run):
-    """One results-table row (a dict keyed by CSV_KEYS) for a run."""
+    """One results-table row (a dict keyed by tables.CSV_KEYS) for a run."""
     best = best_epoch(run.epochs)
     seconds = [e["train_seconds"] for e in run.epochs if finite(e["train_seconds"])]
     args = run.args
+    used = dict(used_settings(args))  # None where the optimizer ignores the setting: shown blank
     row = {
-        "exp_id": run.exp_id,
-        "config": run.config,
-        "run": run_name(run),
-        "label": run_label(run),
-        "model": display_name(args.get("model")),
-        "layers": args.get("layers"),
-        "optimizer": args.get("optimizer"),
+        "exp_id": run.exp_id, "path": run.path, "config": run.config, "run": run_name(run), "label": run_label(run),
+        "model": display_name(args.get("model")), "layers": args.get("layers"), "optimizer": args.get("optimizer"),
+        "seed": run_seed(args), "arm": run_arm(args), "lr": args.get("lr"),
+        "momentum": used.get("momentum"), "weight_decay": used.get("wd"), "lr_from": args.get("lr_from"),
         "params_learnable": run.provenance.get("params_learnable"),
         "params_frozen": run.provenance.get("params_frozen"),
         "best_valid_ppl": best["valid_ppl"] if best else None,
@@ -63,15 +52,12 @@ def summarise(run):
         "peak_memory_mb": peak_memory(run.epochs),
         "steady_memory_mb": run.steady_memory_mb,
         "status": run.status + (" (smoke)" if is_smoke(args) else ""),
+        "smoke": is_smoke(args),
         "epochs_logged": len(run.epochs),
     }
     row["not_counted_why"] = exclusion_reason(run, row) or ""
     row["counted"] = not row["not_counted_why"]
     return row
-
-
-def is_smoke(args):
-    return bool(args.get("smoke")) or args.get("max_batches") not in (None, 0)
 
 
 def exclusion_reason(run, row):
@@ -88,74 +74,112 @@ def exclusion_reason(run, row):
     return None
 
 
-def mark_duplicates(rows):
-    """Keep one run per configuration in the answers, so a rerun does not weigh twice in an average:
-    the run in the folder named after the configuration, else the first folder."""
-    chosen = {}
-    for row in rows:
-        if row["counted"] and row["config"] is not None:
-            best = chosen.get(row["config"])
-            if best is None or (row["exp_id"] == str(row["config"]) and best["exp_id"] != str(best["config"])):
-                chosen[row["config"]] = row
-    for row in rows:
-        keep = chosen.get(row["config"])
-        if row["counted"] and keep is not None and keep is not row:
-            row["counted"] = False
-            row["not_counted_why"] = f"another run of configuration {row['config']} ({keep['exp_id']}) is used"
-    return rows
+def group_value(group, key):
+    """A SeedGroup's model (display name), layers or optimizer."""
+    model, layers, optimizer = group.what
+    return {"model": display_name(model), "layers": layers, "optimizer": optimizer}[key]
 
 
-def fastest(rows):
-    """(row, how) for the fastest counted run by training wall-clock. Runs with different epoch counts
-    are compared per epoch, since total time would favour the shorter budget."""
-    rows = [r for r in rows if r["counted"]]
-    if not rows:
-        return None, None
-    if len({r["epochs_logged"] for r in rows}) == 1:
-        return min(rows, key=lambda r: r["train_time_s"]), "total training time"
-    return min(rows, key=lambda r: r["time_per_epoch_s"]), "training time per epoch (runs differ in epochs)"
+def versus(winner, others, key, log):
+    """[(group, paired comparison of winner against it)] for every other group."""
+    return [(g, paired_difference(winner.values(key), g.values(key), log)) for g in others if g is not winner]
 
 
-def best_generalising(rows):
-    """The counted run with the lowest best validation perplexity, or None."""
-    rows = [r for r in rows if r["counted"]]
-    return min(rows, key=lambda r: r["best_valid_ppl"]) if rows else None
+def fastest(groups):
+    """(group, how, key) of the fastest counted group by mean training wall-clock. Groups with
+    different epoch counts are compared per epoch, since total time would favour the shorter budget."""
+    groups = [g for g in groups if g.n and g.stats["train_time_s"]]
+    if not groups:
+        return None, None, None
+    if len({row["epochs_logged"] for g in groups for row in g.members.values()}) == 1:
+        key, how = "train_time_s", "total training time"
+    else:
+        key, how = "time_per_epoch_s", "training time per epoch (runs differ in epochs)"
+    return min(groups, key=lambda g: g.stats[key]["mean"]), how, key
 
 
-def averages(rows, key, where=lambda row: True):
-    """Per value of rows[key] (e.g. "optimizer"): n, members, mean time, mean time/epoch, mean best val ppl."""
-    groups = {}
-    for row in rows:
-        if row["counted"] and where(row):
-            groups.setdefault(row[key], []).append(row)
+def best_generalising(groups):
+    """The counted group with the lowest geometric-mean best validation perplexity, or None."""
+    groups = [g for g in groups if g.n]
+    return min(groups, key=lambda g: g.stats["best_valid_ppl"]["mean"]) if groups else None
+
+
+def averages(groups, key, where=lambda group: True):
+    """Per value of `key` ("optimizer" or "model"): its configurations and their mean time, mean
+    time/epoch, mean and geometric mean best validation perplexity (each configuration's seeds
+    first reduced to their mean, so a configuration with more seeds does not weigh more)."""
+    by_value = {}
+    for g in groups:
+        if g.n and where(g):
+            by_value.setdefault(group_value(g, key), []).append(g)
     return [
         {
             key: value,
             "n": len(members),
-            "members": [m["config"] if m["config"] is not None else m["exp_id"] for m in members],
-            "mean_train_time_s": mean(m["train_time_s"] for m in members),
-            "mean_time_per_epoch_s": mean(m["time_per_epoch_s"] for m in members),
-            "mean_best_valid_ppl": mean(m["best_valid_ppl"] for m in members),
+            "members": [g.config if g.config is not None else g.name for g in members],
+            "seeds": sum(g.n for g in members),
+            "mean_train_time_s": mean(g.stats["train_time_s"]["mean"] for g in members),
+            "mean_time_per_epoch_s": mean(g.stats["time_per_epoch_s"]["mean"] for g in members),
+            "mean_best_valid_ppl": mean(g.stats["best_valid_ppl"]["mean"] for g in members),
             # Perplexities spread over decades: the geometric mean (exp of the mean loss) is not
             # dominated by one bad optimizer the way the arithmetic mean is.
-            "geomean_best_valid_ppl": math.exp(mean(math.log(m["best_valid_ppl"]) for m in members)),
+            "geomean_best_valid_ppl": math.exp(mean(math.log(g.stats["best_valid_ppl"]["mean"]) for g in members)),
         }
-        for value, members in groups.items()
+        for value, members in by_value.items()
     ]
 
 
-def one_layer(row):
+def one_layer(group):
     """The optimizer comparison holds depth fixed (configurations 1-8); deeper runs would bias AdamW."""
-    return row["layers"] == 1
+    return group.what[1] == 1
 
 
-def answers(rows):
-    """The assignment's questions, answered from the counted runs (see exclusion_reason)."""
-    quickest, how = fastest(rows)
+def optimizer_rankings(groups):
+    """Per model, its one-layer configurations by best validation perplexity, with the winner
+    compared to each other optimizer over shared seeds."""
+    out = []
+    for model in dict.fromkeys(g.what[0] for g in groups if g.n and one_layer(g)):
+        ranked = sorted((g for g in groups if g.n and one_layer(g) and g.what[0] == model),
+                        key=lambda g: g.stats["best_valid_ppl"]["mean"])
+        out.append({"model": display_name(model), "ranking": ranked,
+                    "versus": versus(ranked[0], ranked, "best_valid_ppl", log=True)})
+    return out
+
+
+def architecture_pairs(groups):
+    """LSTM vs MiniGPT1 at the same depth and optimizer: (lstm group, gpt1 group, gpt1/lstm ppl)."""
+    counted = [g for g in groups if g.n]
+    order = {name: i for i, name in enumerate(MODELS)}  # registry order: LSTM first, then MiniGPT1
+    rank = lambda g: order.get(g.what[0], len(order))
+    pairs = []
+    for a in counted:
+        for b in counted:
+            same = a.what[1:] == b.what[1:] and (rank(a), a.what[0]) < (rank(b), b.what[0])  # each pair once
+            if same:
+                pairs.append((a, b, paired_difference(b.values("best_valid_ppl"), a.values("best_valid_ppl"), True)))
+    return pairs
+
+
+def arm_answers(groups):
+    """The assignment's questions over one arm's groups (all course, or all tuned)."""
+    quickest, how, key = fastest(groups)
+    best = best_generalising(groups)
+    counted = [g for g in groups if g.n]
     return {
-        "fastest": quickest,
-        "fastest_by": how,
-        "best": best_generalising(rows),
-        "per_optimizer": averages(rows, "optimizer", one_layer),
-        "per_architecture": averages(rows, "model"),
+        "fastest": quickest, "fastest_by": how, "fastest_key": key,
+        "fastest_versus": versus(quickest, counted, key, log=False) if quickest else [],
+        "best": best,
+        "best_versus": versus(best, counted, "best_valid_ppl", log=True) if best else [],
+        "per_optimizer": averages(groups, "optimizer", one_layer),
+        "optimizer_rankings": optimizer_rankings(groups),
+        "per_architecture": averages(groups, "model"),
+        "architecture_pairs": architecture_pairs(groups),
+        "one_seed": all(g.n <= 1 for g in counted),
     }
+
+
+def answers(groups):
+    """{"course": answers over the runs at the course's lr, "tuned": over runs at tuned lrs} (an
+    arm with no group is None). The two are never mixed: a tuned lr is another experiment."""
+    return {arm: (arm_answers([g for g in groups if g.arm == arm]) if any(g.arm == arm for g in groups) else None)
+            for arm in (COURSE, TUNED)}

@@ -1,7 +1,9 @@
-"""Figures of the report: the notebook's 3x2 figure per run and the group comparisons.
+"""Figures of the report: the notebook's 3x2 figure per run and the group comparisons over seeds.
 
 Figures are drawn on matplotlib's Agg canvas directly (no pyplot), so the report neither needs a
-display nor changes the backend of a notebook that imports it.
+display nor changes the backend of a notebook that imports it. Panels that show the same quantity
+(perplexity) make one log-or-linear decision together, so a train and a valid panel never differ
+in scale. Smoke runs say so in the title; every figure names the embeddings its numbers rest on.
 """
 import math
 
@@ -9,7 +11,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from utils.report.compute import finite, run_label
+from utils.report.compute import best_epoch
+from utils.report.describe import (astronomical_start, device_text, embeddings_text, is_smoke,
+                                   run_arm, run_label, run_seed, settings_text, smoke_text)
+from utils.report.fmt import finite, ppl_text
 
 GROUP_TITLES = {
     "lstm_optimizers": "LSTM (1 layer): optimizers compared",
@@ -18,6 +23,7 @@ GROUP_TITLES = {
     "gpt1_layers": "MiniGPT1 with AdamW: 1, 2 and 4 layers",
 }
 DPI = 120
+EPOCH1_SHORT = "MiniGPT1's epoch 1 starts at 52-64 nats/token (tied embeddings meet LayerNorm features): ignore it"
 
 
 def time_unit(max_seconds):
@@ -56,6 +62,8 @@ def new_figure(width, height):
 
 
 def style_axis(ax, title, xlabel, ylabel, log_values=None):
+    """Titles and grid; a log y axis when log_values (the values of *every* panel of this quantity
+    in the figure, so they decide together) span more than a decade."""
     ax.set_title(title, fontsize=12)
     ax.set_xlabel(xlabel, fontsize=11)
     ax.set_ylabel(ylabel, fontsize=11)
@@ -89,11 +97,20 @@ def integer_epochs(ax, epochs):
 
 
 def run_caption(run):
+    """Settings (only those the optimizer uses), embeddings, device, best value, status; smoke first."""
     args = run.args
-    keys = ("model", "layers", "optimizer", "lr", "momentum", "weight_decay", "batch_size", "epochs")
-    text = ", ".join(f"{k}={args.get(k)}" for k in keys if k in args)
+    keys = ("batch_size", "epochs", "max_batches")
+    text = ", ".join([settings_text(args)] + [f"{k}={args[k]}" for k in keys if args.get(k) is not None]
+                     + [f"seed={run_seed(args)}"] + (["lr tuned by the search"] if run_arm(args) == "tuned" else []))
+    best = best_epoch(run.epochs)
+    best_text = f"best val ppl {ppl_text(best['valid_ppl'])} at epoch {best['epoch']}" if best else "no finite val ppl"
     status = run.status + (f": {run.status_message}" if run.status_message else "")
-    return f"{text}\nstatus: {status[:110]}"
+    lines = ([smoke_text(args)] if is_smoke(args) else []) + [
+        text, f"{embeddings_text(run)}; {device_text(run) or 'device not recorded'}",
+        f"{best_text}; status: {status[:90]}"]
+    if astronomical_start(run):
+        lines.append(EPOCH1_SHORT)
+    return "\n".join(lines)
 
 
 def plot_run(run, path):
@@ -102,8 +119,10 @@ def plot_run(run, path):
     div, unit = time_unit(max(cumulative_train_seconds(run.epochs) or [0.0]))
     times = [t / div for t in cumulative_train_seconds(run.epochs)]
     series = {k: clean([e[k] for e in run.epochs]) for k in ("train_loss", "valid_loss", "train_ppl", "valid_ppl")}
-    fig = new_figure(12, 13)
-    fig.suptitle(f"Experiment {run_label(run)}\n{run_caption(run)}", fontsize=13)
+    all_ppl = series["train_ppl"] + series["valid_ppl"]  # one scale decision for every ppl panel
+    fig = new_figure(12, 13.5)
+    fig.suptitle(f"Experiment {run_label(run)}\n{run_caption(run)}", fontsize=12,
+                 color="firebrick" if is_smoke(run.args) else "black")
     axs = fig.subplots(3, 2)
     bad = [not all(finite(e[k]) for k in series) for e in run.epochs]
     xlabel = f"Cumulative training time ({unit})"
@@ -115,7 +134,7 @@ def plot_run(run, path):
             mark_divergence(axs[row, col], times, bad)
             axs[row, col].legend(fontsize=9)
             style_axis(axs[row, col], f"{split_name} {name.split(' (')[0].lower()} vs training time", xlabel, name,
-                       values if metric == "ppl" else None)
+                       all_ppl if metric == "ppl" else None)
     for col, (metric, name) in enumerate((("loss", "Loss (nats/token)"), ("ppl", "Perplexity"))):
         ax = axs[2, col]
         ax.plot(epochs, series[f"train_{metric}"], "o-", color="C0", markersize=4, label=f"Training {metric}")
@@ -123,37 +142,7 @@ def plot_run(run, path):
         mark_divergence(ax, epochs, bad)
         ax.legend(fontsize=9)
         style_axis(ax, f"Training and validation {name.split(' (')[0].lower()} per epoch", "Epoch", name,
-                   series["train_ppl"] + series["valid_ppl"] if metric == "ppl" else None)
+                   all_ppl if metric == "ppl" else None)
         integer_epochs(ax, epochs)
     fig.savefig(path, dpi=DPI)
-
-
-def plot_group(name, members, missing, path):
-    """Validation perplexity vs epoch and vs training time for the runs of one comparison group.
-    members: RunRecords; missing: configuration numbers of the group with no run to show."""
-    fig = new_figure(13, 6.5)
-    title = GROUP_TITLES.get(name, name)
-    if missing:
-        title += f"\n(not run yet or left out: configuration {', '.join(map(str, missing))})"
-    fig.suptitle(title, fontsize=13)
-    ax_epoch, ax_time = fig.subplots(1, 2)
-    longest = max(max(cumulative_train_seconds(r.epochs) or [0.0]) for r in members)
-    div, unit = time_unit(longest)
-    values, all_epochs = [], set()
-    for i, run in enumerate(members):
-        ppl = clean([e["valid_ppl"] for e in run.epochs])
-        epochs = [e["epoch"] for e in run.epochs]
-        label = run_label(run) + ("" if run.status == "completed" else f" ({run.status})")
-        style = dict(color=f"C{i % 10}", marker="os^Dv<>ph*"[i % 10], markersize=5, label=label)
-        ax_epoch.plot(epochs, ppl, "-", **style)
-        ax_time.plot([t / div for t in cumulative_train_seconds(run.epochs)], ppl, "-", **style)
-        values += ppl
-        all_epochs.update(epochs)
-    style_axis(ax_epoch, "Validation perplexity per epoch", "Epoch", "Validation perplexity", values)
-    style_axis(ax_time, "Validation perplexity vs training time", f"Cumulative training time ({unit})",
-               "Validation perplexity", values)
-    integer_epochs(ax_epoch, sorted(all_epochs))
-    # One legend under both panels: it can never hide a curve, however the curves fall.
-    handles, labels = ax_epoch.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 3), fontsize=10)
-    fig.savefig(path, dpi=DPI)
+    return fig

@@ -1,8 +1,9 @@
-"""Read training runs from `logs/<exp_id>/` into plain Python values (no torch, no plotting).
+"""Read training runs from `<log_dir>/<exp_id>/` into plain Python values (no torch, no plotting).
 
 A run folder holds `args.json` and either `metrics.jsonl` (run_exp.py, one JSON object per epoch)
 or the course notebook's per-epoch `*.txt` files; both are read the same way here so old
-notebook runs and new ones appear side by side in the report.
+notebook runs and new ones appear side by side in the report. `<log_dir>/tuning/` is the
+learning-rate search's (its short runs and tuning.json), never a run: read_tuning reads its record.
 """
 import json
 import math
@@ -44,7 +45,9 @@ def natural_key(name):
 def find_run_dirs(log_dir):
     if not os.path.isdir(log_dir):
         return []
-    names = [n for n in os.listdir(log_dir) if os.path.isdir(os.path.join(log_dir, n)) and not n.startswith(".")]
+    # The search's folder holds grid-point runs at a tiny budget: they must not enter the study.
+    names = [n for n in os.listdir(log_dir) if os.path.isdir(os.path.join(log_dir, n))
+             and not n.startswith(".") and n != schema.TUNING_DIR]
     return [os.path.join(log_dir, n) for n in sorted(names, key=natural_key)]
 
 
@@ -159,8 +162,10 @@ def read_status(run, run_dir):
         run.status = "completed"
 
 
-def read_run(run_dir):
-    """(RunRecord, None) for a run with at least one completed epoch, else (None, why it is left out)."""
+def read_run(run_dir, stubs=None):
+    """(RunRecord, None) for a run with at least one completed epoch, else (None, why it is left out).
+    A left-out folder that has args.json is also appended to `stubs` (a list), epochs empty, so the
+    report can say which seed of a configuration failed before finishing an epoch."""
     exp_id = os.path.basename(os.path.normpath(run_dir))
     try:
         args = read_json(os.path.join(run_dir, schema.ARGS))
@@ -191,6 +196,8 @@ def read_run(run_dir):
         # Say what the run itself reports; "no train_loss.txt" would only confuse a run still in epoch 1.
         detail = f": {run.status_message}" if run.status_message else ""
         still = " yet" if run.status in ("running", "incomplete") else ""
+        if stubs is not None:
+            stubs.append(run)
         return None, f"no completed epoch{still} (status {run.status}{detail})"
     add_gap_notes(run)
     return run, None
@@ -206,13 +213,28 @@ def add_gap_notes(run):
         run.notes.append(f"{len(numbers)} of {planned} epochs logged")
 
 
-def read_runs(log_dir):
-    """(runs, left_out) where left_out is a list of (folder name, reason)."""
+def read_runs(log_dir, stubs=None):
+    """(runs, left_out) where left_out is a list of (folder name, reason); see read_run for stubs."""
     runs, left_out = [], []
     for run_dir in find_run_dirs(log_dir):
-        run, reason = read_run(run_dir)
+        run, reason = read_run(run_dir, stubs)
         if run is None:
             left_out.append((os.path.basename(run_dir), reason))
         else:
             runs.append(run)
     return runs, left_out
+
+
+def read_tuning(log_dir):
+    """(record, problem): the learning-rate search's tuning.json as a dict, or None with a reason
+    when it exists but cannot be used (None, None when there was no search)."""
+    path = os.path.join(log_dir, schema.TUNING_DIR, schema.TUNING_RECORD)
+    try:
+        record = read_json(path)
+    except ValueError as err:
+        return None, str(err)
+    if record is None:
+        return None, None
+    if not isinstance(record, dict) or not isinstance(record.get("results", []), list):
+        return None, f"{schema.TUNING_RECORD} is not a search record (no results list)"
+    return record, None

@@ -1,32 +1,39 @@
-"""The results table rendered as Markdown, LaTeX (booktabs) and CSV, from summarise()'s rows."""
+"""The results tables: per run (Markdown, CSV) and per configuration over seeds (Markdown, LaTeX,
+CSV). Columns that every row leaves empty (GPU memory on a CPU, parameter counts of old runs,
+momentum when no optimizer uses it) are dropped, and dropped_note says which and why. The CSV
+files keep raw floats at full precision; everything else goes through utils.report.fmt."""
 import csv
 import io
 
-from utils.report.compute import finite
+from utils.report.aggregate import status_text
+from utils.report.compute import group_value
+from utils.report.fmt import MISSING, finite, lin_stat_text, log_stat_text, lr_text, ppl_text
 
 NOT_MEASURED = "not measured (CPU)"
 NOT_LOGGED = "not logged"
+PPL_KEYS = ("best_valid_ppl", "train_ppl_at_best", "test_ppl")
+MEMORY_KEYS = ("peak_memory_mb", "steady_memory_mb")
+SETTING_KEYS = ("momentum", "weight_decay")  # blank where the run's optimizer does not use them
 
-# (CSV key, table heading) in the order of every results table.
-COLUMNS = [
-    ("run", "Config"),
-    ("model", "Model"),
-    ("layers", "Layers"),
-    ("optimizer", "Optimizer"),
-    ("params_learnable", "Learnable params"),
-    ("params_frozen", "Frozen params"),
-    ("best_valid_ppl", "Best val ppl"),
-    ("best_epoch", "Best epoch"),
-    ("train_ppl_at_best", "Train ppl at best"),
-    ("test_ppl", "Test ppl"),
-    ("train_time_s", "Train time (s)"),
-    ("time_per_epoch_s", "Time/epoch (s)"),
-    ("peak_memory_mb", "Peak mem (MB)"),
-    ("steady_memory_mb", "Steady mem (MB)"),
-    ("status", "Status"),
+# (row key, heading) of the per-run table, in order.
+RUN_COLUMNS = [
+    ("run", "Config"), ("model", "Model"), ("layers", "Layers"), ("optimizer", "Optimizer"), ("seed", "Seed"),
+    ("lr", "lr"), ("momentum", "Momentum"), ("weight_decay", "Weight decay"),
+    ("params_learnable", "Learnable params"), ("params_frozen", "Frozen params"),
+    ("best_valid_ppl", "Best val ppl"), ("best_epoch", "Best epoch"), ("train_ppl_at_best", "Train ppl at best"),
+    ("test_ppl", "Test ppl"), ("train_time_s", "Train time (s)"), ("time_per_epoch_s", "Time/epoch (s)"),
+    ("peak_memory_mb", "Peak mem (MB)"), ("steady_memory_mb", "Steady mem (MB)"), ("status", "Status"),
 ]
-CSV_KEYS = ["exp_id", "config"] + [key for key, _ in COLUMNS[1:]] + [
-    "epochs_logged", "counted", "not_counted_why", "label"]
+CSV_KEYS = ["exp_id", "config", "seed", "arm", "lr", "lr_from"] + [
+    k for k, _ in RUN_COLUMNS[1:] if k not in ("seed", "lr")] + [
+    "smoke", "epochs_logged", "counted", "not_counted_why", "label", "path"]
+# (stat key, heading) of the per-configuration table: log-space stats for ppl, linear for the rest.
+GROUP_COLUMNS = [
+    ("name", "Config"), ("model", "Model"), ("optimizer", "Optimizer"), ("lr", "lr"), ("n", "Seeds"),
+    ("best_valid_ppl", "Best val ppl"), ("test_ppl", "Test ppl"), ("train_time_s", "Train time (s)"),
+    ("time_per_epoch_s", "Time/epoch (s)"), ("peak_memory_mb", "Peak mem (MB)"),
+    ("steady_memory_mb", "Steady mem (MB)"), ("status", "Status"),
+]
 
 
 def memory_text(value, not_measured=NOT_MEASURED, unit=" MB"):
@@ -35,72 +42,148 @@ def memory_text(value, not_measured=NOT_MEASURED, unit=" MB"):
     return not_measured if not finite(value) else f"{value:.1f}{unit}"
 
 
-def format_cell(key, value, not_measured=NOT_MEASURED, missing="—"):
-    """Human-readable cell: ppl with 2 decimals (0 when >= 1000), params in millions, memory in MB."""
-    if key in ("peak_memory_mb", "steady_memory_mb") and value is not None:
+def format_cell(key, value, not_measured=NOT_MEASURED, missing=MISSING, latex=False):
+    """Human-readable cell: ppl via fmt.ppl_text (scientific where huge), params in millions,
+    memory in MB, optimizer settings blank where unused."""
+    if key in MEMORY_KEYS and value is not None:
         return memory_text(value, not_measured, unit="")
+    if key in SETTING_KEYS:
+        return "" if value is None else lr_text(value)
     if value is None:
         return missing
     if key.startswith("params_"):
         return f"{value / 1e6:.2f}M"
-    if key in ("best_valid_ppl", "train_ppl_at_best", "test_ppl"):
-        return f"{value:.0f}" if finite(value) and value >= 1000 else f"{value:.2f}"
+    if key in PPL_KEYS:
+        return ppl_text(value, latex)
     if key in ("train_time_s", "time_per_epoch_s"):
         return f"{value:.1f}"
     return str(value)
 
 
-def markdown_table(rows):
-    lines = ["| " + " | ".join(h for _, h in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for row in rows:
-        cells = [format_cell(k, row[k]).replace("|", "\\|") for k, _ in COLUMNS]
-        lines.append("| " + " | ".join(cells) + " |")
+def run_cell(row, key):
+    if key == "lr":
+        return lr_text(row["lr"]) + (" (tuned)" if row.get("arm") == "tuned" else "")
+    return format_cell(key, row[key])
+
+
+def is_empty(values):
+    """Every value missing (None) or not measured (NaN): the column says nothing."""
+    return all(v is None or (isinstance(v, float) and not finite(v)) for v in values)
+
+
+def empty_reason(key, values):
+    if key in SETTING_KEYS:
+        return "no run's optimizer uses it"
+    if any(v is not None for v in values):
+        return "not measured by any run: NaN, as on a CPU"
+    return "not logged by any of these runs (old notebook runs record no parameter counts or memory)"
+
+
+def keep_columns(columns, rows, raw):
+    """(columns with a value in some row, [(heading, why)] of the dropped ones). raw(row, key) gives
+    the value that decides emptiness (a stat's mean for the per-configuration table)."""
+    kept, dropped = [], []
+    for key, heading in columns:
+        values = [raw(row, key) for row in rows]
+        if rows and key not in ("status", "run", "name") and is_empty(values):
+            dropped.append((heading, empty_reason(key, values)))
+        else:
+            kept.append((key, heading))
+    return kept, dropped
+
+
+def dropped_note(dropped):
+    """One sentence naming the dropped columns and why, grouped by reason; "" when none."""
+    by_reason = {}
+    for heading, why in dropped:
+        by_reason.setdefault(why, []).append(heading)
+    if not by_reason:
+        return ""
+    parts = "; ".join(f"{', '.join(headings)} ({why})" for why, headings in by_reason.items())
+    return f"Columns left out because every row leaves them empty: {parts}."
+
+
+def pipe_table(columns, rows, cell):
+    lines = ["| " + " | ".join(h for _, h in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row, k).replace("|", "\\|") for k, _ in columns) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
-LATEX_SPECIALS = {
-    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-    "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "—": "--",
-}
+def markdown_table(rows):
+    """(per-run table, dropped-columns sentence)."""
+    columns, dropped = keep_columns(RUN_COLUMNS, rows, lambda row, key: row[key])
+    return pipe_table(columns, rows, run_cell), dropped_note(dropped)
 
 
-def latex_escape(text):
-    return "".join(LATEX_SPECIALS.get(ch, ch) for ch in str(text))
+def stat_mean(group, key):
+    """What decides whether a per-configuration column is empty: a statistic's mean (NaN: not
+    measured, None: not logged); the cell text for columns that are not statistics."""
+    if key not in group.stats:
+        return group_cell(group, key)
+    stat = group.stats[key]
+    return stat["mean"] if stat else (float("nan") if missing_memory(group, key) == NOT_MEASURED else None)
 
 
-def latex_table(rows):
-    """A complete table environment; needs \\usepackage{booktabs} and \\usepackage{graphicx}."""
-    spec = "r" + "l" * 3 + "r" * (len(COLUMNS) - 5) + "l"
-    head = " & ".join(latex_escape(h) for _, h in COLUMNS) + r" \\"
-    # Narrow "n/a" and "--" keep the columns printable; the caption says what they mean.
-    body = [" & ".join(latex_escape(format_cell(k, row[k], "n/a", "--")) for k, _ in COLUMNS) + r" \\" for row in rows]
-    return "\n".join([
-        "% Requires \\usepackage{booktabs} and \\usepackage{graphicx} in the preamble.",
-        r"\begin{table}[ht]",
-        r"\centering",
-        r"\caption{Wikitext-2 results per configuration. Perplexities are per token; times are training "
-        r"wall-clock (evaluation excluded); memory is GPU memory, n/a where not measured (CPU); -- where not logged.}",
-        r"\label{tab:results}",
-        r"\resizebox{\linewidth}{!}{%",
-        rf"\begin{{tabular}}{{{spec}}}",
-        r"\toprule",
-        head,
-        r"\midrule",
-        *body,
-        r"\bottomrule",
-        r"\end{tabular}}",
-        r"\end{table}",
-        "",
-    ])
+def missing_memory(group, key):
+    """Why a group has no memory value: NaN in its runs is "not measured (CPU)", absent is "not logged"."""
+    rows = list(group.members.values()) or list(group.rows.values())
+    return NOT_MEASURED if any(r[key] is not None for r in rows) else NOT_LOGGED
+
+
+def group_cell(group, key, latex=False):
+    if key == "name":
+        return group.name
+    if key == "model":
+        return f"{group_value(group, 'model')} x{group.what[1]}"
+    if key == "optimizer":
+        return str(group.what[2])
+    if key == "lr":
+        return lr_text(group.reference.args.get("lr"))
+    if key == "n":
+        return str(group.n) if not group.absent else f"{group.n} of {group.n_of}"
+    if key == "status":
+        return status_text(group)
+    stat = group.stats.get(key)
+    if key in PPL_KEYS:
+        return log_stat_text(stat, latex)
+    if stat is None and key in MEMORY_KEYS:
+        return missing_memory(group, key)
+    return lin_stat_text(stat, digits=1, latex=latex)
+
+
+def group_table(groups):
+    """(per-configuration table over seeds, dropped-columns sentence)."""
+    columns, dropped = keep_columns(GROUP_COLUMNS, groups, stat_mean)
+    return pipe_table(columns, groups, group_cell), dropped_note(dropped)
 
 
 def csv_text(rows):
-    """Machine-readable: raw numbers; empty = not logged, nan = not measured (CPU)."""
+    """Machine-readable, one line per run: raw numbers; empty = not logged (or not used by the
+    optimizer), nan = not measured (CPU)."""
+    return write_csv(CSV_KEYS, [{k: ("" if row[k] is None else row[k]) for k in CSV_KEYS} for row in rows])
+
+
+def group_csv_text(groups):
+    """One line per configuration and arm: n, the seeds used and not, and every statistic raw."""
+    records = []
+    for g in groups:
+        record = {"name": g.name, "config": g.config, "arm": g.arm, "model": g.what[0], "layers": g.what[1],
+                  "optimizer": g.what[2], "lr": g.reference.args.get("lr"), "n": g.n, "n_of": g.n_of,
+                  "seeds": " ".join(map(str, g.members)),
+                  "not_used": "; ".join(f"seed {s}: {why}" for s, why in g.absent)}
+        for key, stat in g.stats.items():
+            log = stat is not None and "sd_log" in stat  # geometric mean and its interval
+            for part in ("mean", "sd", "sd_log", "lo", "hi"):
+                if stat is not None and part in stat:
+                    record[f"{key}_{'gmean' if log and part == 'mean' else part}"] = stat[part]
+        records.append(record)
+    keys = list(dict.fromkeys(k for r in records for k in r))
+    return write_csv(keys, [{k: ("" if r.get(k) is None else r[k]) for k in keys} for r in records])
+
+
+def write_csv(keys, records):
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CSV_KEYS, lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=keys, lineterminator="\n")
     writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if row[k] is None else row[k]) for k in CSV_KEYS})
+    writer.writerows(records)
     return out.getvalue()
-
-

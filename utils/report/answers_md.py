@@ -1,0 +1,144 @@
+"""The assignment's answers in words, for one arm (course lr or tuned lr) of results.md.
+
+Every ranking says whether the winner is distinguishable at 95% from the others, by the paired
+Student-t interval over the seeds both ran (compute.versus); with one seed per configuration it
+says that no interval can be computed instead of pretending a ranking is certain.
+"""
+from utils.models.registry import display_name
+from utils.report.fmt import lin_stat_text, log_stat_text, ppl_text, ratio_text
+from utils.report.tables import memory_text
+
+METHOD = ("Seeds: each configuration's completed seeds are summarised by their mean and a 95% confidence "
+          "interval from Student's t with n-1 degrees of freedom. Perplexities are averaged in log space "
+          "(the mean of log ppl, i.e. of the loss): the table shows the geometric mean with its interval "
+          "[lo, hi] (exp of the interval of mean log ppl); times and memory are mean ± the interval's "
+          "half-width. Two configurations are compared by the paired difference over the seeds both ran "
+          "(a ratio of perplexities, the winner's over the other's, or a difference in seconds): they are "
+          "*not distinguishable* at 95% when its interval contains no difference. A seed that diverged, "
+          "failed, is still running or was not run is listed, never averaged.")
+ONE_SEED = ("One seed per configuration: no confidence interval can be computed, so these rankings cannot be "
+            "tested at 95%; run more seeds (e.g. 3) to tell close configurations apart.")
+
+
+def detail(comparison):
+    """E.g. "×1.03 [0.97, 1.09], paired over seeds 1, 2, 3"."""
+    return f"{ratio_text(comparison)}, paired over seeds {', '.join(map(str, comparison['seeds']))}"
+
+
+def verdict(comparison):
+    """E.g. "not distinguishable at 95% (×1.03 [0.97, 1.09], paired over seeds 1, 2, 3)"."""
+    if comparison["distinguishable"] is None:
+        return f"cannot be tested ({comparison['why']})"
+    word = "distinguishable" if comparison["distinguishable"] else "not distinguishable"
+    return f"{word} at 95% ({detail(comparison)})"
+
+
+def ties_sentence(versus, one_seed, name=lambda g: g.name):
+    """Which configurations the winner cannot be told apart from, and which it can."""
+    if one_seed or not versus:
+        return ONE_SEED if one_seed else "No other completed configuration to compare with."
+    ties = [f"{g.label} ({detail(c)})" for g, c in versus if c["distinguishable"] is False]
+    untested = [f"{name(g)} ({c['why']})" for g, c in versus if c["distinguishable"] is None]
+    apart = [name(g) for g, c in versus if c["distinguishable"]]
+    parts = []
+    if ties:
+        parts.append("**Not distinguishable at 95%** from " + "; ".join(ties) + ".")
+    if apart:
+        parts.append("Distinguishable at 95% (paired over shared seeds) from " + ", ".join(apart) + ".")
+    if untested:
+        parts.append("Cannot be tested against " + "; ".join(untested) + ".")
+    return " ".join(parts)
+
+
+def average_table(entries, key, heading):
+    lines = [f"| {heading} | Configurations | Seeds | Mean train time (s) | Mean time/epoch (s) "
+             "| Mean best val ppl | Geometric mean best val ppl |", "|---|---|---|---|---|---|---|"]
+    for e in entries:
+        lines.append(f"| {e[key]} | {', '.join(map(str, e['members']))} | {e['seeds']} | {e['mean_train_time_s']:.1f} "
+                     f"| {e['mean_time_per_epoch_s']:.1f} | {ppl_text(e['mean_best_valid_ppl'])} "
+                     f"| {ppl_text(e['geomean_best_valid_ppl'])} |")
+    return lines if entries else ["No completed runs to average yet."]
+
+
+def ranking_lines(rankings, one_seed):
+    lines = []
+    for r in rankings:
+        if len(r["ranking"]) == 1:
+            g = r["ranking"][0]
+            lines.append(f"- **{r['model']}**: only {g.what[2]} has a completed run "
+                         f"(best val ppl {log_stat_text(g.stats['best_valid_ppl'])}): nothing to compare yet.")
+            continue
+        order = " < ".join(f"{g.what[2]} {log_stat_text(g.stats['best_valid_ppl'])}" for g in r["ranking"])
+        lines.append(f"- **{r['model']}**: best {r['ranking'][0].what[2]} (best val ppl, lower is better: {order}). "
+                     + ties_sentence(r["versus"], one_seed, lambda g: f"{g.name} ({g.what[2]})"))
+    return lines
+
+
+def pair_lines(pairs, one_seed):
+    lines = []
+    for lstm, gpt, c in pairs:
+        better = gpt if gpt.stats["best_valid_ppl"]["mean"] < lstm.stats["best_valid_ppl"]["mean"] else lstm
+        names = [display_name(g.what[0]) for g in (better, gpt, lstm)]
+        test = f"ratio {ratio_text(c)} (one seed each: not testable)" if one_seed else verdict(c)
+        lines.append(f"- {lstm.label} {log_stat_text(lstm.stats['best_valid_ppl'])} vs {gpt.label} "
+                     f"{log_stat_text(gpt.stats['best_valid_ppl'])}: lower with {names[0]}; "
+                     f"{names[1]}/{names[2]} {test}.")
+    return lines
+
+
+def headline_lines(a):
+    f, b = a["fastest"], a["best"]
+    key = a["fastest_key"]
+    best_epochs = sorted({row["best_epoch"] for row in b.members.values()})
+    return [
+        f"- **Fastest configuration** (by {a['fastest_by']}): {f.label} — "
+        f"{lin_stat_text(f.stats[key])} s ({'per epoch' if key == 'time_per_epoch_s' else 'of training'}, "
+        f"n={f.n}), {lin_stat_text(f.stats['time_per_epoch_s'])} s per epoch. "
+        + ties_sentence(a["fastest_versus"], a["one_seed"]),
+        f"- **Best generalising configuration** (lowest validation perplexity): {b.label} — "
+        f"{log_stat_text(b.stats['best_valid_ppl'])} at epoch {', '.join(map(str, best_epochs))}"
+        f" (train ppl {log_stat_text(b.stats['train_ppl_at_best'])}, "
+        f"test ppl {log_stat_text(b.stats['test_ppl'])}, n={b.n}). "
+        + ties_sentence(a["best_versus"], a["one_seed"]),
+    ]
+
+
+def memory_lines(groups):
+    """Memory per configuration; one sentence instead when no run measured any (CPU runs)."""
+    values = [r[k] for g in groups for r in g.rows.values() for k in ("peak_memory_mb", "steady_memory_mb")]
+    if all(v is None or v != v for v in values):
+        why = "not measured: every run ran on a CPU" if any(v is not None for v in values) else "not logged"
+        return [f"GPU memory: {why}."]
+    lines = ["| Configuration | Peak GPU memory | Steady-state GPU memory |", "|---|---|---|"]
+    for g in groups:
+        cells = [mem(g, k) for k in ("peak_memory_mb", "steady_memory_mb")]
+        lines.append(f"| {g.label} | {cells[0]} | {cells[1]} |")
+    return lines
+
+
+def mem(group, key):
+    stat = group.stats.get(key)
+    if stat is None:
+        rows = list(group.members.values()) or list(group.rows.values())
+        return memory_text(next((r[key] for r in rows if r[key] is not None), None))
+    return lin_stat_text(stat) + " MB"
+
+
+def arm_lines(a, groups, title):
+    """One arm's answers: headline, per optimizer, per architecture, memory."""
+    lines = [title, ""]
+    if a is None or a["fastest"] is None:
+        return lines + ["No completed run yet: the answers need at least one completed run.", ""]
+    lines += headline_lines(a) + [
+        "", "Per optimizer (one-layer runs, i.e. configurations 1-8, so depth does not bias AdamW):", "",
+        *ranking_lines(a["optimizer_rankings"], a["one_seed"]), "",
+        *average_table(a["per_optimizer"], "optimizer", "Optimizer"), "",
+        "Per architecture (LSTM vs MiniGPT1 at the same depth and optimizer, then averages over all "
+        "completed configurations):", "",
+        *(pair_lines(a["architecture_pairs"], a["one_seed"])
+          or ["- No depth and optimizer has both models completed yet."]), "",
+        *average_table(a["per_architecture"], "model", "Architecture"), "",
+        "Memory per configuration:", "", *memory_lines(groups), "",
+    ]
+    return lines
+
