@@ -131,6 +131,30 @@ class SmokeStudyWithSeedsAndSearch(unittest.TestCase):
         self.assertEqual(out.count("completed"), 12)
 
 
+    def test_the_report_aggregates_seeds_and_shows_the_search(self):
+        import csv
+
+        from utils.report import generate_report
+
+        out = os.path.join(self.tmp.name, "plots")
+        report = generate_report(self.logs, out)
+        self.assertEqual(len(report.runs), 8)
+        with open(os.path.join(out, "results_groups.csv")) as handle:
+            groups = {row["name"]: row for row in csv.DictReader(handle)}
+        self.assertEqual(sorted(groups), ["2", "2-tuned", "6", "6-tuned"])
+        for row in groups.values():
+            self.assertEqual((row["n"], row["seeds"]), ("2", "0 1"))
+            lo, mean, hi = (float(row[k]) for k in ("best_valid_ppl_lo", "best_valid_ppl_gmean", "best_valid_ppl_hi"))
+            self.assertLess(lo, mean)
+            self.assertLess(mean, hi)
+        for name in ("compare_lstm_optimizers.png", "compare_gpt1_optimizers.png", "results.md", "results.tex"):
+            self.assertTrue(os.path.isfile(os.path.join(out, name)), name)
+        with open(os.path.join(out, "results.md")) as handle:
+            text = handle.read()
+        self.assertIn("1e-2", text.replace("0.01", "1e-2"))  # the grid is shown
+        self.assertIn("tuned", text)
+
+
 class StudyFlagErrors(unittest.TestCase):
     def test_refused_with_one_line(self):
         cases = [["--seeds", "0,1"], ["--config", "1", "--seeds", "0,0"], ["--config", "1", "--seeds", "a"],

@@ -86,7 +86,8 @@ def embeddings_text(run, long=False):
         return f"embeddings of unrecorded kind ({os.path.basename(str(record.get('path') or '?'))})"
     kind = str(kind)
     if kind.startswith("unknown"):
-        return "GPT-1 pretrained embeddings (no sidecar describes the file)"
+        # The stand-in builder always writes a sidecar; a file without one is GPT-1's (or the user's own).
+        return f"GPT-1 pretrained embeddings, presumably ({os.path.basename(str(record.get('path') or '?'))}: no sidecar)"
     text = f"offline stand-in embeddings ({kind})"
     if long and record.get("method"):
         text += f": {record['method']}"
