@@ -178,7 +178,7 @@ class ColumnsDevicesEmbeddings(unittest.TestCase):
             report = read_report(tmp, tmp)
         md = markdown.render(report, "cmd")
         self.assertIn("Embeddings: offline stand-in embeddings (ppmi-svd): PPMI + SVD, scale 0.1 (runs 1); GPT-1 "
-                      "pretrained embeddings (no sidecar describes the file) (runs 2).", md)
+                      "pretrained embeddings, presumably (g.npz: no sidecar) (runs 2).", md)
         self.assertIn("**Warning:** the runs used different embedding files", md)
         self.assertIn("offline stand-in embeddings (ppmi-svd); AMD EPYC 9B14", run_caption(report.runs[0]))
         self.assertIn("WARNING: mixed embeddings", group_title("lstm_optimizers", report.groups, [3, 4]))
