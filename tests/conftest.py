@@ -1,2 +1,31 @@
 """pytest finds the project through pyproject.toml (pythonpath = ["."]); this file holds what
 several test files share at session level. Test helpers live in tests/fixtures.py."""
+import os
+import subprocess
+
+import pytest
+
+from fixtures import REPO_ROOT
+
+
+def local_slurm_dir():
+    """The start/stop scripts of the one-node SLURM cluster: $LOCAL_SLURM_DIR, else ../shared/slurm."""
+    return os.environ.get("LOCAL_SLURM_DIR") or os.path.join(os.path.dirname(REPO_ROOT), "shared", "slurm")
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A real SLURM cluster on this machine for the session's tests that ask for it: started once
+    (idempotent when it is already up), stopped at the end. A cluster that cannot start FAILS those
+    tests: a silently skipped launcher test would pass CI with an untested launcher."""
+    folder = local_slurm_dir()
+    start = os.path.join(folder, "start-local-slurm.sh")
+    if not os.path.isfile(start):
+        pytest.fail(f"No SLURM start script at {start}: set LOCAL_SLURM_DIR to the folder of "
+                    "start-local-slurm.sh and stop-local-slurm.sh.")
+    done = subprocess.run(["bash", start], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.fail(f"The local SLURM cluster did not start ({start}, exit {done.returncode}):\n"
+                    + (done.stdout + done.stderr)[-4000:])
+    yield os.environ.get("SLURM_LOCAL_PARTITION", "debug")
+    subprocess.run(["bash", os.path.join(folder, "stop-local-slurm.sh")], capture_output=True, check=False)

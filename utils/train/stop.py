@@ -57,5 +57,9 @@ class GracefulStop:
         """After the state is saved: let the previous handler act (submitit's requeue), then stop."""
         previous = self.previous.get(self.signum)
         if callable(previous) and previous is not signal.default_int_handler:
-            previous(self.signum, None)
+            try:
+                previous(self.signum, None)  # submitit's requeue ends the process here (SystemExit)
+            except Exception as err:  # it could not requeue (too many timeouts, its scontrol killed):
+                # the checkpoint is saved all the same, so this is an interruption, not a failed run
+                raise RunInterrupted(self.signum, f"{where}; {type(err).__name__}: {err}") from err
         raise RunInterrupted(self.signum, where)

@@ -77,12 +77,18 @@ def _execute(jobs, opts, dist, title):
     if opts["launcher"] == "inline":
         return run_jobs(jobs, dist, title), []
     todo = [job for job in jobs if skip_reason(job.settings, RunDir(job.settings.log_dir, job.settings.exp_id)) is None]
+    active = launch.active_jobs(jobs[0].settings.log_dir) if todo else {}
+    queued = [job for job in todo if job.settings.exp_id in active]
+    if queued:  # a second job on the same run folder would interleave two runs' checkpoints
+        print("Already queued or running, not submitted again: "
+              + ", ".join(f"{job.label} (job {active[job.settings.exp_id]})" for job in queued))
+        todo = [job for job in todo if job.settings.exp_id not in active]
     handles = launch.submit(todo, opts)
     if opts["launcher"] == "local":
-        summaries = [handle.result() for handle in handles]
+        summaries = [launch.outcome(handle, job) for handle, job in zip(handles, todo)]
         print(((title + "\n") if title else "") + format_summary(summaries))
         return summaries, handles
-    print(f"{title or 'Runs'}: submitted {len(handles)} job(s) of {len(jobs)} (the others are complete): "
+    print(f"{title or 'Runs'}: submitted {len(handles)} job(s) of {len(jobs)} (the others are complete or queued): "
           + ", ".join(h.job_id for h in handles))
     return [], handles
 
@@ -118,8 +124,9 @@ def run_study(numbers, given, opts, dist):
     ran, more = _execute(jobs, opts, dist, None)
     summaries, handles = summaries + ran, handles + more
     if opts["launcher"] == "slurm" and handles:
-        out = "plots_smoke" if os.path.normpath(log_dir).endswith("logs_smoke") else "plots"
-        report = launch.submit_report(log_dir, out, handles[-1].job_id.split("_")[0], opts)
+        out = launch.report_folder(log_dir)
+        arrays = sorted({handle.job_id.split("_")[0] for handle in handles})
+        report = launch.submit_report(log_dir, out, arrays, opts)
         print(f"The report runs as job {report} once they have ended (python -m utils.report --log_dir {log_dir} "
               f"--out {out}); see progress with the same command and --status.")
         return 0
@@ -140,26 +147,37 @@ def tuned_jobs(numbers, seeds, given, log_dir):
 
 
 def status_table(jobs):
-    """One line per run: SLURM job and state, run status, epoch, best validation perplexity so far."""
-    record = launch.read_record(jobs[0].settings.log_dir) if jobs else {}
-    search_record = launch.read_record(tuning.tuning_dir(jobs[0].settings.log_dir)) if jobs else {}
-    record = {**search_record, **record}
-    states = launch.slurm_states([r["job_id"] for r in record.values()])
+    """One line per run: SLURM job and state, run status, epoch, best validation perplexity so far,
+    and why it failed when it did."""
+    records = {}  # log_dir -> its sweep record (the search runs live in their own log_dir)
+    for job in jobs:
+        if job.settings.log_dir not in records:
+            records[job.settings.log_dir] = launch.read_record(job.settings.log_dir)
+    submitted = {(j.settings.log_dir, j.settings.exp_id): records[j.settings.log_dir].get(j.settings.exp_id, {})
+                 for j in jobs}
+    # only SLURM's ids mean something to sacct (a local job's id is a process id)
+    states = launch.slurm_states(sorted({r["job_id"] for r in submitted.values() if r.get("launcher") == "slurm"}))
     width = max(len(j.label) for j in jobs) if jobs else 10
     lines = [f"{'run':<{width}} {'job':>10} {'SLURM state':<14} {'status':<12} {'epoch':>7} {'best valid ppl':>14}"]
     for job in jobs:
-        s = job.settings
-        run_dir = RunDir(s.log_dir, s.exp_id)
-        submitted = record.get(s.exp_id, {})
-        status = run_dir.status() or {}
-        epochs = _epochs(run_dir)
-        best = min((m["valid_ppl"] for m in epochs), default=None)
-        failure = _failure(s)
-        lines.append(f"{job.label:<{width}} {submitted.get('job_id', '-'):>10} "
-                     f"{states.get(submitted.get('job_id'), '-'):<14} {status.get('status', failure and 'failed' or '-'):<12} "
-                     f"{len(epochs):>3}/{s.epochs:<3} {perplexity_text(best) if best else '-':>14}"
-                     + (f"  {failure}" if failure and not status else ""))
+        lines.append(_status_line(job, submitted[(job.settings.log_dir, job.settings.exp_id)], states, width))
     return "\n".join(lines)
+
+
+def _status_line(job, submitted, states, width):
+    s = job.settings
+    run_dir = RunDir(s.log_dir, s.exp_id)
+    status = run_dir.status() or {}
+    epochs = _epochs(run_dir)
+    best = min((m["valid_ppl"] for m in epochs), default=None)
+    failure = launch.recorded_failure(s)  # bad input: the job stopped before the run wrote anything new
+    state = states.get(submitted.get("job_id"), "-") if submitted.get("launcher") == "slurm" else \
+        submitted.get("launcher", "-")
+    shown = "failed" if failure else status.get("status", "-")
+    note = failure or (status.get("message", "") if shown in (schema.FAILED, schema.DIVERGED) else "")
+    line = (f"{job.label:<{width}} {submitted.get('job_id', '-'):>10} {state:<14} {shown:<12} "
+            f"{len(epochs):>3}/{s.epochs:<3} {perplexity_text(best) if best else '-':>14}")
+    return line + (f"  {note}" if note else "")
 
 
 def _epochs(run_dir):
@@ -168,12 +186,3 @@ def _epochs(run_dir):
             return [json.loads(line) for line in handle if line.strip()]
     except (OSError, ValueError):
         return []
-
-
-def _failure(settings):
-    """The one-line reason a job stopped before its run could write anything (bad input), if any."""
-    try:
-        with open(os.path.join(launch.slurm_dir(settings.log_dir), f"{settings.exp_id}.failed.json")) as handle:
-            return json.load(handle)["message"]
-    except (OSError, ValueError, KeyError):
-        return None
