@@ -191,7 +191,8 @@ def _stop_here(run, stop, epoch, step, totals=None):
         checkpoint(run)
     run.run_dir.write_status(schema.INTERRUPTED, epoch, step, message="stopped by a signal; rerun the same "
                              "command to continue from the checkpoint")
-    stop.finish(f"at epoch {epoch + 1}, step {step}")
+    received = next(s for s in run.dist.gather(stop.signum) if s)  # processes agree on one signal
+    stop.finish(f"at epoch {epoch + 1}, step {step}", received)
 
 
 def _train_hook(run, stop, epoch, total):

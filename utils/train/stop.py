@@ -53,8 +53,10 @@ class GracefulStop:
     def requested(self):
         return self.signum is not None
 
-    def finish(self, where):
-        """After the state is saved: let the previous handler act (submitit's requeue), then stop."""
+    def finish(self, where, signum=None):
+        """After the state is saved: let the previous handler act (submitit's requeue), then stop.
+        signum: the signal another process received when this one got none (data-parallel runs)."""
+        self.signum = self.signum or signum
         previous = self.previous.get(self.signum)
         if callable(previous) and previous is not signal.default_int_handler:
             try:
