@@ -1,11 +1,17 @@
 """The README's quick start, from a copy of the project with nothing beside it (no ../shared):
-bash quickstart.sh runs the smoke study on the committed data and writes the report."""
+bash quickstart.sh runs the smoke study of both models on the committed Wikitext-2 through the
+command line and writes the report; each epoch trained on exactly the smoke preset's batches."""
+import json
+import math
 import os
 import subprocess
 import tempfile
 import unittest
 
 import fixtures
+from utils.data.batches import TensorBatches
+from utils.data.wikitext2 import Wikitext2
+from utils.train.settings import SMOKE
 
 
 class QuickStartFromAClone(unittest.TestCase):
@@ -29,6 +35,21 @@ class QuickStartFromAClone(unittest.TestCase):
             for run in ("2", "6"):
                 with open(os.path.join(clone, "logs_smoke", run, "status.json")) as handle:
                     self.assertIn('"completed"', handle.read())
+            self.check_smoke_batches(os.path.join(clone, "logs_smoke"))
             for name in ("results.md", "results.csv", "experiment_2.png", "experiment_6.png"):
                 self.assertTrue(os.path.isfile(os.path.join(clone, "plots_smoke", name)), name)
             self.assertIn("Done: runs in logs_smoke/", done.stdout)
+
+    def check_smoke_batches(self, log_dir):
+        """Every smoke epoch trained on the first max_batches batches of that epoch's seeded order."""
+        batches = TensorBatches(Wikitext2(fixtures.WIKITEXT2, "train"), SMOKE["batch_size"], shuffle=True, seed=42)
+        for epoch in range(SMOKE["epochs"]):
+            batches.set_epoch(epoch)
+            expected = sum(float(b["mask"].sum()) for _, b in zip(range(SMOKE["max_batches"]), batches))
+            for exp_id in ("2", "6"):
+                with open(os.path.join(log_dir, exp_id, "metrics.jsonl")) as handle:
+                    metrics = [json.loads(line) for line in handle]
+                self.assertEqual(len(metrics), SMOKE["epochs"])
+                self.assertEqual(metrics[epoch]["train_tokens"], expected)
+                self.assertTrue(math.isfinite(metrics[epoch]["valid_ppl"]))
+                self.assertGreater(metrics[epoch]["valid_ppl"], 1000, "random embeddings, 2 steps: near uniform")

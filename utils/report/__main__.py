@@ -7,8 +7,12 @@ from utils.report import HOW_TO_RUN, __doc__ as REPORT_DOC, generate_report, sum
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=REPORT_DOC.split("\n\n")[0],
-                                     epilog="Exit status 2 when there is nothing to report.")
+    parser = argparse.ArgumentParser(
+        prog="python -m utils.report", description=REPORT_DOC.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  python -m utils.report --log_dir logs --out plots\n"
+               "  python -m utils.report --log_dir logs_smoke --out plots_smoke     # the smoke runs\n\n"
+               "exit status: 0 when a run was reported; 2 when there was nothing to report.")
     parser.add_argument("--log_dir", default="logs", help="folder of run folders (default: logs)")
     parser.add_argument("--out", default="plots", help="folder for figures and tables (default: plots)")
     options = parser.parse_args(argv)
