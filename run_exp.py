@@ -8,7 +8,9 @@
 The course notebook imports train, evaluate and main from here (utils.train.course); the
 engine lives in utils/train/. This file parses, calls it, prints and sets the exit code.
 """
+import signal
 import sys
+import threading
 
 import torch
 
@@ -59,7 +61,14 @@ def run(given, study, dist):
     return run_study(numbers, given, study_options(study), dist)
 
 
+def _terminated(signum, frame):
+    """SIGTERM outside training (a run's own handler takes over while it trains): stop like Ctrl-C."""
+    raise RunInterrupted(signum, "before training started (nothing to save)")
+
+
 def cli(argv=None):
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         given, study = parse(argv)
     except UsageError as err:
@@ -76,7 +85,7 @@ def cli(argv=None):
         say(f"diverged: {err}")
         return 1
     except RunInterrupted as err:
-        say(f"interrupted by {err}: the checkpoint is saved; rerun the same command to continue.")
+        say(f"interrupted by {err}: rerun the same command to continue.")
         return err.exit_code
     except KeyboardInterrupt:
         say("interrupted before training started: nothing was saved, nothing to continue.")

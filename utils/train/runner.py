@@ -192,7 +192,7 @@ def _stop_here(run, stop, epoch, step, totals=None):
     run.run_dir.write_status(schema.INTERRUPTED, epoch, step, message="stopped by a signal; rerun the same "
                              "command to continue from the checkpoint")
     received = next(s for s in run.dist.gather(stop.signum) if s)  # processes agree on one signal
-    stop.finish(f"at epoch {epoch + 1}, step {step}", received)
+    stop.finish(f"at epoch {epoch + 1}, step {step}, checkpoint saved", received)
 
 
 def _train_hook(run, stop, epoch, total):
