@@ -4,8 +4,14 @@ import os
 import subprocess
 
 import pytest
+import torch
 
 from fixtures import REPO_ROOT
+
+# The tests' models are tiny: one thread computes them as fast as two, and OpenMP's spinning
+# threads slow them 10-20x when the other core is busy. Subprocesses (the notebook, torchrun,
+# SLURM jobs, the quick start) choose their own threads.
+torch.set_num_threads(1)
 
 
 def local_slurm_dir():
