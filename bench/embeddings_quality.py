@@ -1,64 +1,104 @@
-"""Do built embeddings help? Train the LSTM on frozen (a) given and (b) random embeddings.
+"""Which frozen stand-in embeddings let the LSTM and MiniGPT1 learn? One small, fixed budget.
 
-    python -m bench.embeddings_quality --embeddings data/embeddings.npz \
-        --data_folder ../shared/data/wikitext2 --steps 80 [--eval_batches 8 --out PATH]
+    python -m utils.build_embeddings --method ppmi-svd --out data/ppmi-svd.npz
+    python -m utils.build_embeddings --out data/embeddings.npz
+    python -m bench.embeddings_quality --standin data/ppmi-svd.npz \
+        --candidate next-token-svd=data/embeddings.npz [--data_folder DATA --out PATH]
 
-Both runs see the same batches from the same initial LSTM weights (1 layer, hidden 512, AdamW
-lr 1e-3, weight decay 5e-4, batches of 16 x 256 from the train split with Wikitext2's defaults);
-only the frozen tied matrix differs. The random one has Gaussian rows rescaled to the norms of
-the given rows (padding row 0 stays zero), so a gap measures what the directions carry, not the
-scale. Validation perplexity is token-weighted, exp(sum NLL / real targets), over the first
---eval_batches batches of the validation split. This is a benchmark, not a test: on a shared
-2-core CPU a step takes ~10 s, so the default budget is small.
+Budget (the defaults): each run trains for 100 steps of 8 x 128 tokens (102,400 training
+tokens, ~4% of an epoch; Wikitext2 items of 128 tokens, shuffled with --seed) with Adam lr 1e-3,
+no weight decay, as in the study's configurations 1 and 5, then is scored on the first 128
+validation items of 128 tokens (16,384 targets). Models: LSTM (1 layer, hidden 512) and
+MiniGPT1 (1 block, 12 heads). About 4-6 minutes per run on one thread of a 2-core AVX2 CPU
+(fp32) shared with other work.
+
+Variants, all trained from the same initial weights (torch seeded with --seed before each
+model is built; the embeddings are passed in, so they draw nothing) on the same batches:
+  standin      --standin's rows, frozen (the old PPMI + SVD build);
+  learnable    the same rows, learn_embeddings=True (MiniGPT1 then also learns positions);
+  random       Gaussian rows with the stand-in's row norms (row 0 stays zero), frozen;
+  <name>       each --candidate NAME=PATH, frozen.
+Beside them, the unigram baseline: add-0.1 counts over all V ids from the train split, scored
+on exactly the same validation targets. Perplexity is token-weighted, exp(sum NLL / targets),
+with the exact chunked tied loss. Everything is seeded and runs on one thread: same numbers for
+the same files and arguments. A JSON result (args, embeddings' provenance, per-run perplexity,
+train losses) is written atomically to --out.
 """
 import argparse
 import math
 import os
 import time
 
+import numpy as np
 import torch
 
-from lstm_solution import LSTM
-from utils.batches import TensorBatches
-from utils.checkpoint import atomic_write_json
-from utils.embeddings import read_embeddings
-from utils.losses import course_loss, tied_token_nll
-from utils.wikitext2 import Wikitext2
+from utils.data import PROJECT_DATA
+from utils.data.batches import TensorBatches
+from utils.data.build_embeddings import describe_embeddings
+from utils.data.embeddings import read_embeddings
+from utils.data.wikitext2 import Wikitext2, load_split
+from utils.models.base import TokenNLL
+from utils.models.losses import course_loss
+from utils.models.registry import display_name, model_spec
+from utils.runs.atomic import atomic_write_json
+from utils.train.progress import perplexity_text
 
 DEFAULT_OUT = os.path.join("bench", "results", "embeddings_quality.json")
+MODELS = ("lstm", "gpt1")
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--embeddings", required=True)
-    parser.add_argument("--data_folder", required=True)
-    parser.add_argument("--steps", type=int, default=80)
-    parser.add_argument("--eval_batches", type=int, default=8)
-    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--data_folder", default=PROJECT_DATA, help="folder with wiki.{train,validation}.npz")
+    parser.add_argument("--standin", required=True, help="the stand-in to compare against (standin/learnable/random)")
+    parser.add_argument("--candidate", action="append", default=[], metavar="NAME=PATH",
+                        help="a frozen candidate; repeat for several")
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of lstm,gpt1")
+    parser.add_argument("--variants", default=None, help="comma-separated subset of variant names (default: all)")
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--seq_len", type=int, default=128)
+    parser.add_argument("--eval_items", type=int, default=128, help="first validation items scored")
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--log_every", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the CPU is shared)")
+    parser.add_argument("--log_every", type=int, default=50)
     parser.add_argument("--out", default=DEFAULT_OUT)
     return parser.parse_args(argv)
 
 
 def random_like(tokens, seed):
-    """Gaussian rows rescaled to the norms of `tokens`' rows (zero rows stay zero)."""
-    generator = torch.Generator().manual_seed(seed)
-    rows = torch.randn(tokens.shape, generator=generator)
+    """Gaussian rows rescaled to the norms of `tokens`' rows (zero rows stay zero): a gap to
+    the given rows measures what their directions carry, not their scale."""
+    rows = torch.randn(tokens.shape, generator=torch.Generator().manual_seed(seed))
     return rows * (tokens.norm(dim=1, keepdim=True) / rows.norm(dim=1, keepdim=True))
 
 
-def batch_nll(model, batch):
-    """Per-token NLL (B, T) with the exact tied loss (no (B, T, V) tensor)."""
-    source, target = batch["source"], batch["target"]
-    features, _ = model.features(source, model.initial_states(source.shape[0]))
-    return tied_token_nll(features.flatten(0, 1), model.tied_weight, target.flatten()).view(source.shape)
+def variants(args):
+    """{name: (tokens, position, learn)}, in table order."""
+    tokens, position = read_embeddings(args.standin)
+    table = {"standin": (tokens, position, False), "learnable": (tokens, position, True),
+             "random": (random_like(tokens, args.seed), position, False)}
+    for spec in args.candidate:
+        name, _, path = spec.partition("=")
+        if not path or name in table:
+            raise SystemExit(f"error: --candidate wants a new NAME=PATH, got {spec!r}")
+        table[name] = read_embeddings(path) + (False,)
+    wanted = args.variants.split(",") if args.variants else list(table)
+    return {name: table[name] for name in wanted}
+
+
+def build_model(kind, tokens, position, learn, seq_len, seed):
+    """One layer of `kind`, built through the registry as runs build it; the nll module of its forward."""
+    torch.manual_seed(seed)  # same non-embedding initial weights for every variant
+    model = model_spec(kind).build(1, tokens.clone(), position[:seq_len].clone(), learn)
+    return TokenNLL(model)
 
 
 def batches(data, count):
     """The first `count` batches of `data`, epoch after epoch if needed."""
     epoch = 0
-    while True:
+    while count > 0:
         data.set_epoch(epoch)
         for batch in data:
             if count == 0:
@@ -68,59 +108,115 @@ def batches(data, count):
         epoch += 1
 
 
-def train(weight, train_data, steps, seed, log_every, name):
-    torch.manual_seed(seed)  # same LSTM and classifier initialisation for both runs
-    model = LSTM(weight.shape[0], weight.shape[1], hidden_size=512, num_layers=1, _embedding_weight=weight.clone())
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=1e-3, weight_decay=5e-4)
+def train(model, train_data, args, name):
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=args.lr)
     losses, start = [], time.perf_counter()
-    for step, batch in enumerate(batches(train_data, steps), 1):
-        loss = course_loss(batch_nll(model, batch), batch["mask"])
+    for step, batch in enumerate(batches(train_data, args.steps), 1):
+        loss = course_loss(model(batch["source"], batch["target"]), batch["mask"])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        losses.append(loss.item())
-        if step % log_every == 0 or step == steps:
-            print(f"[{name}] step {step}/{steps} loss {losses[-1]:.3f} ({time.perf_counter() - start:.0f} s)", flush=True)
-    return model, losses, time.perf_counter() - start
+        losses.append(round(loss.item(), 4))
+        if step % args.log_every == 0 or step == args.steps:
+            print(f"  [{name}] step {step}/{args.steps} loss {losses[-1]:.3f} ({time.perf_counter() - start:.0f} s)",
+                  flush=True)
+    return losses, time.perf_counter() - start
 
 
 @torch.no_grad()
-def validation_perplexity(model, valid_data, count):
+def validation_nll(model, valid_batch):
+    """(sum of NLL, number of real targets) over the fixed validation batch."""
     model.eval()
-    total, targets = 0.0, 0.0
-    for batch in batches(valid_data, count):
-        total += float((batch_nll(model, batch) * batch["mask"]).sum())
-        targets += float(batch["mask"].sum())
-    return math.exp(total / targets), int(targets)
+    total, mask = 0.0, valid_batch["mask"]
+    for rows in range(0, mask.shape[0], 16):  # 16 items at a time bounds the activations
+        part = {k: valid_batch[k][rows : rows + 16] for k in ("source", "target", "mask")}
+        total += float((model(part["source"], part["target"]).double() * part["mask"]).sum())
+    return total, int(mask.sum())
+
+
+def unigram_perplexity(data_folder, valid_batch, vocabulary_size, smoothing=0.1):
+    """exp(mean NLL) of add-`smoothing` train-split unigram counts on the same validation targets."""
+    tokens, _ = load_split(data_folder, "train")
+    counts = np.bincount(tokens, minlength=vocabulary_size).astype(np.float64) + smoothing
+    log_p = np.log(counts / counts.sum())
+    targets = valid_batch["target"][valid_batch["mask"] > 0].numpy()
+    return math.exp(-log_p[targets].mean())
 
 
 def describe(path):
-    try:
-        from utils.build_embeddings import describe_embeddings
-    except ImportError:  # the benchmark only needs the file itself
-        return {"path": os.path.abspath(path)}
-    return describe_embeddings(path)
+    made = describe_embeddings(path)
+    return {k: made.get(k) for k in ("path", "sha256", "kind", "method", "seed", "scale")}
+
+
+def run_all(args, table, train_data, valid_batch):
+    runs = {}
+    for kind in args.models.split(","):
+        for name, (tokens, position, learn) in table.items():
+            print(f"{kind} / {name}", flush=True)
+            model = build_model(kind, tokens, position, learn, args.seq_len, args.seed)
+            losses, seconds = train(model, train_data, args, f"{kind}/{name}")
+            total, targets = validation_nll(model, valid_batch)
+            runs.setdefault(kind, {})[name] = {
+                "valid_perplexity": math.exp(total / targets), "valid_targets": targets,
+                "train_seconds": round(seconds, 1), "train_loss_last20": float(np.mean(losses[-20:])),
+                "train_losses": losses}
+            print(f"  valid ppl {runs[kind][name]['valid_perplexity']:.1f}", flush=True)
+    return runs
+
+
+def format_table(runs, unigram):
+    """Markdown: one row per variant, perplexity and its ratio to the learnable embeddings per model."""
+    names = list(next(iter(runs.values())))
+    lines = ["| embeddings | " + " | ".join(f"{display_name(kind)} ppl | / learnable" for kind in runs) + " |",
+             "|---|" + "---:|---:|" * len(runs),
+             "| unigram (add-0.1 train counts) | " + " | ".join(f"{perplexity_text(unigram)} | " for _ in runs) + " |"]
+    for name in names:
+        cells = []
+        for by_name in runs.values():
+            ppl, learn = by_name[name]["valid_perplexity"], by_name.get("learnable", {}).get("valid_perplexity")
+            cells.append(f"{perplexity_text(ppl)} | " + (f"{ppl / learn:.2f}" if learn else ""))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def acceptance(runs, unigram, factor=1.5):
+    """Issue 14's bar for each frozen variant: below the unigram AND within `factor` x the learnable
+    embeddings' perplexity, for every model."""
+    verdicts, lines = {}, []
+    for kind, by_name in runs.items():
+        learn = by_name.get("learnable", {}).get("valid_perplexity")
+        for name, run in by_name.items():
+            if name == "learnable" or learn is None:
+                continue
+            ppl = run["valid_perplexity"]
+            ok = ppl < unigram and ppl <= factor * learn
+            verdicts.setdefault(name, {})[kind] = {"below_unigram": ppl < unigram, "ratio_to_learnable": ppl / learn,
+                                                   "passes": ok}
+            lines.append(f"{kind}/{name}: {perplexity_text(ppl)} vs unigram {perplexity_text(unigram)} and {factor} x "
+                         f"learnable {perplexity_text(factor * learn)}: {'PASS' if ok else 'fail'}")
+    return {"factor": factor, "by_variant": verdicts, "lines": lines}
 
 
 def main(argv=None):
     args = parse_args(argv)
-    tokens, _ = read_embeddings(args.embeddings)
-    train_data = TensorBatches(Wikitext2(args.data_folder, "train"), args.batch_size, shuffle=True, seed=args.seed)
-    valid_data = TensorBatches(Wikitext2(args.data_folder, "validation"), args.batch_size)
-    runs = {}
-    for name, weight in (("built", tokens), ("random", random_like(tokens, args.seed))):
-        model, losses, seconds = train(weight, train_data, args.steps, args.seed, args.log_every, name)
-        perplexity, n_targets = validation_perplexity(model, valid_data, args.eval_batches)
-        tail = losses[-min(10, len(losses)):]
-        runs[name] = {"valid_perplexity": perplexity, "valid_targets": n_targets, "train_seconds": round(seconds, 1),
-                      "final_train_loss_mean10": sum(tail) / len(tail), "train_losses": losses}
-    print(f"{'embeddings':<10} {'valid ppl':>10} {'train loss (last 10)':>21}")
-    for name, run in runs.items():
-        print(f"{name:<10} {run['valid_perplexity']:>10.1f} {run['final_train_loss_mean10']:>21.3f}")
-    result = {"args": vars(args), "embeddings": describe(args.embeddings), "threads": torch.get_num_threads(),
-              "ratio_random_over_built": runs["random"]["valid_perplexity"] / runs["built"]["valid_perplexity"],
-              "runs": runs}
+    torch.set_num_threads(args.threads)
+    table = variants(args)
+    train_data = TensorBatches(Wikitext2(args.data_folder, "train", max_length=args.seq_len), args.batch_size,
+                               shuffle=True, seed=args.seed)
+    valid = Wikitext2(args.data_folder, "validation", max_length=args.seq_len)
+    valid_batch = next(iter(TensorBatches(valid, min(args.eval_items, len(valid)))))
+    unigram = unigram_perplexity(args.data_folder, valid_batch, next(iter(table.values()))[0].shape[0])
+    print(f"unigram (add-0.1, train counts) on {int(valid_batch['mask'].sum())} validation targets: {unigram:.1f}")
+    start = time.perf_counter()
+    runs = run_all(args, table, train_data, valid_batch)
+    print(format_table(runs, unigram))
+    sources = {"standin": args.standin, **dict(spec.partition("=")[::2] for spec in args.candidate)}
+    result = {"args": vars(args), "threads": torch.get_num_threads(),
+              "minutes": round((time.perf_counter() - start) / 60, 1), "unigram_perplexity": unigram,
+              "embeddings": {k: describe(v) for k, v in sources.items()}, "runs": runs,
+              "acceptance": acceptance(runs, unigram)}
+    for line in result["acceptance"]["lines"]:
+        print(line)
     atomic_write_json(args.out, result)
     print(f"wrote {args.out}")
 

@@ -110,14 +110,14 @@ OVERRIDES"""
 
 EMBEDDINGS = """\
 # The frozen GPT-1 embeddings (the only download). Colab: the course's file; offline, or if the
-# download fails: a stand-in built from the training split (utils.build_embeddings, minutes, once).
+# download fails: a stand-in built from the training split (utils.build_embeddings, under a minute, once).
 import urllib.request
 
 from utils.data.embeddings import EMBEDDINGS_URL, EmbeddingsError, read_embeddings
 
 
 def build_embeddings():
-    print("Building stand-in embeddings offline (several minutes)...")
+    print("Building stand-in embeddings offline (about a minute)...")
     command = [sys.executable, "-m", "utils.build_embeddings", "--data_folder", DATA_FOLDER, "--out", EMBEDDINGS]
     subprocess.run(command, check=True)
 
@@ -143,10 +143,12 @@ EPOCH_ONE_NOTE = """\
 ## One configuration
 
 Configuration 1 (LSTM, 1 layer, Adam). What to expect: each epoch prints a line per split with the
-batch loss, the perplexity so far, tokens/s and the time left. MiniGPT1's first epochs show
-enormous perplexities (1e20 and more): its post-LayerNorm features (norm about 28) meet the tied
-embedding rows, so at initialisation the *current* token gets a huge logit and the loss starts at
-50-60 nats per token. It comes down within the first epoch; the number says nothing about the model."""
+batch loss, the perplexity so far, tokens/s and the time left. Every perplexity rests on the
+embeddings: GPT-1's, or the offline stand-in (the report says which). With the stand-in MiniGPT1
+starts near the unigram baseline (about 1,300) and both models must beat it; with embeddings that do not foresee MiniGPT1's
+LayerNorm (the older ppmi-svd stand-in) its first epoch shows enormous perplexities (1e20 and more),
+because its post-LayerNorm features meet the tied rows and the *current* token gets a huge logit.
+Such an epoch-1 number says nothing about the model; the report marks it."""
 
 ONE = """\
 from run_exp import run_config, run_sweep

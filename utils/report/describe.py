@@ -13,11 +13,13 @@ COURSE, TUNED = "course", "tuned"
 # Settings an optimizer may read, in display order, with their short names; which ones a run shows
 # comes from OPTIMIZERS[name].uses, so SGD never shows a momentum it ignored.
 HYPER_PARAMS = (("lr", "lr"), ("momentum", "momentum"), ("weight_decay", "wd"))
-# MiniGPT1's first epoch: its post-LayerNorm features (norm ~27.7) meet the tied embedding rows, so
-# the current token gets a huge logit and the loss starts at 52-64 nats/token. An epoch-1 loss above
-# this many nats is that start, not a property of the model worth reading.
+# MiniGPT1's first epoch with embeddings that do not foresee its LayerNorm (the ppmi-svd stand-in, for
+# one): its post-LayerNorm features (norm ~27.7) meet the tied embedding rows, so the current token
+# gets a huge logit and the loss starts at 52-64 nats/token. An epoch-1 loss above this many nats is
+# that start, not a property of the model worth reading. The next-token-svd stand-in starts near the
+# unigram instead, and the note never shows.
 ASTRONOMICAL_LOSS = 20.0
-EPOCH1_NOTE = ("MiniGPT1's epoch-1 numbers are astronomically high by construction: its post-LayerNorm "
+EPOCH1_NOTE = ("MiniGPT1's epoch-1 numbers are astronomically high with these embeddings: its post-LayerNorm "
                "features (norm ~27.7) meet the tied embedding rows, so the current token gets a huge logit "
                "and training starts at 52-64 nats/token. That first-epoch perplexity says nothing about "
                "the model; read the later epochs.")

@@ -1,0 +1,268 @@
+"""The stand-in methods behind `python -m utils.build_embeddings`, registered by name in METHODS.
+
+Both models tie the frozen rows to a bias-free classifier (logits = features @ rows.T), so the
+rows must make a good OUTPUT layer, not only good word vectors: features the network can easily
+compute must give the unigram and next-token distributions. Word vectors (ppmi-svd, the previous
+default) left both models worse than a unigram after an epoch; bench/embeddings_quality.py compares
+the methods (the README has its table).
+
+next-token-svd (default):
+1. For each distance d = 1..window (default 4), count ordered pairs (c, then v d tokens later)
+   within lines and take M_d[c, v] = log(1 + P_d(v | c) / P(v)). Up to a per-context constant,
+   which a softmax ignores, this is log P(v | c) - log P(v) for the bigram interpolated half-half
+   with the unigram, so log P(v | c) ~ log P(v) + M_d[c, v]; it is 0 for unseen pairs (sparse).
+2. The M_d stacked (rows (d, c)) share one target factor: their top right singular vectors V with
+   values S (a seeded randomized SVD) span what any of the last `window` tokens says about the next
+   one. The context factor of d = 1 is U = M_1 V / S.
+3. Row v = [U_v S^1/2, V_v S^1/2], (dim - 2) / 2 dims each, each half scaled to norm
+   scale * sqrt(dim / 2). The input row thus carries its context factor, and one linear map (swap
+   the halves) turns it into features whose logits are the bigram term U_c S V_v^T. Equal norms
+   keep frequent tokens from getting huge rows: MiniGPT1's LayerNormed features (norm sqrt(dim))
+   start along the input row, so the current token's logit grows with |row|^2.
+4. Log-frequency f_v = log p(v) - mean (add-0.1 train counts, centred on the token-weighted mean)
+   on two reserved unit directions: FREQ_ONES * f along ones / sqrt(dim), which the LSTM's ReLU
+   features (positive mean) and any LayerNorm bias reach at once, so a constant feature gives the
+   unigram; and a_m * f along a direction m orthogonal to everything else. Every position row
+   holds the constant POSITION_CONSTANT * m: MiniGPT1's LayerNorm then keeps a component of about
+   sqrt(dim) along m, which a_m turns into exactly the unigram logits at initialisation, and the
+   current-token logit shrinks to ~sqrt(dim) * |row|^2 / POSITION_CONSTANT (~10 instead of ~54).
+   Positions are otherwise sinusoids (Vaswani et al., 2017) with per-entry RMS `scale`.
+Ids never seen in training get the mean of the hapax rows' halves (an unseen id behaves like the
+rarest seen ones) and their own, lower, log-frequency; row 0 (padding) is exactly zero.
+
+ppmi-svd: symmetric PPMI (window 5, weights (w - d + 1) / w, context smoothing 0.75; Levy, Goldberg
+& Dagan, 2015) factorised by randomized SVD (Halko, Martinsson & Tropp, 2011), rows U * sqrt(S) at
+RMS entry `scale`, unseen ids = mean of hapax rows, sinusoidal positions of the same RMS.
+"""
+import numpy as np
+import scipy.sparse as sp
+
+SCALE = 0.1
+DEFAULT_WINDOW = {"next-token-svd": 4, "ppmi-svd": 5}
+# ppmi-svd
+WINDOW, ALPHA, EIG_POWER = DEFAULT_WINDOW["ppmi-svd"], 0.75, 0.5
+OVERSAMPLE, POWER_ITERS = 16, 2
+# next-token-svd: the log-frequency's weight on ones / sqrt(dim), the norm of the constant in every
+# position row, and the add-k smoothing of the counts behind log p(v) (the unigram baseline's 0.1).
+FREQ_ONES, POSITION_CONSTANT, SMOOTHING = 0.5, 20.0, 0.1
+PPMI_METHOD = (
+    "PPMI (symmetric window {window}, weights (w-d+1)/w, no line crossing, context smoothing {alpha}) "
+    "+ randomized SVD, rows U*S^{eig_power}, RMS entry {scale}; unseen ids = mean of hapax rows; "
+    "sinusoidal positions with the same RMS"
+)
+NEXT_TOKEN_METHOD = (
+    "next-token SVD: M_d[c,v] = log(1 + P_d(v|c)/P(v)) for distances d = 1..{window} within lines, stacked; "
+    "randomized SVD; rows [U_1 S^1/2, V S^1/2], each half of norm {scale}*sqrt(dim/2); centred log-frequency "
+    "(add-{smoothing}) x {freq_ones} along ones/sqrt(dim) and x {freq_position:.5f} along a direction m that every "
+    "position row holds with norm {position_constant}; unseen ids = mean of hapax halves; sinusoidal positions "
+    "of RMS {scale} + the constant"
+)
+
+
+def cooccurrence(ids, sizes, n, window=WINDOW):
+    """Symmetric (n, n) CSR of distance-weighted co-occurrence counts of compact ids within lines."""
+    line = np.repeat(np.arange(len(sizes)), sizes)
+    counts = sp.csr_matrix((n, n), dtype=np.float64)
+    for d in range(1, window + 1):
+        same = line[:-d] == line[d:]
+        left, right = ids[:-d][same], ids[d:][same]
+        weight = np.full(len(left), (window - d + 1) / window)
+        pairs = sp.coo_matrix((weight, (left, right)), shape=(n, n)).tocsr()
+        counts = counts + pairs + pairs.T
+    return counts
+
+
+def ppmi(counts, alpha=ALPHA):
+    """Positive PMI with context-distribution smoothing: max(0, log P(w,c) / (P(w) P_alpha(c)))."""
+    coo = counts.tocoo()
+    rows = np.asarray(counts.sum(axis=1)).ravel()
+    contexts = np.asarray(counts.sum(axis=0)).ravel() ** alpha
+    contexts /= contexts.sum()
+    pmi = np.log(coo.data) - np.log(rows[coo.row]) - np.log(contexts[coo.col])
+    keep = pmi > 0
+    return sp.csr_matrix((pmi[keep], (coo.row[keep], coo.col[keep])), shape=counts.shape, dtype=np.float32)
+
+
+def _orthonormal(block, rtol=1e-12):
+    """An orthonormal basis of span(block) from the eigen-decomposition of its Gram matrix, in
+    float64; directions below rtol of the top are dropped (rank-deficient input). Only BLAS-3 and a
+    small eigh: numpy's Householder QR is ~50x slower on a (30k, 784) block with this OpenBLAS."""
+    block = block.astype(np.float64)
+    values, vectors = np.linalg.eigh(block.T @ block)
+    keep = values > rtol * values[-1]
+    return block @ (vectors[:, keep] / np.sqrt(values[keep]))
+
+
+def _product(sparse, dense):
+    # scipy's sparse x dense product is single-threaded and memory-bound: run it in float32.
+    return sparse @ dense.astype(sparse.dtype)
+
+
+def randomized_svd(matrix, rank, seed, oversample=OVERSAMPLE, power_iters=POWER_ITERS):
+    """Top `rank` left singular vectors and values (U, S) of a sparse matrix (Halko et al., 2011,
+    with power iterations); a numpy Generator seeded with `seed` draws the probe: deterministic."""
+    width = min(rank + oversample, *matrix.shape)
+    probe = np.random.default_rng(seed).standard_normal((matrix.shape[1], width))
+    basis = _orthonormal(_product(matrix, probe))
+    for _ in range(power_iters):  # sharpens the slowly decaying PPMI spectrum
+        basis = _orthonormal(_product(matrix, _orthonormal(_product(matrix.T, basis))))
+    # B = basis^T A; B B^T = U_B S^2 U_B^T gives U = basis U_B without the wide (width, n) SVD.
+    projected = _product(matrix.T, basis).astype(np.float64)  # B^T, (n, width)
+    values, vectors = np.linalg.eigh(projected.T @ projected)
+    order = np.argsort(values)[::-1][:rank]
+    return basis @ vectors[:, order], np.sqrt(np.clip(values[order], 0.0, None))
+
+
+def unseen_vector(vectors, counts):
+    """The documented vector for unseen ids: mean of rows seen once, else of all seen rows.
+    vectors (n, E) rows of the seen ids, counts (n,) their training counts."""
+    hapax = counts == 1
+    return vectors[hapax].mean(axis=0) if hapax.any() else vectors.mean(axis=0)
+
+
+def check_ids(tokens, vocabulary_size):
+    if len(tokens) == 0:
+        raise ValueError("The training split has no tokens.")
+    if tokens.min() < 0 or tokens.max() >= vocabulary_size:
+        raise ValueError(f"Training ids span [{tokens.min()}, {tokens.max()}]: outside [0, {vocabulary_size}).")
+
+
+def token_embeddings(tokens, sizes, vocabulary_size, dim, seed, scale=SCALE, window=WINDOW):
+    """ppmi-svd: (vocabulary_size, dim) float32 token rows from a training stream of ids."""
+    check_ids(tokens, vocabulary_size)
+    seen, compact, counts = np.unique(tokens, return_inverse=True, return_counts=True)
+    u, s = randomized_svd(ppmi(cooccurrence(compact, sizes, len(seen), window)), dim, seed)
+    vectors = np.zeros((len(seen), dim), np.float64)
+    vectors[:, : u.shape[1]] = u * s**EIG_POWER  # fewer seen ids than dims: the rest stays 0
+    vectors *= scale / np.sqrt(np.mean(vectors**2))
+    table = np.empty((vocabulary_size, dim), np.float64)
+    table[:] = unseen_vector(vectors, counts)
+    table[seen] = vectors
+    table[0] = 0.0  # padding, even if a corpus used id 0
+    return table.astype(np.float32)
+
+
+def directional_counts(ids, sizes, n, distance):
+    """(n, n) CSR: how often compact id c is followed, `distance` tokens later in the same line, by v."""
+    line = np.repeat(np.arange(len(sizes)), sizes)
+    same = line[:-distance] == line[distance:]
+    pairs = (np.ones(int(same.sum())), (ids[:-distance][same], ids[distance:][same]))
+    return sp.coo_matrix(pairs, shape=(n, n)).tocsr()  # duplicates are summed
+
+
+def next_token_pmi(counts, unigram):
+    """log(1 + P(v | c) / P(v)) on the observed pairs (see the module doc), float32 CSR."""
+    coo = counts.tocoo()
+    per_context = np.asarray(counts.sum(axis=1)).ravel()
+    values = np.log1p(coo.data / per_context[coo.row] / unigram[coo.col])
+    return sp.csr_matrix((values.astype(np.float32), (coo.row, coo.col)), shape=counts.shape)
+
+
+def top_right_singular(matrix, rank, seed, oversample=OVERSAMPLE, power_iters=POWER_ITERS, rtol=1e-6):
+    """Top right singular vectors (n, r) and values (r,) of a sparse (m, n) matrix, r <= rank, values
+    below rtol of the top dropped. A randomized range finder on M^T M (Halko et al., 2011) with a
+    probe seeded by `seed`: only (n, width) blocks are kept, the tall (m, width) ones are transient."""
+    width = min(rank + oversample, matrix.shape[1])
+    basis = np.random.default_rng(seed).standard_normal((matrix.shape[1], width))
+    for _ in range(power_iters + 1):
+        basis = _orthonormal(_product(matrix.T, _product(matrix, basis)))
+    projected = _product(matrix, basis).astype(np.float64)  # M Q, (m, width)
+    values, vectors = np.linalg.eigh(projected.T @ projected)  # (M Q)^T M Q = W S^2 W^T
+    order = np.argsort(values)[::-1][:rank]
+    singular = np.sqrt(np.clip(values[order], 0.0, None))
+    keep = singular > rtol * singular[0]
+    return basis @ vectors[:, order[keep]], singular[keep]
+
+
+def next_token_factors(ids, sizes, n, counts, rank, window, seed):
+    """(context (n, r), target (n, r)) rows U_1 S^1/2 and V S^1/2, r <= rank (module doc, steps 1-2)."""
+    unigram = counts / counts.sum()
+    blocks = [next_token_pmi(directional_counts(ids, sizes, n, d), unigram) for d in range(1, window + 1)]
+    target, singular = top_right_singular(sp.vstack(blocks, format="csr"), rank, seed)
+    context = _product(blocks[0], target).astype(np.float64) / np.sqrt(singular)  # M_1 V S^-1/2
+    return context, target * np.sqrt(singular)
+
+
+def unit_rows(vectors, norm):
+    """Rows rescaled to `norm`; zero rows (e.g. an id never followed by anything) stay zero."""
+    lengths = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.divide(vectors, lengths, out=np.zeros_like(vectors), where=lengths > 0) * norm
+
+
+def centred_log_frequency(tokens, vocabulary_size, smoothing=SMOOTHING):
+    """(vocabulary_size,) log p(v) from add-`smoothing` counts, minus its token-weighted mean, so
+    frequent input ids sit near 0 along the frequency directions."""
+    counts = np.bincount(tokens, minlength=vocabulary_size).astype(np.float64)
+    log_p = np.log((counts + smoothing) / (counts.sum() + smoothing * vocabulary_size))
+    return log_p - counts @ log_p / counts.sum()
+
+
+def reflect_first_to_ones(table):
+    """Apply the Householder reflection that maps e_0 to ones / sqrt(dim) (rows of `table`, in
+    place): coordinate 0 then lies along ones, and e_1 along a fixed unit vector m orthogonal to
+    ones (returned) and to everything the other coordinates span."""
+    dim = table.shape[1]
+    normal = -np.full(dim, 1.0 / np.sqrt(dim))
+    normal[0] += 1.0
+    normal /= np.linalg.norm(normal)
+    table -= 2.0 * np.outer(table @ normal, normal)
+    return np.eye(dim)[1] - 2.0 * normal[1] * normal
+
+
+def position_weight(scale, dim, position_constant):
+    """a_m: the weight of f along m that makes MiniGPT1's initial logits the unigram's. Its
+    LayerNorm maps a position row + token row (norms ~ position_constant and ~scale*sqrt(dim) twice)
+    to norm sqrt(dim), leaving ~sqrt(dim) * position_constant / |sum| along m."""
+    row = scale * np.sqrt(dim)
+    return np.sqrt(position_constant**2 + 2 * row**2) / (np.sqrt(dim) * position_constant)
+
+
+def next_token_embeddings(tokens, sizes, vocabulary_size, dim, seed, scale=SCALE, window=DEFAULT_WINDOW["next-token-svd"],
+                          position_constant=POSITION_CONSTANT):
+    """next-token-svd: ((vocabulary_size, dim) float32 token rows, m (dim,)) (module doc, steps 1-4)."""
+    check_ids(tokens, vocabulary_size)
+    seen, compact, counts = np.unique(tokens, return_inverse=True, return_counts=True)
+    half = (dim - 2) // 2
+    context, target = next_token_factors(compact, sizes, len(seen), counts, half, window, seed)
+    body = np.zeros((len(seen), dim))
+    body[:, 2 : 2 + context.shape[1]] = unit_rows(context, scale * np.sqrt(dim / 2))
+    body[:, 2 + half : 2 + half + target.shape[1]] = unit_rows(target, scale * np.sqrt(dim / 2))
+    table = np.empty((vocabulary_size, dim))
+    table[:] = unseen_vector(body, counts)
+    table[seen] = body
+    frequency = centred_log_frequency(tokens, vocabulary_size)
+    table[:, 0] = FREQ_ONES * frequency
+    table[:, 1] = position_weight(scale, dim, position_constant) * frequency
+    m = reflect_first_to_ones(table)
+    table[0] = 0.0  # padding, even if a corpus used id 0
+    return table.astype(np.float32), m
+
+
+def sinusoidal_positions(n_positions, dim, rms):
+    """(n_positions, dim) float32: sin/cos pairs at geometric wavelengths, per-entry RMS `rms`."""
+    position = np.arange(n_positions, dtype=np.float64)[:, None]
+    frequency = 10000.0 ** (-np.arange(0, dim, 2, dtype=np.float64) / dim)
+    table = np.zeros((n_positions, dim), np.float64)
+    table[:, 0::2] = np.sin(position * frequency)
+    table[:, 1::2] = np.cos(position * frequency[: dim // 2])
+    return (table * rms / np.sqrt(np.mean(table**2))).astype(np.float32)
+
+
+def ppmi_svd(tokens, sizes, vocabulary_size, dim, n_positions, seed, scale, window):
+    """(token rows, position rows, record fields) of the ppmi-svd method."""
+    table = token_embeddings(tokens, sizes, vocabulary_size, dim, seed, scale, window)
+    method = PPMI_METHOD.format(window=window, alpha=ALPHA, eig_power=EIG_POWER, scale=scale)
+    return table, sinusoidal_positions(n_positions, dim, scale), {"method": method}
+
+
+def next_token_svd(tokens, sizes, vocabulary_size, dim, n_positions, seed, scale, window):
+    """(token rows, position rows, record fields) of the next-token-svd method."""
+    table, m = next_token_embeddings(tokens, sizes, vocabulary_size, dim, seed, scale, window)
+    positions = (sinusoidal_positions(n_positions, dim, scale) + POSITION_CONSTANT * m).astype(np.float32)
+    weights = {"freq_ones": FREQ_ONES, "freq_position": position_weight(scale, dim, POSITION_CONSTANT),
+               "position_constant": POSITION_CONSTANT, "smoothing": SMOOTHING}
+    return table, positions, dict(weights, method=NEXT_TOKEN_METHOD.format(window=window, scale=scale, **weights))
+
+
+# name -> builder(tokens, sizes, vocabulary_size, dim, n_positions, seed, scale, window); the first is the default
+METHODS = {"next-token-svd": next_token_svd, "ppmi-svd": ppmi_svd}
