@@ -180,6 +180,8 @@ class ColumnsDevicesEmbeddings(unittest.TestCase):
         self.assertIn("Embeddings: offline stand-in embeddings (ppmi-svd): PPMI + SVD, scale 0.1 (runs 1); GPT-1 "
                       "pretrained embeddings, presumably (g.npz: no sidecar) (runs 2).", md)
         self.assertIn("**Warning:** the runs used different embedding files", md)
+        self.assertIn("What it costs against learnable embeddings at a fixed budget is measured by "
+                      "bench/embeddings_quality.py", md)
         self.assertIn("offline stand-in embeddings (ppmi-svd); AMD EPYC 9B14", run_caption(report.runs[0]))
         self.assertIn("WARNING: mixed embeddings", group_title("lstm_optimizers", report.groups, [3, 4]))
 
@@ -190,6 +192,14 @@ class ColumnsDevicesEmbeddings(unittest.TestCase):
             write_notebook_run(tmp, "4", config_args(4, epochs=1), [900], [950], [11], 660.0, 4630.0)
             md = markdown.render(read_report(tmp, tmp), "cmd")
         self.assertIn("(runs 1); embeddings not recorded (old run) (runs 4).", md)
+
+    def test_gpt1_embeddings_alone_get_no_stand_in_caveat(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            gpt1 = provenance(embeddings={"kind": "unknown (e.g. GPT-1 pretrained)", "path": "/x/g.npz", "sha256": "b" * 64})
+            write_run(tmp, "2", config_args(2, epochs=1), [140.0], [150.0], [5.0], test_ppl=140.0, provenance=gpt1)
+            md = markdown.render(read_report(tmp, tmp), "cmd")
+        self.assertIn("Embeddings: all runs used GPT-1 pretrained embeddings, presumably (g.npz: no sidecar).", md)
+        self.assertNotIn("bench/embeddings_quality.py", md)
 
 
 class SeedStudyTablesAndFigures(unittest.TestCase):

@@ -24,6 +24,11 @@ EPOCH1_NOTE = ("MiniGPT1's epoch-1 numbers are astronomically high with these em
                "and training starts at 52-64 nats/token. That first-epoch perplexity says nothing about "
                "the model; read the later epochs.")
 
+STANDIN_PREFIX = "offline stand-in embeddings"
+STANDIN_COST = ("The offline stand-in is not GPT-1's pretrained table: perplexities rest on it. What it costs "
+                "against learnable embeddings at a fixed budget is measured by bench/embeddings_quality.py "
+                "(README, section Embeddings).")
+
 
 def is_smoke(args):
     return bool(args.get("smoke")) or args.get("max_batches") not in (None, 0)
@@ -90,7 +95,7 @@ def embeddings_text(run, long=False):
     if kind.startswith("unknown"):
         # The stand-in builder always writes a sidecar; a file without one is GPT-1's (or the user's own).
         return f"GPT-1 pretrained embeddings, presumably ({os.path.basename(str(record.get('path') or '?'))}: no sidecar)"
-    text = f"offline stand-in embeddings ({kind})"
+    text = f"{STANDIN_PREFIX} ({kind})"
     if long and record.get("method"):
         text += f": {record['method']}"
     return text

@@ -4,8 +4,8 @@ import os
 
 from utils.report.aggregate import count_text
 from utils.report.answers_md import METHOD, arm_lines
-from utils.report.describe import (EPOCH1_NOTE, astronomical_start, device_text, embeddings_sha, embeddings_text,
-                                   is_smoke, run_label)
+from utils.report.describe import (EPOCH1_NOTE, STANDIN_COST, STANDIN_PREFIX, astronomical_start, device_text,
+                                   embeddings_sha, embeddings_text, is_smoke, run_label)
 from utils.report.tables import NOT_LOGGED, group_table, markdown_table
 from utils.report.tuning import optimizer_side_by_side, search_lines, side_by_side_lines
 
@@ -54,6 +54,8 @@ def embeddings_lines(runs):
     if len({embeddings_sha(r) for r in runs} - {None}) > 1:
         lines.append("\n**Warning:** the runs used different embedding files; their perplexities are not comparable "
                      "(runs of one configuration with different files are never averaged together).")
+    if any(text.startswith(STANDIN_PREFIX) for text in kinds):
+        lines.append("\n" + STANDIN_COST)
     return lines + [""]
 
 
