@@ -27,6 +27,7 @@ train losses) is written atomically to --out.
 import argparse
 import math
 import os
+import sys
 import time
 
 import numpy as np
@@ -35,7 +36,7 @@ import torch
 from utils.data import PROJECT_DATA
 from utils.data.batches import TensorBatches
 from utils.data.build_embeddings import describe_embeddings
-from utils.data.embeddings import read_embeddings
+from utils.data.embeddings import EmbeddingsError, read_embeddings
 from utils.data.wikitext2 import Wikitext2, load_split
 from utils.models.base import TokenNLL
 from utils.models.losses import course_loss
@@ -44,6 +45,10 @@ from utils.runs.atomic import atomic_write_json
 from utils.train.progress import perplexity_text
 
 DEFAULT_OUT = os.path.join("bench", "results", "embeddings_quality.json")
+
+
+class UsageError(ValueError):
+    """Bad arguments: one line on stderr and exit code 2."""
 MODELS = ("lstm", "gpt1")
 
 
@@ -82,9 +87,12 @@ def variants(args):
     for spec in args.candidate:
         name, _, path = spec.partition("=")
         if not path or name in table:
-            raise SystemExit(f"error: --candidate wants a new NAME=PATH, got {spec!r}")
+            raise UsageError(f"--candidate wants a new NAME=PATH, got {spec!r}")
         table[name] = read_embeddings(path) + (False,)
     wanted = args.variants.split(",") if args.variants else list(table)
+    unknown = [name for name in wanted if name not in table]
+    if unknown:
+        raise UsageError(f"unknown --variants {', '.join(unknown)}: choose from {', '.join(table)}")
     return {name: table[name] for name in wanted}
 
 
@@ -200,7 +208,13 @@ def acceptance(runs, unigram, factor=1.5):
 def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    table = variants(args)
+    try:
+        for kind in args.models.split(","):
+            model_spec(kind)  # KeyError naming the choices
+        table = variants(args)
+    except (UsageError, EmbeddingsError, KeyError) as err:
+        print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
+        return 2
     train_data = TensorBatches(Wikitext2(args.data_folder, "train", max_length=args.seq_len), args.batch_size,
                                shuffle=True, seed=args.seed)
     valid = Wikitext2(args.data_folder, "validation", max_length=args.seq_len)
@@ -219,7 +233,8 @@ def main(argv=None):
         print(line)
     atomic_write_json(args.out, result)
     print(f"wrote {args.out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -4,7 +4,7 @@ import json
 import os
 import tempfile
 import unittest
-from contextlib import redirect_stdout
+from contextlib import redirect_stderr, redirect_stdout
 from io import StringIO
 
 import numpy as np
@@ -36,7 +36,7 @@ class EmbeddingsQualityBenchTest(unittest.TestCase):
                 "--candidate", "new=" + os.path.join(self.folder, "next-token-svd.npz"), "--steps", "2",
                 "--batch_size", "2", "--seq_len", "16", "--eval_items", "3", "--out", out]
         with redirect_stdout(StringIO()):
-            eq.main(argv)
+            self.assertEqual(eq.main(argv), 0)
         with open(out) as handle:
             return json.load(handle)
 
@@ -50,11 +50,29 @@ class EmbeddingsQualityBenchTest(unittest.TestCase):
                 self.assertEqual(run["valid_targets"], 3 * 16)
         self.assertEqual(first["embeddings"]["new"]["kind"], "next-token-svd")
         self.assertEqual(set(first["acceptance"]["by_variant"]), {"standin", "random", "new"})
+        for kind, runs in first["runs"].items():  # same initial weights, same first batch, same rows
+            self.assertEqual(runs["standin"]["train_losses"][0], runs["learnable"]["train_losses"][0])
+            self.assertNotEqual(runs["standin"]["train_losses"][0], runs["random"]["train_losses"][0])
+        self.assertLess(first["unigram_perplexity"], fixtures.TINY_VOCAB)
         again = self.run_bench(os.path.join(self.folder, "b.json"))
         for kind in first["runs"]:
             for name, run in first["runs"][kind].items():
                 self.assertEqual(run["train_losses"], again["runs"][kind][name]["train_losses"])
                 self.assertEqual(run["valid_perplexity"], again["runs"][kind][name]["valid_perplexity"])
+
+    def test_bad_arguments_are_one_line_and_exit_2(self):
+        standin = os.path.join(self.folder, "ppmi-svd.npz")
+        for extra, words in ((["--variants", "standin,nope"], "unknown --variants nope"),
+                             (["--models", "rnn"], "Unknown model 'rnn'"),
+                             (["--candidate", "x"], "NAME=PATH"),
+                             (["--standin", os.path.join(self.folder, "missing.npz")], "missing.npz")):
+            with self.subTest(extra=extra):
+                err = StringIO()
+                with redirect_stdout(StringIO()), redirect_stderr(err):
+                    code = eq.main(["--data_folder", self.folder, "--standin", standin, *extra])
+                self.assertEqual(code, 2)
+                self.assertIn(words, err.getvalue())
+                self.assertEqual(len(err.getvalue().strip().splitlines()), 1)
 
     def test_unigram_is_add_one_tenth_train_counts_on_the_scored_targets(self):
         batch = {"target": torch.tensor([[1, 2, 0]]), "mask": torch.tensor([[1.0, 1.0, 0.0]])}

@@ -306,7 +306,19 @@ class BuildEmbeddingsTest(unittest.TestCase):
         gpt = MiniGPT1.load_embeddings_from(self.out, num_layers=1, sequence_length=16)
         self.assertEqual(tuple(gpt(inputs).shape), (2, 16, VOCAB))
         self.assertTrue(torch.equal(gpt.embedding.position.weight, position[:16]))
-        self.assertTrue(torch.isfinite(log_probas).all())
+        self.assertTrue(torch.isfinite(log_probas).all() and torch.isfinite(gpt(inputs)).all())
+
+    def test_a_corpus_without_pairs_is_one_line_and_exit_2(self):
+        for method in st.METHODS:
+            with self.subTest(method=method):
+                write_split(self.folder, "train", [[3], [4], [5]])
+                out = os.path.join(self.folder, f"{method}-pairs.npz")
+                code, err = self.run_main("--method", method, out=out)
+                self.assertEqual(code, 2)
+                self.assertIn("no line of two tokens", err)
+                self.assertEqual(len(err.strip().splitlines()), 1)
+                self.assertFalse(os.path.exists(out))
+        write_corpus(self.folder)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Both models tie the frozen rows to a bias-free classifier (logits = features @ rows.T), so the
 rows must make a good OUTPUT layer, not only good word vectors: features the network can easily
 compute must give the unigram and next-token distributions. Word vectors (ppmi-svd, the previous
-default) left both models worse than a unigram after an epoch; bench/embeddings_quality.py compares
+default) left both models worse than a unigram after a full epoch of configurations 1 and 5; bench/embeddings_quality.py compares
 the methods (the README has its table).
 
 next-token-svd (default):
@@ -120,16 +120,18 @@ def unseen_vector(vectors, counts):
     return vectors[hapax].mean(axis=0) if hapax.any() else vectors.mean(axis=0)
 
 
-def check_ids(tokens, vocabulary_size):
+def check_ids(tokens, sizes, vocabulary_size):
     if len(tokens) == 0:
         raise ValueError("The training split has no tokens.")
+    if not np.any(np.asarray(sizes) >= 2):
+        raise ValueError("The training split has no line of two tokens or more: there is no pair to count.")
     if tokens.min() < 0 or tokens.max() >= vocabulary_size:
         raise ValueError(f"Training ids span [{tokens.min()}, {tokens.max()}]: outside [0, {vocabulary_size}).")
 
 
 def token_embeddings(tokens, sizes, vocabulary_size, dim, seed, scale=SCALE, window=WINDOW):
     """ppmi-svd: (vocabulary_size, dim) float32 token rows from a training stream of ids."""
-    check_ids(tokens, vocabulary_size)
+    check_ids(tokens, sizes, vocabulary_size)
     seen, compact, counts = np.unique(tokens, return_inverse=True, return_counts=True)
     u, s = randomized_svd(ppmi(cooccurrence(compact, sizes, len(seen), window)), dim, seed)
     vectors = np.zeros((len(seen), dim), np.float64)
@@ -220,7 +222,7 @@ def position_weight(scale, dim, position_constant):
 def next_token_embeddings(tokens, sizes, vocabulary_size, dim, seed, scale=SCALE, window=DEFAULT_WINDOW["next-token-svd"],
                           position_constant=POSITION_CONSTANT):
     """next-token-svd: ((vocabulary_size, dim) float32 token rows, m (dim,)) (module doc, steps 1-4)."""
-    check_ids(tokens, vocabulary_size)
+    check_ids(tokens, sizes, vocabulary_size)
     seen, compact, counts = np.unique(tokens, return_inverse=True, return_counts=True)
     half = (dim - 2) // 2
     context, target = next_token_factors(compact, sizes, len(seen), counts, half, window, seed)
