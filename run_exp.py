@@ -67,8 +67,16 @@ def _terminated(signum, frame):
 
 
 def cli(argv=None):
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminated)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
+    try:
+        return _cli(argv)
+    finally:  # a caller in the same process (a test, a notebook) gets its own handler back
+        if main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _cli(argv):
     try:
         given, study = parse(argv)
     except UsageError as err:

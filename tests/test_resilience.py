@@ -228,6 +228,17 @@ class BadStateIsRefused(RunCase):
         self.assert_refused(code, err, "already complete", "--force")
         self.assertEqual(self.snapshot(), before)
 
+    def test_the_callers_sigterm_handler_is_restored(self):
+        """cli() in a notebook or a test process must not leave its SIGTERM handler behind."""
+        mine = lambda signum, frame: None  # noqa: E731
+        previous = signal.signal(signal.SIGTERM, mine)
+        try:
+            for argv in (self.argv(), ["--optimizer", "nope"]):  # a run, and a usage error
+                self.cli(*argv)
+                self.assertIs(signal.getsignal(signal.SIGTERM), mine)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
 
 class ConfigAndExplicitFlags(RunCase):
     def config_argv(self, *extra):
