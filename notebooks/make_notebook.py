@@ -144,8 +144,9 @@ EPOCH_ONE_NOTE = """\
 
 Configuration 1 (LSTM, 1 layer, Adam). What to expect: each epoch prints a line per split with the
 batch loss, the perplexity so far, tokens/s and the time left. Every perplexity rests on the
-embeddings: GPT-1's, or the offline stand-in (the report says which). With the stand-in MiniGPT1
-starts near the unigram baseline (about 1,300) and both models must beat it; with embeddings that do not foresee MiniGPT1's
+embeddings: GPT-1's, or the offline stand-in (the report says which). With the stand-in both models
+start near 10 nats per token (perplexity ~20,000) and come below the unigram baseline (about
+1,300) within the first epoch; with embeddings that do not foresee MiniGPT1's
 LayerNorm (the older ppmi-svd stand-in) its first epoch shows enormous perplexities (1e20 and more),
 because its post-LayerNorm features meet the tied rows and the *current* token gets a huge logit.
 Such an epoch-1 number says nothing about the model; the report marks it."""
