@@ -14,16 +14,16 @@ import threading
 
 import torch
 
-from utils.configs import CONFIGS, parse_config_list
+from utils.study.configs import CONFIGS, parse_config_list
 from utils.train.course import evaluate, main, train
 from utils.train.distributed import Distributed
 from utils.train.loop import TrainingDiverged
-from utils.train.parser import parse
+from utils.study.parser import parse
 from utils.train.runner import execute
 from utils.train.settings import Arguments, UsageError, apply_smoke
 from utils.train.stop import RunInterrupted
-from utils.train.study import run_study, study_options
-from utils.train.sweep import run_config, run_sweep
+from utils.study.study import run_study, study_options
+from utils.study.sweep import run_config, run_sweep
 
 __all__ = ["Arguments", "main", "train", "evaluate", "run_config", "run_sweep", "TrainingDiverged", "cli"]
 

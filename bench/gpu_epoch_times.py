@@ -3,7 +3,7 @@
     python -m bench.gpu_epoch_times                         # on a CUDA machine (< 5 min on one H200)
     python -m bench.gpu_epoch_times --steps 1 --configs 1   # CPU smoke check
 
-For each configuration (utils.configs.CONFIGS) it builds the model with random frozen
+For each configuration (utils.study.configs.CONFIGS) it builds the model with random frozen
 embeddings (bench/common.py; no data files: only the sizes matter), times `--steps` training
 steps exactly as a run takes them (bench.common.project_step) after `--warmup`
 untimed ones on random full-length batches (16 x 256), and EXTRAPOLATES seconds per epoch as the mean step time x 576
@@ -36,7 +36,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    from utils.configs import CONFIGS, parse_config_list
+    from utils.study.configs import CONFIGS, parse_config_list
     from utils.train.precision import Precision
 
     args = parse_args(argv)

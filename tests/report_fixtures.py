@@ -4,7 +4,7 @@ import json
 import math
 import os
 
-from utils.configs import CONFIGS
+from utils.study.configs import CONFIGS
 
 
 def config_args(number, **extra):

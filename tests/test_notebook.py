@@ -24,7 +24,7 @@ import numpy as np
 from nbclient import NotebookClient
 
 import fixtures
-from utils.configs import GROUPS, parse_config_list
+from utils.study.configs import GROUPS, parse_config_list
 
 NOTEBOOKS = os.path.join(fixtures.REPO_ROOT, "notebooks")
 NOTEBOOK = os.path.join(NOTEBOOKS, "main.ipynb")

@@ -20,7 +20,7 @@ from utils.models.base import TokenNLL
 from utils.runs.schema import CHECKPOINT
 from utils.train import loop
 from utils.train.progress import perplexity_text
-from utils.train.sweep import format_summary
+from utils.study.sweep import format_summary
 
 TIME_KEYS = ("train_seconds", "valid_seconds", "train_tokens_per_s")
 

@@ -21,7 +21,7 @@ import torch
 
 import fixtures
 import run_exp
-from utils.train import launch
+from utils.study import launch
 
 pytestmark = pytest.mark.usefixtures("slurm_cluster")
 

@@ -12,7 +12,7 @@ import fixtures
 import run_exp
 from utils.runs import schema
 from utils.runs.run_dir import RunDir
-from utils.train import tuning
+from utils.study import tuning
 
 
 class ChoiceIsMadeOnValidationOnly(unittest.TestCase):

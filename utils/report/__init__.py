@@ -4,7 +4,7 @@
 
 Reads `logs/<exp_id>/` (run_exp.py's metrics.jsonl, or the course notebook's *.txt files) and writes
 to --out: experiment_<exp_id>.png per run, compare_<group>.png per comparison group of
-utils.configs.GROUPS (seeds of a configuration as a mean with a min-max band), results.md,
+utils.study.configs.GROUPS (seeds of a configuration as a mean with a min-max band), results.md,
 results.tex (booktabs, one row per configuration over seeds), results.csv (one row per run) and
 results_groups.csv (one row per configuration and arm: n, means, standard deviations, intervals).
 
@@ -22,7 +22,7 @@ This package never imports torch or the training code, so it runs anywhere the l
 import os
 from dataclasses import dataclass, field
 
-from utils.configs import GROUPS
+from utils.study.configs import GROUPS
 from utils.report import markdown
 from utils.report.aggregate import build_groups, seed_order
 from utils.report.compute import answers, summarise

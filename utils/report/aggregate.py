@@ -9,7 +9,7 @@ reason and left out of the averages, so "n=2 of 3 (seed 1 diverged)" is never si
 """
 from dataclasses import dataclass, field
 
-from utils.configs import CONFIGS
+from utils.study.configs import CONFIGS
 from utils.report.describe import COURSE, TUNED, config_text, embeddings_sha, is_smoke, run_arm, run_seed
 from utils.report.fmt import lr_text
 from utils.report.stats import describe_linear, describe_log

@@ -10,7 +10,7 @@ import math
 import os
 from dataclasses import dataclass, field
 
-from utils.configs import CONFIGS
+from utils.study.configs import CONFIGS
 from utils.runs import schema
 
 # The course notebook's per-epoch text files, keyed by the metrics.jsonl field they hold.

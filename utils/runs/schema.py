@@ -49,7 +49,7 @@ SAME_RUN_FIELDS = ("model", "layers", "optimizer", "epochs", "batch_size", "max_
                    "weight_decay", "seed", "learn_embeddings")
 
 
-# Multi-seed sweeps and the learning-rate search (utils.train.sweep makes them; the report groups
+# Multi-seed sweeps and the learning-rate search (utils.study.sweep makes them; the report groups
 # runs by configuration and by whether their lr was tuned, reading args.json, not folder names).
 TUNING_DIR = "tuning"  # <log_dir>/tuning/: the search's own short runs and its record (never a run folder)
 TUNING_RECORD = "tuning.json"  # in TUNING_DIR: budget, grids, every grid point's result, the choices

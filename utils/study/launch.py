@@ -51,7 +51,7 @@ class RunJob(submitit.helpers.Checkpointable):
     def __call__(self):
         import torch
 
-        from utils.train.sweep import run_job
+        from utils.study.sweep import run_job
 
         torch.set_num_threads(max(int(self.threads), 1))
         dist = distributed_from_job(self.job.settings.device)

@@ -1,5 +1,5 @@
 """Runs of the study as jobs: configurations, each for one or several seeds, at the course's learning
-rate or a tuned one; run here in sequence (or by a launcher, utils.train.launch), skipping what is
+rate or a tuned one; run here in sequence (or by a launcher, utils.study.launch), skipping what is
 complete, continuing what is not, going on past a failed or diverged run, with one summary.
 
 Bad input (a missing data folder, unreadable embeddings) is a UsageError that stops the sweep
@@ -9,7 +9,7 @@ reported; Ctrl-C or SIGTERM stops the sweep after the current run saved its chec
 import time
 from dataclasses import dataclass
 
-from utils.configs import CONFIGS
+from utils.study.configs import CONFIGS
 from utils.runs.run_dir import RunDir
 from utils.runs.schema import seed_run_id, tuned_run_id
 from utils.train.distributed import SINGLE

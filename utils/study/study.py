@@ -6,12 +6,12 @@ import os
 
 from utils.runs import schema
 from utils.runs.run_dir import RunDir
-from utils.train import launch, tuning
+from utils.study import launch, tuning
 from utils.train.progress import perplexity_text
 from utils.train.settings import UsageError
-from utils.train.sweep import OK_STATUSES, config_jobs, config_settings, format_summary, run_jobs, skip_reason
+from utils.study.sweep import OK_STATUSES, config_jobs, config_settings, format_summary, run_jobs, skip_reason
 
-# The study's own flags (not run settings): name -> (default, type, help); utils.train.parser shows them.
+# The study's own flags (not run settings): name -> (default, type, help); utils.study.parser shows them.
 STUDY_FLAGS = {
     "config": (None, str, "configuration(s) to run: N, a list like 1,3,5-8, or all (each run is named after its "
                           "number; run settings below override the configuration where they do not contradict it)"),
@@ -20,7 +20,7 @@ STUDY_FLAGS = {
     "tune_lr": (False, bool, "first search a learning rate per model and optimizer on a short budget (validation "
                              "only), then run the configurations at the course's lr AND at the chosen one (<id>-tuned)"),
     "tune_grid": (None, str, "grids to search, e.g. 'sgd=0.1,0.3,1;adam=1e-3,3e-3' (default: 5 values per "
-                             "optimizer, see utils/train/tuning.py)"),
+                             "optimizer, see utils/study/tuning.py)"),
     "tune_epochs": (None, int, f"epochs of each search run (default: {tuning.DEFAULT_BUDGET['epochs']})"),
     "tune_batches": (None, int, f"batches per split per epoch of each search run (default: "
                                 f"{tuning.DEFAULT_BUDGET['max_batches']}; {tuning.SMOKE_BUDGET['max_batches']} with --smoke)"),

@@ -21,7 +21,7 @@ and never chosen.
 import json
 import os
 
-from utils.configs import CONFIGS
+from utils.study.configs import CONFIGS
 from utils.runs import schema
 from utils.runs.atomic import atomic_write_json
 from utils.runs.run_dir import RunDir
@@ -65,7 +65,7 @@ def tuning_dir(log_dir):
 def search_jobs(numbers, grids, budget, study_log_dir, **overrides):
     """One validation-only job per (model, optimizer, lr), 1 layer, on the search budget, in
     <study_log_dir>/tuning/; `overrides` are the study's other settings (data, embeddings, device...)."""
-    from utils.train.sweep import Job, config_settings
+    from utils.study.sweep import Job, config_settings
 
     overrides = {k: v for k, v in overrides.items() if k not in ("log_dir", "exp_id", "lr")}
     log_dir, jobs = study_log_dir, []

@@ -5,9 +5,9 @@ import argparse
 import dataclasses
 import typing
 
-from utils.train.launch import LAUNCHERS
+from utils.study.launch import LAUNCHERS
 from utils.train.settings import Arguments, UsageError
-from utils.train.study import STUDY_FLAGS
+from utils.study.study import STUDY_FLAGS
 
 EXAMPLES = """\
 examples:
