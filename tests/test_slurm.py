@@ -21,7 +21,7 @@ import torch
 
 import fixtures
 import run_exp
-from utils.study import launch
+from utils.study import launchers, slurm
 
 pytestmark = pytest.mark.usefixtures("slurm_cluster")
 
@@ -69,7 +69,7 @@ def submit(args):
     if code != 0 or not report:
         raise AssertionError(f"submission failed (exit {code}):\n{out}{err}")
     log_dir = args[args.index("--log_dir") + 1]
-    return {k: v["job_id"] for k, v in launch.read_record(log_dir).items()}, report.group(1)
+    return {k: v["job_id"] for k, v in launchers.read_record(log_dir).items()}, report.group(1)
 
 
 def wait_for(check, what, log=None):
@@ -84,12 +84,12 @@ def wait_for(check, what, log=None):
 
 
 def state(job_id):
-    return launch.slurm_states([job_id]).get(job_id, "")
+    return slurm.slurm_states([job_id]).get(job_id, "")
 
 
 def final_state(job_id, log_dir=None):
     """The job's state once SLURM says it has ended (the README's robust wait)."""
-    return wait_for(lambda: state(job_id) if state(job_id).startswith(launch.FINAL_STATES) else None,
+    return wait_for(lambda: state(job_id) if state(job_id).startswith(slurm.FINAL_STATES) else None,
                     f"a final state of job {job_id}", lambda: job_log(log_dir, job_id) if log_dir else "")
 
 
@@ -97,7 +97,7 @@ def job_log(log_dir, job_id):
     """What the job printed (stdout and stderr of its first task), all its attempts."""
     text = ""
     for stream in ("out", "err"):
-        path = os.path.join(launch.slurm_dir(log_dir), job_id, f"{job_id}_0_log.{stream}")
+        path = os.path.join(launchers.slurm_dir(log_dir), job_id, f"{job_id}_0_log.{stream}")
         if os.path.exists(path):
             with open(path) as handle:
                 text += handle.read()

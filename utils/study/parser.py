@@ -5,7 +5,7 @@ import argparse
 import dataclasses
 import typing
 
-from utils.study.launch import LAUNCHERS
+from utils.study.launchers import LAUNCHERS
 from utils.train.settings import Arguments, UsageError
 from utils.study.study import STUDY_FLAGS
 
@@ -60,7 +60,7 @@ def build_parser():
         if kind is bool:
             study.add_argument(f"--{name}", action="store_true", help=help_text)
         else:
-            choices = LAUNCHERS if name == "launcher" else None
+            choices = list(LAUNCHERS) if name == "launcher" else None
             shown = "" if default is None or "default" in help_text else f" (default: {default})"
             metavar = "N" if kind is int else None
             study.add_argument(f"--{name}", type=kind, choices=choices, metavar=metavar, help=help_text + shown)

@@ -6,10 +6,11 @@ import os
 
 from utils.runs import schema
 from utils.runs.run_dir import RunDir
-from utils.study import launch, tuning
+from utils.study import tuning
+from utils.study.launchers import LAUNCHERS, get_launcher, read_record, recorded_failure
 from utils.train.progress import perplexity_text
 from utils.train.settings import UsageError
-from utils.study.sweep import OK_STATUSES, config_jobs, config_settings, format_summary, run_jobs, skip_reason
+from utils.study.sweep import OK_STATUSES, config_jobs, config_settings
 
 # The study's own flags (not run settings): name -> (default, type, help); utils.study.parser shows them.
 STUDY_FLAGS = {
@@ -24,8 +25,7 @@ STUDY_FLAGS = {
     "tune_epochs": (None, int, f"epochs of each search run (default: {tuning.DEFAULT_BUDGET['epochs']})"),
     "tune_batches": (None, int, f"batches per split per epoch of each search run (default: "
                                 f"{tuning.DEFAULT_BUDGET['max_batches']}; {tuning.SMOKE_BUDGET['max_batches']} with --smoke)"),
-    "launcher": ("inline", str, "inline: run here, one after the other; local: submitit's local executor (the same "
-                                "code path as a cluster); slurm: submit a SLURM job array and return"),
+    "launcher": ("inline", str, "; ".join(f"{name}: {entry.help}" for name, entry in LAUNCHERS.items())),
     "partition": (None, str, "SLURM partition (default: the cluster's)"),
     "gpus_per_job": (0, int, "GPUs per job; with more than 1 the job trains data-parallel, one task per GPU"),
     "tasks_per_job": (None, int, "processes per job (default: gpus_per_job, at least 1); on CPUs: Gloo data-parallel"),
@@ -55,8 +55,8 @@ def parse_seeds(text):
 
 
 def _check(given, opts):
-    if opts["launcher"] not in launch.LAUNCHERS:
-        raise UsageError(f"Unknown --launcher {opts['launcher']!r}: use {', '.join(launch.LAUNCHERS)}.")
+    if opts["launcher"] not in LAUNCHERS:
+        raise UsageError(f"Unknown --launcher {opts['launcher']!r}: use {', '.join(LAUNCHERS)}.")
     if opts["tune_lr"] and "lr" in given:
         raise UsageError("--lr fixes the learning rate and --tune_lr searches it: pass one of them.")
     if "seed" in given and opts["seeds"]:
@@ -70,27 +70,6 @@ def _tuning_plan(numbers, given, opts, log_dir):
                    if v is not None})
     grids = tuning.parse_grid(opts["tune_grid"])
     return grids, budget, tuning.search_jobs(numbers, grids, budget, log_dir, **given)
-
-
-def _execute(jobs, opts, dist, title):
-    """Run jobs here, or submit them; returns (summaries, submitted handles)."""
-    if opts["launcher"] == "inline":
-        return run_jobs(jobs, dist, title), []
-    todo = [job for job in jobs if skip_reason(job.settings, RunDir(job.settings.log_dir, job.settings.exp_id)) is None]
-    active = launch.active_jobs(jobs[0].settings.log_dir) if todo else {}
-    queued = [job for job in todo if job.settings.exp_id in active]
-    if queued:  # a second job on the same run folder would interleave two runs' checkpoints
-        print("Already queued or running, not submitted again: "
-              + ", ".join(f"{job.label} (job {active[job.settings.exp_id]})" for job in queued))
-        todo = [job for job in todo if job.settings.exp_id not in active]
-    handles = launch.submit(todo, opts)
-    if opts["launcher"] == "local":
-        summaries = [launch.outcome(handle, job) for handle, job in zip(handles, todo)]
-        print(((title + "\n") if title else "") + format_summary(summaries))
-        return summaries, handles
-    print(f"{title or 'Runs'}: submitted {len(handles)} job(s) of {len(jobs)} (the others are complete or queued): "
-          + ", ".join(h.job_id for h in handles))
-    return [], handles
 
 
 def _search_finished(search):
@@ -110,9 +89,10 @@ def run_study(numbers, given, opts, dist):
     if opts["status"]:
         print(status_table(search + jobs + tuned_jobs(numbers, seeds, given, log_dir)))
         return 0
+    launcher = get_launcher(opts["launcher"])
     summaries, handles = [], []
     if search:
-        found, handles = _execute(search, opts, dist, "Learning-rate search (validation only)")
+        found, handles = launcher.run(search, opts, dist, "Learning-rate search (validation only)")
         if not _search_finished(search):
             print("The search is still running: rerun this command once its jobs have ended to launch the tuned runs.")
         else:
@@ -121,15 +101,11 @@ def run_study(numbers, given, opts, dist):
             record, path = dist.broadcast((record, path))
             print(f"Chosen learning rates ({path}): " + ", ".join(f"{k} {v:g}" for k, v in record["choice"].items()))
             jobs += config_jobs(numbers, seeds, tuned=tuning.tuned_choices(record, path), **given)
-    ran, more = _execute(jobs, opts, dist, None)
+    ran, more = launcher.run(jobs, opts, dist, None)
     summaries, handles = summaries + ran, handles + more
-    if opts["launcher"] == "slurm" and handles:
-        out = launch.report_folder(log_dir)
-        arrays = sorted({handle.job_id.split("_")[0] for handle in handles})
-        report = launch.submit_report(log_dir, out, arrays, opts)
-        print(f"The report runs as job {report} once they have ended (python -m utils.report --log_dir {log_dir} "
-              f"--out {out}); see progress with the same command and --status.")
-        return 0
+    code = launcher.finish(log_dir, handles, opts)
+    if code is not None:
+        return code
     if any(s["status"] == "conflict" for s in summaries):
         return 2
     return 0 if all(s["status"] in OK_STATUSES for s in summaries) else 1
@@ -152,16 +128,26 @@ def status_table(jobs):
     records = {}  # log_dir -> its sweep record (the search runs live in their own log_dir)
     for job in jobs:
         if job.settings.log_dir not in records:
-            records[job.settings.log_dir] = launch.read_record(job.settings.log_dir)
+            records[job.settings.log_dir] = read_record(job.settings.log_dir)
     submitted = {(j.settings.log_dir, j.settings.exp_id): records[j.settings.log_dir].get(j.settings.exp_id, {})
                  for j in jobs}
-    # only SLURM's ids mean something to sacct (a local job's id is a process id)
-    states = launch.slurm_states(sorted({r["job_id"] for r in submitted.values() if r.get("launcher") == "slurm"}))
+    states = _scheduler_states(submitted.values())
     width = max(len(j.label) for j in jobs) if jobs else 10
     lines = [f"{'run':<{width}} {'job':>10} {'SLURM state':<14} {'status':<12} {'epoch':>7} {'best valid ppl':>14}"]
     for job in jobs:
         lines.append(_status_line(job, submitted[(job.settings.log_dir, job.settings.exp_id)], states, width))
     return "\n".join(lines)
+
+
+def _scheduler_states(submitted):
+    """{(launcher, job id): state} from each launcher of the record that keeps states (a local
+    job's id is a process id; only a scheduler's ids mean something to it)."""
+    by_launcher = {}
+    for r in submitted:
+        if r.get("launcher") in LAUNCHERS and r.get("launcher") != "inline":
+            by_launcher.setdefault(r["launcher"], set()).add(r["job_id"])
+    return {(name, job_id): state for name, ids in by_launcher.items()
+            for job_id, state in get_launcher(name).states(sorted(ids)).items()}
 
 
 def _status_line(job, submitted, states, width):
@@ -170,9 +156,9 @@ def _status_line(job, submitted, states, width):
     status = run_dir.status() or {}
     epochs = _epochs(run_dir)
     best = min((m["valid_ppl"] for m in epochs), default=None)
-    failure = launch.recorded_failure(s)  # bad input: the job stopped before the run wrote anything new
-    state = states.get(submitted.get("job_id"), "-") if submitted.get("launcher") == "slurm" else \
-        submitted.get("launcher", "-")
+    failure = recorded_failure(s)  # bad input: the job stopped before the run wrote anything new
+    launcher = submitted.get("launcher", "-")
+    state = states.get((launcher, submitted.get("job_id")), "-" if launcher == "slurm" else launcher)
     shown = "failed" if failure else status.get("status", "-")
     note = failure or (status.get("message", "") if shown in (schema.FAILED, schema.DIVERGED) else "")
     line = (f"{job.label:<{width}} {submitted.get('job_id', '-'):>10} {state:<14} {shown:<12} "

@@ -33,6 +33,8 @@ class Job:
 def config_settings(number, **overrides):
     """Settings of configuration `number`, named after it, with `overrides` on top (they are explicit:
     the smoke preset never replaces them)."""
+    if number not in CONFIGS:
+        raise UsageError(f"Unknown configuration {number}: choose from 1-{max(CONFIGS)}.")
     cfg = CONFIGS[number]
     fields = dict(model=cfg.model, layers=cfg.layers, optimizer=cfg.optimizer, batch_size=cfg.batch_size,
                   epochs=cfg.epochs, exp_id=cfg.exp_id, config=number)

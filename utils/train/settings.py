@@ -117,8 +117,4 @@ def validate(settings):
         raise UsageError(f"--lr must be > 0 (got {s.lr}).")
     if s.precision not in PRECISIONS:
         raise UsageError(f"Unknown precision {s.precision!r}: use --precision {', '.join(PRECISIONS)}.")
-    from utils.study.configs import CONFIGS
-
-    if s.config is not None and s.config not in CONFIGS:
-        raise UsageError(f"Unknown configuration {s.config}: choose from 1-{max(CONFIGS)}.")
     return settings

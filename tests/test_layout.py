@@ -1,0 +1,104 @@
+"""Where things live: the engine (utils/train) never imports the study (utils/study); submitit is
+imported only by the launchers that need it; a launcher is one table entry."""
+import ast
+import contextlib
+import io
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+from unittest import mock
+
+import pytest
+
+import fixtures
+from utils.study import launchers, study
+from utils.study.launchers import LAUNCHERS, Launcher, LauncherEntry
+
+ENGINE = os.path.join(fixtures.REPO_ROOT, "utils", "train")
+
+
+def imported_modules(path):
+    """Every module a file imports, at any depth of its code (function-level imports included)."""
+    with open(path) as handle:
+        tree = ast.parse(handle.read(), path)
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names += [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+    return names
+
+
+class EngineNeverImportsTheStudy(unittest.TestCase):
+    def test_no_file_of_utils_train_imports_utils_study(self):
+        files = sorted(f for f in os.listdir(ENGINE) if f.endswith(".py"))
+        self.assertIn("loop.py", files)
+        for name in files:
+            study_imports = [m for m in imported_modules(os.path.join(ENGINE, name))
+                             if m.startswith(("utils.study", "utils.configs")) or m in ("utils.study", "utils.configs")]
+            self.assertEqual(study_imports, [], f"utils/train/{name} imports the study")
+
+    def test_the_check_sees_function_level_imports(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as handle:
+            handle.write("def f():\n    from utils.study.sweep import run_job\n")
+        self.addCleanup(os.unlink, handle.name)
+        self.assertIn("utils.study.sweep", imported_modules(handle.name))
+
+
+class Recorder(Launcher):
+    """A launcher for the test: remembers what it was given, runs nothing."""
+
+    given = []
+
+    def run(self, jobs, opts, dist, title):
+        Recorder.given.append([job.settings.exp_id for job in jobs])
+        return [dict(label=job.label, status="completed", message="") for job in jobs], ["handle"]
+
+    def finish(self, log_dir, handles, opts):
+        return 7 if handles else None
+
+
+class ALauncherIsOneTableEntry(unittest.TestCase):
+    def test_every_entry_resolves_to_a_launcher(self):
+        for name in LAUNCHERS:
+            self.assertIsInstance(launchers.get_launcher(name), Launcher, name)
+
+    def test_a_new_entry_is_used_by_the_study_and_the_parser(self):
+        entry = LauncherEntry(f"{__name__}:Recorder", "record the jobs")
+        Recorder.given = []
+        with mock.patch.dict(LAUNCHERS, {"recorder": entry}):
+            opts = study.study_options({"launcher": "recorder"})
+            code = study.run_study([2, 6], {"device": "cpu", "log_dir": "/nonexistent"}, opts, mock.MagicMock())
+            from utils.study.parser import build_parser
+
+            self.assertEqual(build_parser().parse_args(["--launcher", "recorder"]).launcher, "recorder")
+        self.assertEqual(code, 7)  # the launcher's finish() ends the command
+        self.assertEqual(Recorder.given, [["2", "6"]])
+
+    def test_an_unknown_launcher_is_a_usage_error(self):
+        from utils.train.settings import UsageError
+
+        with self.assertRaisesRegex(UsageError, "inline, local, slurm"):
+            launchers.get_launcher("pbs")
+
+
+@pytest.mark.slow
+class PlainTrainingNeverImportsSubmitit(unittest.TestCase):
+    def test_a_smoke_study_run_inline_leaves_submitit_unimported(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            data = fixtures.write_corpus(os.path.join(tmp, "data"))
+            emb = fixtures.write_embeddings(os.path.join(tmp, "emb.npz"))
+            code = ("import sys, run_exp\n"
+                    f"code = run_exp.cli(['--config', '2', '--smoke', '--data_folder', {data!r}, '--embeddings', "
+                    f"{emb!r}, '--device', 'cpu', '--log_dir', {os.path.join(tmp, 'logs')!r}, '--print_every', '100'])\n"
+                    "print('EXIT', code, 'SUBMITIT', 'submitit' in sys.modules)\n")
+            done = subprocess.run([sys.executable, "-c", code], cwd=fixtures.REPO_ROOT, capture_output=True,
+                                  text=True, timeout=300)
+        self.assertIn("EXIT 0 SUBMITIT False", done.stdout, done.stdout + done.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
