@@ -85,6 +85,20 @@ class ALauncherIsOneTableEntry(unittest.TestCase):
             launchers.get_launcher("pbs")
 
 
+class AnOptimizerIsOneTableEntry(unittest.TestCase):
+    def test_the_search_grid_comes_from_the_optimizer_entry(self):
+        from utils.study import tuning
+        from utils.train.optim import OPTIMIZERS, OptimizerSpec
+
+        spec = OptimizerSpec(lambda o, p, s: o.RMSprop(p, lr=s.lr), ("lr",), (1e-3, 1e-2))
+        with mock.patch.dict(OPTIMIZERS, {"rmsprop": spec}):
+            grids = tuning.parse_grid("sgd=0.5")
+            self.assertEqual(tuning.parse_grid("rmsprop=0.1")["rmsprop"], (0.1,))
+        self.assertEqual(grids["rmsprop"], (1e-3, 1e-2))
+        self.assertEqual(grids["sgd"], (0.5,))
+        self.assertEqual(grids["adamw"], (1e-4, 3e-4, 1e-3, 3e-3, 1e-2))
+
+
 @pytest.mark.slow
 class PlainTrainingNeverImportsSubmitit(unittest.TestCase):
     def test_a_smoke_study_run_inline_leaves_submitit_unimported(self):

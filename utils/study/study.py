@@ -21,7 +21,7 @@ STUDY_FLAGS = {
     "tune_lr": (False, bool, "first search a learning rate per model and optimizer on a short budget (validation "
                              "only), then run the configurations at the course's lr AND at the chosen one (<id>-tuned)"),
     "tune_grid": (None, str, "grids to search, e.g. 'sgd=0.1,0.3,1;adam=1e-3,3e-3' (default: 5 values per "
-                             "optimizer, see utils/study/tuning.py)"),
+                             "optimizer, each optimizer's entry in utils/train/optim.py)"),
     "tune_epochs": (None, int, f"epochs of each search run (default: {tuning.DEFAULT_BUDGET['epochs']})"),
     "tune_batches": (None, int, f"batches per split per epoch of each search run (default: "
                                 f"{tuning.DEFAULT_BUDGET['max_batches']}; {tuning.SMOKE_BUDGET['max_batches']} with --smoke)"),

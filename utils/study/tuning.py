@@ -8,11 +8,8 @@ perplexity (the search runs never evaluate the test split), and records the budg
 every result and the choice in <log_dir>/tuning/tuning.json. The study then runs the
 configurations at the chosen lr in folders of their own (<id>-tuned), beside the course's.
 
-Default grids: five values per optimizer, half a decade apart (x3.16 rounded to 1-3-10), centred
-where each optimizer works on language models of this size:
-  adam, adamw   1e-4 .. 1e-2   (the course's 1e-3 in the middle: its choice is checked, not assumed)
-  sgd           1e-2 .. 1      (plain SGD on a mean token loss needs ~0.1-1, e.g. Zaremba et al.'s lr 1)
-  momentum      1e-3 .. 1e-1   (momentum 0.9 multiplies the effective step by 10: the sgd grid / 10)
+Default grids: each optimizer's entry in utils/train/optim.py (five values half a decade apart,
+centred where that optimizer works; adam and adamw with the course's 1e-3 in the middle).
 Default budget: 1 epoch capped at 100 batches (1,600 sequences, ~400k tokens) per grid value,
 validation over its first 100 batches: long enough to separate a step size that learns from one
 that stalls or diverges, ~1/6 of a full epoch each. Diverged or failed grid values are recorded
@@ -21,34 +18,29 @@ and never chosen.
 import json
 import os
 
-from utils.study.configs import CONFIGS
 from utils.runs import schema
 from utils.runs.atomic import atomic_write_json
 from utils.runs.run_dir import RunDir
+from utils.study.configs import CONFIGS
+from utils.train.optim import OPTIMIZERS
 from utils.train.settings import SMOKE, UsageError
 
-DEFAULT_GRIDS = {
-    "sgd": (0.01, 0.03, 0.1, 0.3, 1.0),
-    "momentum": (0.001, 0.003, 0.01, 0.03, 0.1),
-    "adam": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
-    "adamw": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
-}
 DEFAULT_BUDGET = {"epochs": 1, "max_batches": 100}
 SMOKE_BUDGET = {"epochs": 1, "max_batches": SMOKE["max_batches"]}
 
 
 def parse_grid(text):
     """ "sgd=0.1,1;adam=1e-3,3e-3" -> {"sgd": (0.1, 1.0), "adam": (0.001, 0.003)}; others keep their default."""
-    grids = dict(DEFAULT_GRIDS)
+    grids = {name: spec.grid for name, spec in OPTIMIZERS.items()}
     for part in filter(None, (text or "").split(";")):
         name, _, values = part.partition("=")
         try:
             lrs = tuple(float(v) for v in values.split(","))
         except ValueError:
             lrs = ()
-        if name.strip() not in DEFAULT_GRIDS or not lrs or min(lrs) <= 0:
+        if name.strip() not in grids or not lrs or min(lrs) <= 0:
             raise UsageError(f"Bad --tune_grid part {part!r}: use optimizer=lr,lr,... with optimizers among "
-                             f"{', '.join(DEFAULT_GRIDS)} and positive lrs, parts joined by ';'.")
+                             f"{', '.join(OPTIMIZERS)} and positive lrs, parts joined by ';'.")
         grids[name.strip()] = lrs
     return grids
 

@@ -1,9 +1,14 @@
 """The optimizers, by name: one table entry each. An unknown name is a KeyError, never a fallback.
 
-A fifth optimizer is one entry here: its builder and the settings it reads (the report shows
-momentum, say, only for optimizers that use it). It is built over the learnable parameters
-only, so the frozen tied embedding gets no optimizer state. Importing this module imports no
-torch (the report reads `uses`).
+A fifth optimizer is one entry here: its builder, the settings it reads (the report shows
+momentum, say, only for optimizers that use it) and the learning rates the study's search tries
+for it. It is built over the learnable parameters only, so the frozen tied embedding gets no
+optimizer state. Importing this module imports no torch (the report reads `uses`).
+
+Search grids: five values half a decade apart (x3.16 rounded to 1-3-10), centred where each
+optimizer works on language models of this size: adam and adamw around the course's 1e-3 (its
+choice is checked, not assumed); plain SGD on a mean token loss needs ~0.1-1 (Zaremba et al.'s
+lr 1); momentum 0.9 multiplies the effective step by 10, so its grid is SGD's / 10.
 """
 from dataclasses import dataclass
 from typing import Callable
@@ -13,15 +18,18 @@ from typing import Callable
 class OptimizerSpec:
     build: Callable  # (torch.optim module, params, settings) -> optimizer
     uses: tuple  # the settings it reads, besides the parameters
+    grid: tuple  # the learning rates the study's search tries (utils.study.tuning), ascending
 
 
 OPTIMIZERS = {
-    "sgd": OptimizerSpec(lambda o, p, s: o.SGD(p, lr=s.lr, weight_decay=s.weight_decay), ("lr", "weight_decay")),
+    "sgd": OptimizerSpec(lambda o, p, s: o.SGD(p, lr=s.lr, weight_decay=s.weight_decay), ("lr", "weight_decay"),
+                         (0.01, 0.03, 0.1, 0.3, 1.0)),
     "momentum": OptimizerSpec(lambda o, p, s: o.SGD(p, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay),
-                              ("lr", "momentum", "weight_decay")),
+                              ("lr", "momentum", "weight_decay"), (0.001, 0.003, 0.01, 0.03, 0.1)),
     # The course gives Adam no weight decay.
-    "adam": OptimizerSpec(lambda o, p, s: o.Adam(p, lr=s.lr), ("lr",)),
-    "adamw": OptimizerSpec(lambda o, p, s: o.AdamW(p, lr=s.lr, weight_decay=s.weight_decay), ("lr", "weight_decay")),
+    "adam": OptimizerSpec(lambda o, p, s: o.Adam(p, lr=s.lr), ("lr",), (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)),
+    "adamw": OptimizerSpec(lambda o, p, s: o.AdamW(p, lr=s.lr, weight_decay=s.weight_decay), ("lr", "weight_decay"),
+                           (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)),
 }
 
 
