@@ -13,13 +13,11 @@ import sys
 import torch
 
 from utils.data.tokenizer import GPT1Tokenizer
+from utils.errors import UsageError
 from utils.models.generation import generate
 from utils.runs.checkpoint import CheckpointError, load_trained_model
 from utils.runs.schema import CHECKPOINT
-
-
-class UsageError(Exception):
-    """Input the user can fix; reported as one line, exit code 2."""
+from utils.train.inputs import resolve_device
 
 
 def parse_args(argv=None):
@@ -50,15 +48,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def check_device(name):
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"Unknown device {name!r}: use cpu or cuda[:N].")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"Device {name!r} requested but CUDA is not available here: use --device cpu.")
-
-
 def prompt_ids(tokenizer, prompt):
     """The prompt's ids, refusing a prompt with no known token (nothing for the model to continue)."""
     if not prompt.strip():
@@ -73,7 +62,7 @@ def run(args):
     """The generated text (prompt included); raises UsageError on bad input."""
     if args.max_new_tokens < 0 or args.temperature < 0 or args.top_k < 0:
         raise UsageError("--max_new_tokens, --temperature and --top_k must be >= 0.")
-    check_device(args.device)
+    device = resolve_device(args.device, fallback=False)
     checkpoint = os.path.join(args.run, CHECKPOINT)
     if not os.path.isfile(checkpoint):
         raise UsageError(f"No checkpoint at {checkpoint}: pass a trained run folder with --run.")
@@ -83,7 +72,7 @@ def run(args):
         raise UsageError(str(err))
     ids = prompt_ids(tokenizer, args.prompt)
     try:
-        model, _ = load_trained_model(args.run, args.device, args.embeddings)
+        model, _ = load_trained_model(args.run, device, args.embeddings)
     except CheckpointError as err:
         raise UsageError(f"Could not load {checkpoint}: {err}")
     generator = torch.Generator().manual_seed(args.seed)

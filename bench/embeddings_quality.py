@@ -38,6 +38,7 @@ from utils.data.batches import TensorBatches
 from utils.data.build_embeddings import describe_embeddings
 from utils.data.embeddings import EmbeddingsError, read_embeddings
 from utils.data.wikitext2 import Wikitext2, load_split
+from utils.errors import UsageError
 from utils.models.base import TokenNLL
 from utils.models.losses import course_loss
 from utils.models.registry import display_name, model_spec
@@ -45,10 +46,6 @@ from utils.runs.atomic import atomic_write_json
 from utils.train.progress import perplexity_text
 
 DEFAULT_OUT = os.path.join("bench", "results", "embeddings_quality.json")
-
-
-class UsageError(ValueError):
-    """Bad arguments: one line on stderr and exit code 2."""
 MODELS = ("lstm", "gpt1")
 
 

@@ -4,6 +4,7 @@ import time
 
 import torch
 
+from utils.memory import peak_rss_mb
 from utils.torch_utils import cpu_model_name
 
 
@@ -61,10 +62,6 @@ def reset_peak_rss():
         return True
     except OSError:
         return False
-
-
-def peak_rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def resident_mb():

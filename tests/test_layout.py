@@ -99,6 +99,56 @@ class AnOptimizerIsOneTableEntry(unittest.TestCase):
         self.assertEqual(grids["adamw"], (1e-4, 3e-4, 1e-3, 3e-3, 1e-2))
 
 
+def project_files():
+    """The project's .py files outside tests/ and notebooks/."""
+    for folder, dirs, files in os.walk(fixtures.REPO_ROOT):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in ("tests", "notebooks", "__pycache__")]
+        yield from (os.path.join(folder, f) for f in files if f.endswith(".py"))
+
+
+class OneDefinitionEach(unittest.TestCase):
+    def defining(self, kind, name):
+        found = []
+        for path in project_files():
+            with open(path) as handle:
+                tree = ast.parse(handle.read(), path)
+            found += [os.path.relpath(path, fixtures.REPO_ROOT) for node in ast.walk(tree)
+                      if isinstance(node, kind) and node.name == name]
+        return sorted(found)
+
+    def test_usage_error_is_defined_once_and_imports_no_torch(self):
+        self.assertEqual(self.defining(ast.ClassDef, "UsageError"), [os.path.join("utils", "errors.py")])
+        self.assertEqual(imported_modules(os.path.join(fixtures.REPO_ROOT, "utils", "errors.py")), [])
+
+    def test_entry_points_and_engine_share_it(self):
+        import generate
+        from utils.errors import UsageError
+        from utils.train import settings
+
+        self.assertIs(generate.UsageError, UsageError)
+        self.assertIs(settings.UsageError, UsageError)
+
+    def test_one_device_check_and_one_memory_probe(self):
+        self.assertEqual(self.defining(ast.FunctionDef, "check_device"), [])
+        self.assertEqual(self.defining(ast.FunctionDef, "resolve_device"), [os.path.join("utils", "train", "inputs.py")])
+        self.assertEqual(self.defining(ast.FunctionDef, "peak_rss_mb"), [os.path.join("utils", "memory.py")])
+
+
+class EpochResultHasNamedFields(unittest.TestCase):
+    def test_names_and_the_course_tuple_agree(self):
+        import math
+
+        from utils.train.loop import EpochResult
+
+        result = EpochResult(nll_sum=12.0, tokens=4, seconds=2.5, words=3)
+        loss, ppl, seconds = result  # as the course notebook unpacks it
+        self.assertEqual((loss, ppl, seconds), (3.0, math.exp(3.0), 2.5))
+        self.assertEqual((result.loss, result.ppl, result.seconds), (loss, ppl, seconds))
+        self.assertEqual(tuple(result), (3.0, math.exp(3.0), 2.5))
+        self.assertEqual((result.tokens, result.tokens_per_second), (4, 4 / 2.5))
+        self.assertAlmostEqual(result.word_perplexity, math.exp(12.0 / 3))
+
+
 @pytest.mark.slow
 class PlainTrainingNeverImportsSubmitit(unittest.TestCase):
     def test_a_smoke_study_run_inline_leaves_submitit_unimported(self):

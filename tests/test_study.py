@@ -8,6 +8,8 @@ import tempfile
 import unittest
 from unittest import mock
 
+import pytest
+
 import fixtures
 import run_exp
 from utils.runs import schema
@@ -154,6 +156,66 @@ class SmokeStudyWithSeedsAndSearch(unittest.TestCase):
             text = handle.read()
         self.assertIn("1e-2", text.replace("0.01", "1e-2"))  # the grid is shown
         self.assertIn("tuned", text)
+
+
+@pytest.mark.slow
+class TunedArmAtTheCourseLrIsReused(unittest.TestCase):
+    """--tune_lr where the search chooses the course's lr (the grid holds only 1e-3): the tuned arm
+    is the course run's records, not a second training at identical settings."""
+
+    @classmethod
+    def setUpClass(cls):
+        from utils.study import sweep
+
+        cls.tmp = tempfile.TemporaryDirectory()
+        data = fixtures.write_corpus(os.path.join(cls.tmp.name, "data"))
+        emb = fixtures.write_embeddings(os.path.join(cls.tmp.name, "emb.npz"))
+        cls.logs = os.path.join(cls.tmp.name, "logs")
+        argv = ["--config", "2", "--tune_lr", "--tune_grid", "adamw=1e-3", "--smoke", "--data_folder", data,
+                "--embeddings", emb, "--device", "cpu", "--log_dir", cls.logs, "--print_every", "1000"]
+        cls.trained = []
+
+        def counted(settings, *args, **kwargs):
+            cls.trained.append(settings.exp_id)
+            return execute(settings, *args, **kwargs)
+
+        execute = sweep.execute
+        with mock.patch.object(sweep, "execute", counted):
+            cls.first = SmokeStudyWithSeedsAndSearch.cli(argv)
+            cls.trained_first = list(cls.trained)
+            cls.second = SmokeStudyWithSeedsAndSearch.cli(argv)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def test_only_the_search_point_and_the_course_run_train(self):
+        self.assertEqual(self.first[0], 0, self.first[1] + self.first[2])
+        self.assertEqual(self.trained_first, [schema.tuning_run_id("lstm", "adamw", 1e-3), "2"])
+        self.assertEqual(self.trained, self.trained_first)  # the rerun trains nothing
+        self.assertIn("reused", self.first[1])
+        self.assertEqual(self.second[0], 0, self.second[2])
+
+    def test_args_json_says_reused_and_the_records_are_the_course_runs(self):
+        course, tuned = RunDir(self.logs, "2"), RunDir(self.logs, "2-tuned")
+        args = tuned.recorded_settings()
+        self.assertEqual(args["reused_from"], "2")
+        self.assertEqual((args["lr"], args["exp_id"]), (1e-3, "2-tuned"))
+        self.assertTrue(args["lr_from"].endswith(schema.TUNING_RECORD))
+        self.assertTrue(tuned.is_completed())
+        self.assertFalse(tuned.has_checkpoint())
+        for name in (schema.METRICS, schema.TEST_METRICS):
+            with open(course.file(name)) as a, open(tuned.file(name)) as b:
+                self.assertEqual(a.read(), b.read())
+
+    def test_the_report_says_the_tuned_arm_is_reused(self):
+        from utils.report import generate_report
+
+        out = os.path.join(self.tmp.name, "plots")
+        generate_report(self.logs, out)
+        with open(os.path.join(out, "results.md")) as handle:
+            text = handle.read()
+        self.assertIn("the tuned arm is the course's runs, reused (same settings, not run again)", text)
 
 
 class StudyFlagErrors(unittest.TestCase):

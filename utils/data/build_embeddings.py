@@ -14,7 +14,6 @@ A full next-token-svd build took 31 s and 1.23 GB peak RSS on 2 shared CPU cores
 import argparse
 import json
 import os
-import resource
 import sys
 import time
 import zipfile
@@ -24,6 +23,7 @@ import numpy as np
 from utils.data import PROJECT_DATA
 from utils.data.embeddings import GPT1_EMBEDDING_SIZE, GPT1_VOCABULARY_SIZE, file_sha256
 from utils.data.wikitext2 import load_split
+from utils.memory import peak_rss_mb
 from utils.data.standins import DEFAULT_WINDOW, METHODS, SCALE
 from utils.runs.atomic import atomic_write, atomic_write_json
 
@@ -85,10 +85,6 @@ def norm_stats(table):
     norms = np.linalg.norm(table[1:], axis=1)
     return {"mean": float(norms.mean()), "std": float(norms.std()), "min": float(norms.min()),
             "max": float(norms.max()), "entry_rms": float(np.sqrt(np.mean(table[1:] ** 2)))}
-
-
-def peak_rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
 
 
 def parse_args(argv):

@@ -91,6 +91,9 @@ def changed_sentence(course, tuned):
     comparison = paired_difference(tuned.values("best_valid_ppl"), course.values("best_valid_ppl"), log=True)
     change = f"; tuned/course {verdict(comparison)}" if course.n and tuned.n else ""
     name = f"{course.name} ({display_name(course.what[0])} x{course.what[1]}, {course.what[2]})"
+    if tuned.reference.args.get("reused_from"):  # utils.study.sweep.REUSED_FROM
+        return (f"- {name}: the search chose the course's lr {lr_text(course.reference.args.get('lr'))}: the tuned "
+                "arm is the course's runs, reused (same settings, not run again).")
     return (f"- {name}: course lr {lr_text(course.reference.args.get('lr'))} -> tuned lr "
             f"{lr_text(tuned.reference.args.get('lr'))}, best val ppl {before} -> {after}{change}.")
 

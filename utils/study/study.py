@@ -10,7 +10,7 @@ from utils.study import tuning
 from utils.study.launchers import LAUNCHERS, get_launcher, read_record, recorded_failure
 from utils.train.progress import perplexity_text
 from utils.train.settings import UsageError
-from utils.study.sweep import OK_STATUSES, config_jobs, config_settings
+from utils.study.sweep import OK_STATUSES, config_jobs, config_settings, fold_identical, run_jobs
 
 # The study's own flags (not run settings): name -> (default, type, help); utils.study.parser shows them.
 STUDY_FLAGS = {
@@ -101,8 +101,12 @@ def run_study(numbers, given, opts, dist):
             record, path = dist.broadcast((record, path))
             print(f"Chosen learning rates ({path}): " + ", ".join(f"{k} {v:g}" for k, v in record["choice"].items()))
             jobs += config_jobs(numbers, seeds, tuned=tuning.tuned_choices(record, path), **given)
-    ran, more = launcher.run(jobs, opts, dist, None)
+    jobs = fold_identical(jobs)
+    compute, reused = [j for j in jobs if not j.reuses], [j for j in jobs if j.reuses]
+    ran, more = launcher.run(compute, opts, dist, None) if compute else ([], [])
     summaries, handles = summaries + ran, handles + more
+    if reused:  # after the runs they reuse; a copy of records, done here whatever the launcher
+        summaries += run_jobs(reused, dist, "Tuned at the course's learning rate: the course's runs stand for them")
     code = launcher.finish(log_dir, handles, opts)
     if code is not None:
         return code

@@ -6,12 +6,19 @@ Bad input (a missing data folder, unreadable embeddings) is a UsageError that st
 before anything is written; a folder that holds another run (`conflict`) is left untouched and
 reported; Ctrl-C or SIGTERM stops the sweep after the current run saved its checkpoint.
 """
+import dataclasses
+import json
+import os
+import shutil
 import time
 from dataclasses import dataclass
+from typing import Optional
 
-from utils.study.configs import CONFIGS
+from utils.runs import schema
+from utils.runs.atomic import atomic_write, atomic_write_json
 from utils.runs.run_dir import RunDir
 from utils.runs.schema import seed_run_id, tuned_run_id
+from utils.study.configs import CONFIGS
 from utils.train.distributed import SINGLE
 from utils.train.loop import TrainingDiverged
 from utils.train.progress import perplexity_text
@@ -20,7 +27,8 @@ from utils.train.settings import Arguments, UsageError, apply_smoke, to_dict
 from utils.train.stop import RunInterrupted
 
 # Statuses a sweep summary can report, and whether the sweep counts as a success with them.
-OK_STATUSES = ("completed", "skipped")
+OK_STATUSES = ("completed", "skipped", "reused")
+REUSED_FROM = "reused_from"  # args.json key of a run that is another run's records at the same settings
 
 
 @dataclass
@@ -28,6 +36,7 @@ class Job:
     settings: Arguments  # everything the run needs, its exp_id and log_dir included
     label: str  # how summaries and the status command name it, e.g. "6: MiniGPT1 x1, adamw, seed 1"
     with_test: bool = True  # False for the learning-rate search, which must never see the test split
+    reuses: Optional[str] = None  # exp_id of a run at the same settings whose records stand for this one
 
 
 def config_settings(number, **overrides):
@@ -69,6 +78,44 @@ def config_jobs(numbers, seeds=None, tuned=None, **overrides):
     return jobs
 
 
+def computed_settings(settings):
+    """Every setting that changes what a run computes: all but its name and where its lr came from."""
+    fields = {k: v for k, v in to_dict(settings).items() if k not in ("exp_id", "lr_from")}
+    return json.dumps(fields, sort_keys=True, default=str)
+
+
+def fold_identical(jobs):
+    """`jobs`, where a job that would compute exactly what an earlier one does (the tuned arm when
+    the search chose the course's lr) reuses that run's records instead of training again."""
+    first, folded = {}, []
+    for job in jobs:
+        same = first.setdefault(computed_settings(job.settings), job)
+        folded.append(job if same is job else dataclasses.replace(job, reuses=same.settings.exp_id))
+    return folded
+
+
+def reuse_run(job):
+    """Give `job`'s folder the records of the run it reuses (all but the checkpoint), with args.json
+    saying so (REUSED_FROM); status.json is written last, so the copy is complete once it says so.
+    Returns (status, message)."""
+    s = job.settings
+    source, target = RunDir(s.log_dir, job.reuses), RunDir(s.log_dir, s.exp_id)
+    status = (source.status() or {}).get("status")
+    if status != schema.COMPLETED:
+        if status in (schema.DIVERGED, schema.FAILED):
+            return status, f"same settings as {source.path}, which {status}"
+        return "pending", f"reuses {source.path} (same settings) once it has completed: run this command again then"
+    for name in sorted(os.listdir(source.path)):
+        if name.startswith(".") or name in (schema.CHECKPOINT, schema.ARGS, schema.STATUS):
+            continue
+        with open(source.file(name), "rb") as handle:
+            atomic_write(target.file(name), lambda out: shutil.copyfileobj(handle, out))
+    atomic_write_json(target.file(schema.ARGS), dict(to_dict(s), **{REUSED_FROM: str(job.reuses)}))
+    with open(source.file(schema.STATUS), "rb") as handle:
+        atomic_write(target.file(schema.STATUS), lambda out: shutil.copyfileobj(handle, out))
+    return "reused", f"the records of {source.path}: same settings, not run again"
+
+
 def skip_reason(s, run_dir):
     """(status, message) when the run must not be executed, else None."""
     if not s.log or s.force or not (run_dir.is_completed() or run_dir.has_checkpoint()):
@@ -89,6 +136,9 @@ def run_job(job, dist=SINGLE):
     skip = dist.broadcast(skip_reason(s, run_dir) if dist.is_main else None)  # one decision for all processes
     if skip:
         return dict(summary, status=skip[0], message=skip[1])
+    if job.reuses:
+        status, message = dist.broadcast(reuse_run(job) if dist.is_main else None)
+        return dict(summary, status=status, message=message)
     start = time.perf_counter()
     try:
         result = execute(s, dist, with_test=job.with_test)

@@ -14,7 +14,9 @@ from utils.train.distributed import SINGLE
 from utils.train.settings import UsageError
 
 
-def resolve_device(requested, dist=SINGLE):
+def resolve_device(requested, dist=SINGLE, fallback=True):
+    """The torch.device to use; without CUDA, `cuda` becomes the CPU (with a notice) when `fallback`,
+    else a UsageError (a command whose stdout is its result has no room for a notice)."""
     try:
         device = torch.device(requested)
     except (RuntimeError, TypeError):
@@ -22,6 +24,8 @@ def resolve_device(requested, dist=SINGLE):
     if device.type not in ("cpu", "cuda"):
         raise UsageError(f"Unsupported device {requested!r}: use --device cpu, cuda or cuda:N.")
     if device.type == "cuda" and not torch.cuda.is_available():
+        if not fallback:
+            raise UsageError(f"--device {requested}: CUDA is not available here; use --device cpu.")
         if dist.is_main:
             print("Note: CUDA is not available; running on the CPU.")
         return torch.device("cpu")

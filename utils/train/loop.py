@@ -10,6 +10,7 @@ and a hook the runner uses for mid-epoch checkpoints and stop requests.
 """
 import math
 import time
+from typing import NamedTuple
 
 import torch
 
@@ -27,13 +28,19 @@ class TrainingDiverged(RuntimeError):
         self.epoch, self.step = epoch, step
 
 
-class EpochResult(tuple):
-    """(mean_nll, perplexity, wall_seconds), as the course notebook unpacks it, with the counts
+class EpochFigures(NamedTuple):
+    loss: float  # mean NLL per real target token
+    ppl: float  # exp(loss): the split's exact token-level perplexity
+    seconds: float  # wall-clock of the pass, time before a resume included
+
+
+class EpochResult(EpochFigures):
+    """(loss, ppl, seconds), named and unpacked as the course notebook's tuple, with the counts
     behind it as attributes: nll_sum, tokens, words, word_perplexity, tokens_per_second."""
 
     def __new__(cls, nll_sum, tokens, seconds, words=None):
         mean = nll_sum / max(tokens, 1)
-        self = super().__new__(cls, (mean, math.exp(min(mean, 700.0)), seconds))
+        self = super().__new__(cls, mean, math.exp(min(mean, 700.0)), seconds)
         self.nll_sum, self.tokens, self.words = nll_sum, tokens, words
         self.tokens_per_second = tokens / seconds if seconds > 0 else float("nan")
         self.word_perplexity = word_level_perplexity(nll_sum, words) if words else None

@@ -43,6 +43,3 @@ class Precision:
 
     def __str__(self):
         return self.name
-
-
-FP32_CPU = Precision("fp32", "cpu")

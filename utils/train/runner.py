@@ -246,9 +246,9 @@ def run_epoch(run, epoch, stop=None):
     run.memories.append((memory_before + get_gpu_memory_usage()) / 2)
     peaks = run.dist.gather(peak_gpu_memory_mb())
     return {
-        "epoch": epoch + 1, "train_loss": tr[0], "train_ppl": tr[1], "train_seconds": tr[2],
+        "epoch": epoch + 1, "train_loss": tr.loss, "train_ppl": tr.ppl, "train_seconds": tr.seconds,
         "train_tokens": tr.tokens, "train_tokens_per_s": tr.tokens_per_second,
-        "valid_loss": va[0], "valid_ppl": va[1], "valid_seconds": va[2], "valid_tokens": va.tokens,
+        "valid_loss": va.loss, "valid_ppl": va.ppl, "valid_seconds": va.seconds, "valid_tokens": va.tokens,
         "valid_words": va.words, "valid_word_ppl": va.word_perplexity,
         "lr": run.optimizer.param_groups[0]["lr"],
         "peak_memory_mb": None if peaks[0] is None else max(peaks),
@@ -286,12 +286,12 @@ def test(run, stop=None):
                         dist=run.dist)
     reporter.close()
     avg_memory = sum(run.memories) / len(run.memories) if run.memories else math.nan
-    result = {"test_loss": te[0], "test_ppl": te[1], "test_seconds": te[2], "test_tokens": te.tokens,
+    result = {"test_loss": te.loss, "test_ppl": te.ppl, "test_seconds": te.seconds, "test_tokens": te.tokens,
               "test_words": te.words, "test_word_ppl": te.word_perplexity}
     run.run_dir.write_final(result, avg_memory)
-    run.run_dir.write_status(schema.COMPLETED, s.epochs, message=f"test ppl {perplexity_text(te[1])}")
+    run.run_dir.write_status(schema.COMPLETED, s.epochs, message=f"test ppl {perplexity_text(te.ppl)}")
     best = min(m["valid_ppl"] for m in run.metrics)
-    run.say(f"===== Best validation perplexity: {perplexity_text(best)}; test perplexity {perplexity_text(te[1])} =====")
+    run.say(f"===== Best validation perplexity: {perplexity_text(best)}; test perplexity {perplexity_text(te.ppl)} =====")
     return RunResult(str(s.exp_id), run.run_dir.path, run.metrics, result, avg_memory)
 
 

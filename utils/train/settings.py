@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
+from utils.errors import UsageError  # noqa: F401 (the engine's modules import it from here)
 from utils.models.registry import MODELS
 from utils.train.optim import OPTIMIZERS
 from utils.train.precision import CHOICES as PRECISIONS
@@ -17,10 +18,6 @@ from utils.train.precision import CHOICES as PRECISIONS
 # It fills only the fields left at their defaults: an explicit --epochs 3 --smoke runs 3 epochs.
 SMOKE = dict(epochs=2, batch_size=4, max_batches=2)
 SMOKE_LOG_DIR = "./logs_smoke"  # where smoke runs go unless --log_dir is given: never beside full runs
-
-
-class UsageError(ValueError):
-    """Bad input; its message is one line that says what to do. Nothing was written."""
 
 
 def _arg(default, help, choices=None):
