@@ -27,7 +27,7 @@ from utils.train.settings import Arguments, UsageError, apply_smoke, to_dict
 from utils.train.stop import RunInterrupted
 
 # Statuses a sweep summary can report, and whether the sweep counts as a success with them.
-OK_STATUSES = ("completed", "skipped", "reused")
+OK_STATUSES = ("completed", "skipped", "reused", "pending")  # pending: reuses a run still queued elsewhere
 REUSED_FROM = "reused_from"  # args.json key of a run that is another run's records at the same settings
 
 
@@ -90,7 +90,8 @@ def fold_identical(jobs):
     first, folded = {}, []
     for job in jobs:
         same = first.setdefault(computed_settings(job.settings), job)
-        folded.append(job if same is job else dataclasses.replace(job, reuses=same.settings.exp_id))
+        other = same.settings.exp_id != job.settings.exp_id  # a configuration listed twice is one run
+        folded.append(dataclasses.replace(job, reuses=same.settings.exp_id) if other else job)
     return folded
 
 
