@@ -1,5 +1,5 @@
 """Runs of the study as jobs: configurations, each for one or several seeds, at the course's learning
-rate or a tuned one; run here in sequence (or by a launcher, utils.study.launch), skipping what is
+rate or a tuned one; run here in sequence (or by a launcher, utils.study.launchers), skipping what is
 complete, continuing what is not, going on past a failed or diverged run, with one summary.
 
 Bad input (a missing data folder, unreadable embeddings) is a UsageError that stops the sweep
