@@ -27,7 +27,7 @@ from utils.report import markdown
 from utils.report.aggregate import build_groups, seed_order
 from utils.report.compute import answers, summarise
 from utils.report.describe import is_smoke, run_arm, run_label, run_seed
-from utils.report.fmt import lin_stat_text, log_stat_text, lr_text
+from utils.report.fmt import log_stat_text, lr_text, stat_text
 from utils.report.latex import latex_table
 from utils.report.plots import plot_run
 from utils.report.plots_group import member_runs, plot_group
@@ -122,8 +122,8 @@ def answer_summary(a, prefix):
         return []
     f, b, key = a["fastest"], a["best"], a["fastest_key"]
     ties = lambda versus: [g.name for g, c in versus if c["distinguishable"] is False]
-    lines = [f"{prefix}Fastest ({a['fastest_by']}): {f.label}, {lin_stat_text(f.stats[key])} s"
-             + (f" (mean ± 95% t half-width, n={f.n})" if f.n > 1 else ""),
+    lines = [f"{prefix}Fastest ({a['fastest_by']}): {f.label}, {stat_text(f.stats[key], 'seconds')} s"
+             + (f" (geometric mean [95% t interval], n={f.n})" if f.n > 1 else ""),
              f"{prefix}Best generalising: {b.label}, val ppl {log_stat_text(b.stats['best_valid_ppl'])}"
              + (f" (geometric mean [95% t interval], n={b.n})" if b.n > 1 else "")]
     for i, versus in enumerate((a["fastest_versus"], a["best_versus"])):

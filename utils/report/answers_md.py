@@ -5,14 +5,14 @@ Student-t interval over the seeds both ran (compute.versus); with one seed per c
 says that no interval can be computed instead of pretending a ranking is certain.
 """
 from utils.models.registry import display_name
-from utils.report.fmt import lin_stat_text, log_stat_text, ppl_text, ratio_text
+from utils.report.fmt import log_stat_text, ppl_text, ratio_text, stat_text
 from utils.report.tables import memory_text
 
 METHOD = ("Seeds: each configuration's completed seeds are summarised by their mean and a 95% confidence "
           "interval from Student's t with n-1 degrees of freedom. Perplexities are averaged in log space "
           "(the mean of log ppl, i.e. of the loss): the table shows the geometric mean with its interval "
-          "[lo, hi] (exp of the interval of mean log ppl); times and memory are mean ± the interval's "
-          "half-width. Two configurations are compared by the paired difference over the seeds both ran "
+          "[lo, hi] (exp of the interval of mean log ppl). Times and memory are positive too and are summarised "
+          "the same way (geometric mean [lo, hi]), so no interval goes below zero. Two configurations are compared by the paired difference over the seeds both ran "
           "(a ratio of perplexities, the winner's over the other's, or a difference in seconds): they are "
           "*not distinguishable* at 95% when its interval contains no difference. A seed that diverged, "
           "failed, is still running or was not run is listed, never averaged.")
@@ -92,8 +92,8 @@ def headline_lines(a):
     best_epochs = sorted({row["best_epoch"] for row in b.members.values()})
     return [
         f"- **Fastest configuration** (by {a['fastest_by']}): {f.label} — "
-        f"{lin_stat_text(f.stats[key])} s ({'per epoch' if key == 'time_per_epoch_s' else 'of training'}, "
-        f"n={f.n}), {lin_stat_text(f.stats['time_per_epoch_s'])} s per epoch. "
+        f"{stat_text(f.stats[key], 'seconds')} s ({'per epoch' if key == 'time_per_epoch_s' else 'of training'}, "
+        f"n={f.n}), {stat_text(f.stats['time_per_epoch_s'], 'seconds')} s per epoch. "
         + ties_sentence(a["fastest_versus"], a["one_seed"]),
         f"- **Best generalising configuration** (lowest validation perplexity): {b.label} — "
         f"{log_stat_text(b.stats['best_valid_ppl'])} at epoch {', '.join(map(str, best_epochs))}"
@@ -121,7 +121,7 @@ def mem(group, key):
     if stat is None:
         rows = list(group.members.values()) or list(group.rows.values())
         return memory_text(next((r[key] for r in rows if r[key] is not None), None))
-    return lin_stat_text(stat) + " MB"
+    return stat_text(stat, "mb") + " MB"
 
 
 def arm_lines(a, groups, title):
