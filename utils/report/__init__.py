@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from utils.configs import GROUPS
 from utils.report import markdown
 from utils.report.aggregate import build_groups, seed_order
+from utils.report.answers_md import tied_with
 from utils.report.compute import answers, summarise
 from utils.report.describe import is_smoke, run_arm, run_label, run_seed
 from utils.report.fmt import log_stat_text, lr_text, stat_text
@@ -125,7 +126,8 @@ def answer_summary(a, prefix):
     lines = [f"{prefix}Fastest ({a['fastest_by']}): {f.label}, {stat_text(f.stats[key], 'seconds')} s"
              + (f" (geometric mean [95% t interval], n={f.n})" if f.n > 1 else ""),
              f"{prefix}Best generalising: {b.label}, val ppl {log_stat_text(b.stats['best_valid_ppl'])}"
-             + (f" (geometric mean [95% t interval], n={b.n})" if b.n > 1 else "")]
+             + (f" (geometric mean [95% t interval], n={b.n})" if b.n > 1 else "")
+             + "".join(f"; tied as shown with {g.label}" for g in tied_with(b, [g for g, _ in a["best_versus"]]))]
     for i, versus in enumerate((a["fastest_versus"], a["best_versus"])):
         if ties(versus):
             lines[i] += f"; not distinguishable at 95% from {', '.join(ties(versus))}"
