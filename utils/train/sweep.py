@@ -6,11 +6,13 @@ Bad input (a missing data folder, unreadable embeddings) is a UsageError that st
 before anything is written; a folder that holds another run (`conflict`) is left untouched and
 reported; Ctrl-C or SIGTERM stops the sweep after the current run saved its checkpoint.
 """
+import json
 import time
 from dataclasses import dataclass
 
 from utils.configs import CONFIGS
 from utils.runs.run_dir import RunDir
+from utils.runs import schema
 from utils.runs.schema import seed_run_id, tuned_run_id
 from utils.train.distributed import SINGLE
 from utils.train.loop import TrainingDiverged
@@ -86,7 +88,8 @@ def run_job(job, dist=SINGLE):
     summary = {"config": s.config, "label": job.label, "exp_id": s.exp_id, "path": run_dir.path, "seed": s.seed}
     skip = dist.broadcast(skip_reason(s, run_dir) if dist.is_main else None)  # one decision for all processes
     if skip:
-        return dict(summary, status=skip[0], message=skip[1])
+        numbers = recorded_numbers(run_dir) if skip[0] == "skipped" and dist.is_main else {}
+        return dict(summary, status=skip[0], message=skip[1], **numbers)
     start = time.perf_counter()
     try:
         result = execute(s, dist, with_test=job.with_test)
@@ -99,6 +102,27 @@ def run_job(job, dist=SINGLE):
                     seconds=time.perf_counter() - start)
     return dict(summary, status="completed", best_valid_ppl=result.best_valid_ppl,
                 test_ppl=result.test.get("test_ppl"), seconds=time.perf_counter() - start, message="")
+
+
+def recorded_numbers(run_dir):
+    """A completed run's numbers as its folder records them (best valid ppl, test ppl, seconds of
+    training and evaluation), so a skipped run's summary line shows them; {} when unreadable."""
+    numbers = {}
+    try:
+        with open(run_dir.file(schema.METRICS)) as handle:
+            epochs = [json.loads(line) for line in handle if line.strip()]
+        with open(run_dir.file(schema.TEST_METRICS)) as handle:
+            test = json.load(handle)
+    except (OSError, ValueError):
+        return numbers
+    valid = [e["valid_ppl"] for e in epochs if isinstance(e.get("valid_ppl"), (int, float))]
+    if valid:
+        numbers["best_valid_ppl"] = min(valid)
+    numbers["test_ppl"] = test.get("test_ppl")
+    times = [e.get(k) for e in epochs for k in ("train_seconds", "valid_seconds")] + [test.get("test_seconds")]
+    if all(isinstance(t, (int, float)) for t in times):
+        numbers["seconds"] = sum(times)
+    return numbers
 
 
 def run_jobs(jobs, dist=SINGLE, title=None):
