@@ -13,7 +13,7 @@ from utils.runs import schema
 from utils.runs.run_dir import RunDir
 from utils.train import runner
 from utils.train.settings import Arguments, to_dict
-from utils.train.sweep import config_job, format_summary, run_job
+from utils.train.sweep import config_job, format_summary, recorded_numbers, run_job
 
 
 def tiny_settings(folder, **overrides):
@@ -107,6 +107,15 @@ class SweepSummaryOfSkippedRuns(unittest.TestCase):
         self.assertEqual(summary["seconds"], 2 * (60.0 + 6.0) + 12.0)
         line = format_summary([summary]).splitlines()[1]
         self.assertRegex(line, r"skipped\s+250\.0\s+260\.0\s+2\.4\s+already complete")
+
+    def test_a_validation_only_run_shows_its_best_valid_ppl(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = RunDir(tmp, "search")
+            folder.reset()
+            folder.write_epochs([dict(epoch=1, valid_ppl=321.0, train_seconds=3.0, valid_seconds=1.0,
+                                      train_loss=6.0, train_ppl=400.0, valid_loss=5.8)])
+            self.assertEqual(recorded_numbers(folder), {"best_valid_ppl": 321.0, "seconds": 4.0})
+            self.assertEqual(recorded_numbers(RunDir(tmp, "absent")), {})
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ says that no interval can be computed instead of pretending a ranking is certain
 """
 from utils.models.registry import display_name
 from utils.report.fmt import log_stat_text, number_text, ppl_text, ratio_text, stat_text
-from utils.report.tables import memory_text
+from utils.report.tables import MEMORY_KEYS, METRICS, memory_text
 
 METHOD = ("Seeds: each configuration's completed seeds are summarised by their mean and a 95% confidence "
           "interval from Student's t with n-1 degrees of freedom. Perplexities are averaged in log space "
@@ -135,14 +135,15 @@ def headline_lines(a):
 
 def memory_lines(groups):
     """Memory per configuration; one sentence instead when no run measured any (CPU runs)."""
-    values = [r[k] for g in groups for r in g.rows.values() for k in ("peak_memory_mb", "steady_memory_mb")]
+    values = [r[k] for g in groups for r in g.rows.values() for k in MEMORY_KEYS]
     if all(v is None or v != v for v in values):
         why = "not measured: every run ran on a CPU" if any(v is not None for v in values) else "not logged"
         return [f"GPU memory: {why}."]
-    lines = ["| Configuration | Peak GPU memory | Steady-state GPU memory |", "|---|---|---|"]
+    lines = ["| Configuration | " + " | ".join(METRICS[k].heading for k in MEMORY_KEYS) + " |",
+             "|---" * (len(MEMORY_KEYS) + 1) + "|"]
     for g in groups:
-        cells = [mem(g, k) for k in ("peak_memory_mb", "steady_memory_mb")]
-        lines.append(f"| {g.label} | {cells[0]} | {cells[1]} |")
+        cells = [mem(g, k) for k in MEMORY_KEYS]
+        lines.append(f"| {g.label} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -164,8 +165,7 @@ def arm_lines(a, groups, title):
         *ranking_lines(a["optimizer_rankings"], a["one_seed"]), "",
         "Per optimizer within each model (LSTM and MiniGPT1 are never pooled into one average):", "",
         *average_table(a["per_optimizer"], ("model", "optimizer"), ("Model", "Optimizer")), "",
-        "Per architecture (LSTM vs MiniGPT1 at the same depth and optimizer, then averages over all "
-        "completed configurations):", "",
+        "Per architecture (LSTM vs MiniGPT1 at the same depth and optimizer):", "",
         *(pair_lines(a["architecture_pairs"], a["one_seed"])
           or ["- No depth and optimizer has both models completed yet."]), "",
         "Per architecture, pooled over every completed configuration of the model (all optimizers and depths):", "",

@@ -105,24 +105,30 @@ def run_job(job, dist=SINGLE):
 
 
 def recorded_numbers(run_dir):
-    """A completed run's numbers as its folder records them (best valid ppl, test ppl, seconds of
-    training and evaluation), so a skipped run's summary line shows them; {} when unreadable."""
+    """A completed run's numbers as its folder records them (best valid ppl; test ppl unless it was
+    validation only; seconds of training and evaluation), so a skipped run's summary line shows them."""
+    epochs = [e for e in _read(run_dir, schema.METRICS, lines=True) or [] if isinstance(e, dict)]
+    test = _read(run_dir, schema.TEST_METRICS) or {}
     numbers = {}
-    try:
-        with open(run_dir.file(schema.METRICS)) as handle:
-            epochs = [json.loads(line) for line in handle if line.strip()]
-        with open(run_dir.file(schema.TEST_METRICS)) as handle:
-            test = json.load(handle)
-    except (OSError, ValueError):
-        return numbers
     valid = [e["valid_ppl"] for e in epochs if isinstance(e.get("valid_ppl"), (int, float))]
     if valid:
         numbers["best_valid_ppl"] = min(valid)
-    numbers["test_ppl"] = test.get("test_ppl")
-    times = [e.get(k) for e in epochs for k in ("train_seconds", "valid_seconds")] + [test.get("test_seconds")]
-    if all(isinstance(t, (int, float)) for t in times):
+    if isinstance(test, dict) and test.get("test_ppl") is not None:
+        numbers["test_ppl"] = test["test_ppl"]
+    times = [e.get(k) for e in epochs for k in ("train_seconds", "valid_seconds")] + (
+        [test.get("test_seconds")] if "test_ppl" in numbers else [])
+    if epochs and all(isinstance(t, (int, float)) for t in times):
         numbers["seconds"] = sum(times)
     return numbers
+
+
+def _read(run_dir, name, lines=False):
+    """A JSON file of the run folder (a list of records for JSON lines); None when absent or unreadable."""
+    try:
+        with open(run_dir.file(name)) as handle:
+            return [json.loads(line) for line in handle if line.strip()] if lines else json.load(handle)
+    except (OSError, ValueError):
+        return None
 
 
 def run_jobs(jobs, dist=SINGLE, title=None):
