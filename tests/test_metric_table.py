@@ -1,6 +1,8 @@
 """utils.runs.schema's metric table is the one definition: a real epoch's record has exactly its
 keys, the report's columns, formats, reductions and seed summaries all come from it, and the
 sweep summary reads a skipped run's numbers back from the folder the writer made."""
+import contextlib
+import io
 import math
 import os
 import tempfile
@@ -86,27 +88,49 @@ class EveryReaderUsesTheTable(unittest.TestCase):
         self.assertEqual((row["best_valid_ppl"], row["time_per_epoch_s"], row["train_time_s"]), (200.0, 10.0, 20.0))
 
 
+def splits(ppl, seconds):
+    """A pass's quantities as the runner hands them to the schema."""
+    return {"loss": math.log(ppl), "ppl": ppl, "seconds": seconds, "tokens": 10, "tokens_per_s": 1.0, "words": 5,
+            "word_ppl": ppl}
+
+
+def write_completed(job):
+    """The folder a completed 2-epoch run of `job` leaves: best valid ppl 250, test ppl 260, 144 s in all."""
+    folder = RunDir(job.settings.log_dir, job.settings.exp_id)
+    folder.reset()
+    folder.write_args(to_dict(job.settings))
+    epochs = [schema.epoch_record({"train": splits(400.0, 60.0), "valid": splits(ppl, 6.0)}, epoch=e, lr=1e-3,
+                                  peak_memory_mb=None, peak_memory_mb_per_rank=None)
+              for e, ppl in ((1, 300.0), (2, 250.0))]
+    folder.write_epochs(epochs)
+    folder.write_final(schema.test_record(splits(260.0, 12.0)), math.nan)
+    folder.write_status(schema.COMPLETED, 2)
+
+
 class SweepSummaryOfSkippedRuns(unittest.TestCase):
     def test_a_run_skipped_as_complete_shows_its_recorded_numbers(self):
         with tempfile.TemporaryDirectory() as tmp:
             job = config_job(1, log_dir=tmp, epochs=2)
-            folder = RunDir(tmp, job.settings.exp_id)
-            folder.reset()
-            folder.write_args(to_dict(job.settings))
-            splits = lambda ppl, seconds: {"loss": math.log(ppl), "ppl": ppl, "seconds": seconds,  # noqa: E731
-                                           "tokens": 10, "tokens_per_s": 1.0, "words": 5, "word_ppl": ppl}
-            epochs = [schema.epoch_record({"train": splits(400.0, 60.0), "valid": splits(300.0, 6.0)}, epoch=e,
-                                          lr=1e-3, peak_memory_mb=None, peak_memory_mb_per_rank=None)
-                      for e in (1, 2)]
-            epochs[1]["valid_ppl"] = 250.0
-            folder.write_epochs(epochs)
-            folder.write_final(schema.test_record(splits(260.0, 12.0)), math.nan)
-            folder.write_status(schema.COMPLETED, 2)
+            write_completed(job)
             summary = run_job(job)
         self.assertEqual((summary["status"], summary["best_valid_ppl"], summary["test_ppl"]), ("skipped", 250.0, 260.0))
         self.assertEqual(summary["seconds"], 2 * (60.0 + 6.0) + 12.0)
         line = format_summary([summary]).splitlines()[1]
         self.assertRegex(line, r"skipped\s+250\.0\s+260\.0\s+2\.4\s+already complete")
+
+    def test_the_local_launcher_lists_a_skipped_run_with_its_numbers(self):
+        from utils.train.distributed import SINGLE
+        from utils.train.study import _execute
+
+        with tempfile.TemporaryDirectory() as tmp:
+            job = config_job(1, log_dir=tmp, epochs=2)
+            write_completed(job)
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                summaries, handles = _execute([job], {"launcher": "local"}, SINGLE, None)
+        self.assertEqual(handles, [])  # nothing submitted
+        self.assertEqual([(s["status"], s["best_valid_ppl"]) for s in summaries], [("skipped", 250.0)])
+        self.assertRegex(out.getvalue(), r"skipped\s+250\.0\s+260\.0")
 
     def test_a_validation_only_run_shows_its_best_valid_ppl(self):
         with tempfile.TemporaryDirectory() as tmp:

@@ -9,7 +9,7 @@ from utils.runs.run_dir import RunDir
 from utils.train import launch, tuning
 from utils.train.progress import perplexity_text
 from utils.train.settings import UsageError
-from utils.train.sweep import OK_STATUSES, config_jobs, config_settings, format_summary, run_jobs, skip_reason
+from utils.train.sweep import OK_STATUSES, config_jobs, config_settings, format_summary, run_job, run_jobs, skip_reason
 
 # The study's own flags (not run settings): name -> (default, type, help); utils.train.parser shows them.
 STUDY_FLAGS = {
@@ -84,8 +84,10 @@ def _execute(jobs, opts, dist, title):
               + ", ".join(f"{job.label} (job {active[job.settings.exp_id]})" for job in queued))
         todo = [job for job in todo if job.settings.exp_id not in active]
     handles = launch.submit(todo, opts)
-    if opts["launcher"] == "local":
-        summaries = [launch.outcome(handle, job) for handle, job in zip(handles, todo)]
+    if opts["launcher"] == "local":  # the jobs not submitted (complete, or another run's folder) keep their line
+        ran = {job.settings.exp_id: launch.outcome(handle, job) for handle, job in zip(handles, todo)}
+        summaries = [ran[job.settings.exp_id] if job.settings.exp_id in ran else run_job(job, dist)
+                     for job in jobs if job not in queued]
         print(((title + "\n") if title else "") + format_summary(summaries))
         return summaries, handles
     print(f"{title or 'Runs'}: submitted {len(handles)} job(s) of {len(jobs)} (the others are complete or queued): "
