@@ -10,8 +10,8 @@ results_groups.csv (one row per configuration and arm: n, means, standard deviat
 
 Runs are grouped by configuration and arm (course lr, or an lr tuned by the learning-rate search
 whose record is <log_dir>/tuning/tuning.json) and summarised over seeds with Student-t 95%
-intervals (perplexities in log space); the answers say when two configurations cannot be told
-apart at 95% (paired over shared seeds).
+intervals (in log space for perplexities, times and memory, so no bound goes below zero); the
+answers say when two configurations cannot be told apart at 95% (paired over shared seeds).
 
 Exit status: 0 when at least one run was reported; 2 when there was nothing to report (no log folder,
 no run folders, or no run with a completed epoch) — a one-line message then says how to make runs.

@@ -12,7 +12,8 @@ METHOD = ("Seeds: each configuration's completed seeds are summarised by their m
           "interval from Student's t with n-1 degrees of freedom. Perplexities are averaged in log space "
           "(the mean of log ppl, i.e. of the loss): the table shows the geometric mean with its interval "
           "[lo, hi] (exp of the interval of mean log ppl). Times and memory are positive too and are summarised "
-          "the same way (geometric mean [lo, hi]), so no interval goes below zero. Two configurations are compared by the paired difference over the seeds both ran "
+          "the same way (geometric mean [lo, hi]), so no interval goes below zero. Two configurations are "
+          "compared by the paired difference over the seeds both ran "
           "(a ratio of perplexities, the winner's over the other's, or a difference in seconds): they are "
           "*not distinguishable* at 95% when its interval contains no difference. A seed that diverged, "
           "failed, is still running or was not run is listed, never averaged.")
