@@ -124,6 +124,7 @@ class SmokeHugeNumbersAndEpochOne(unittest.TestCase):
         self.assertEqual(title, "5: MiniGPT1 x1, adam — SMOKE RUN (2 epoch(s), 2 batches/epoch)")  # one short line
         self.assertEqual(fig._suptitle.get_color(), "firebrick")
         self.assertIn("best val ppl 3.00e9 at epoch 2", caption)
+        self.assertIn("SMOKE RUN (2 epoch(s), 2 batches/epoch): numbers only show the pipeline works", caption)
         self.assertIn("52-64 nats/token", caption)
         groups = [g for g in self.report.groups if g.config == 5]
         self.assertTrue(group_title("gpt1_optimizers", groups).startswith("SMOKE RUNS"))

@@ -108,8 +108,9 @@ def run_caption(run):
     best = best_epoch(run.epochs)
     best_text = f"best val ppl {ppl_text(best['valid_ppl'])} at epoch {best['epoch']}" if best else "no finite val ppl"
     status = run.status + (f": {run.status_message}" if run.status_message else "")
-    lines = [text, f"{embeddings_text(run)}; {device_text(run) or 'device not recorded'}",
-             f"{best_text}; status: {status[:90]}"]
+    lines = ([smoke_text(args)] if is_smoke(args) else []) + [
+        text, f"{embeddings_text(run)}; {device_text(run) or 'device not recorded'}",
+        f"{best_text}; status: {status[:90]}"]
     if astronomical_start(run):
         lines.append(EPOCH1_SHORT)
     return "\n".join(lines)
