@@ -10,7 +10,7 @@ ever down: the \\resizebox guard leaves a table that fits at its natural size).
 """
 from utils.report.aggregate import shown_run
 from utils.report.describe import is_smoke
-from utils.report.fmt import finite, lr_text, number_text, ppl_text
+from utils.report.fmt import finite, lin_stat_text, lr_text, number_text, ppl_text
 from utils.runs import schema
 from utils.report.tables import NOT_LOGGED, NOT_MEASURED, group_cell, keep_columns, missing_memory, stat_mean
 
@@ -50,21 +50,25 @@ def gigabytes(stat):
     return factor_text(dict(stat, mean=stat["mean"] / 1024), lambda gb: f"{gb:.1f}")
 
 
-# A number column's cell by the metric's format (the interval as a factor, which stays narrow).
-CELLS = {
-    "ppl": lambda stat: factor_text(stat),
-    "seconds": lambda stat: factor_text(stat, lambda s: number_text(s, "seconds", latex=True)),
-    "mb": gigabytes,
-}
+# A number column's cell by the metric's format (the interval as a factor, which stays narrow);
+# other formats write the value as the tables do.
+CELLS = {"ppl": factor_text, "mb": gigabytes}
+
+
+def metric_cell(group, key):
+    fmt, stat = METRICS[key].fmt, group.stats.get(key)
+    if fmt in CELLS:
+        text = CELLS[fmt](stat)
+    else:
+        text = factor_text(stat, lambda x: number_text(x, fmt, latex=True)) if stat and "factor" in stat else \
+            lin_stat_text(stat, digits=1, latex=True, missing="--")
+    return SHORT[missing_memory(group, key)] if text is None else text
 
 
 def cell(group, key):
     """Raw LaTeX for number cells; names and words are escaped."""
     if key in METRICS:
-        text = CELLS[METRICS[key].fmt](group.stats.get(key))
-        if text is None and METRICS[key].fmt == "mb":
-            return SHORT[missing_memory(group, key)]
-        return text
+        return metric_cell(group, key)
     if key == "lr":
         return lr_text(group.reference.args.get("lr"))
     if key in ("n", "status"):
