@@ -20,7 +20,7 @@ from utils.report.describe import EPOCH1_NOTE, settings_text
 from utils.report.fmt import ppl_text
 from utils.report.latex import latex_table
 from utils.report.plots import plot_run, run_caption
-from utils.report.plots_group import group_title, plot_group
+from utils.report.plots_group import group_caption, group_title, plot_group
 from utils.report.read import read_run
 from utils.report.tables import csv_text, markdown_table
 
@@ -120,12 +120,16 @@ class SmokeHugeNumbersAndEpochOne(unittest.TestCase):
 
     def test_smoke_runs_are_marked_on_figures(self):
         fig = plot_run(self.runs["5"], os.path.join(self.tmp.name, "e5.png"))
-        title = fig.get_suptitle()
-        self.assertIn("SMOKE RUN (2 epoch(s), 2 batches/epoch): numbers only show the pipeline works", title)
-        self.assertIn("best val ppl 3.00e9 at epoch 2", title)
-        self.assertIn("52-64 nats/token", title)
+        title, caption = fig.get_suptitle(), fig.get_supxlabel()
+        self.assertEqual(title, "5: MiniGPT1 x1, adam — SMOKE RUN (2 epoch(s), 2 batches/epoch)")  # one short line
+        self.assertEqual(fig._suptitle.get_color(), "firebrick")
+        self.assertIn("best val ppl 3.00e9 at epoch 2", caption)
+        self.assertIn("SMOKE RUN (2 epoch(s), 2 batches/epoch): numbers only show the pipeline works", caption)
+        self.assertIn("52-64 nats/token", caption)
         groups = [g for g in self.report.groups if g.config == 5]
-        self.assertTrue(group_title("gpt1_optimizers", groups, [6, 7, 8]).startswith("SMOKE RUNS"))
+        self.assertTrue(group_title("gpt1_optimizers", groups).startswith("SMOKE RUNS"))
+        self.assertIn("Not run yet or left out: configurations 6, 7, 8.", group_caption(groups, [6, 7, 8]))
+        self.assertIn("left out: configuration 6.", group_caption(groups, [6]))
         self.assertNotIn("SMOKE", run_caption(self.runs["1"]))
         self.assertIn("(smoke)", self.md.split("## Results per configuration")[1].split("\n| 5 |")[1].split("\n")[0])
 
@@ -183,7 +187,7 @@ class ColumnsDevicesEmbeddings(unittest.TestCase):
         self.assertIn("What it costs against learnable embeddings at a fixed budget is measured by "
                       "bench/embeddings_quality.py", md)
         self.assertIn("offline stand-in embeddings (ppmi-svd); AMD EPYC 9B14", run_caption(report.runs[0]))
-        self.assertIn("WARNING: mixed embeddings", group_title("lstm_optimizers", report.groups, [3, 4]))
+        self.assertIn("WARNING: mixed embeddings", group_caption(report.groups, [3, 4]))
 
     def test_one_embeddings_kind_is_one_sentence(self):
         with tempfile.TemporaryDirectory() as tmp:
@@ -239,9 +243,10 @@ class SeedStudyTablesAndFigures(unittest.TestCase):
         styles = {line.get_label(): line.get_linestyle() for line in ax_epoch.get_lines()}
         self.assertEqual((styles["1: LSTM x1, adam (n=3)"], styles["4-tuned: LSTM x1, momentum (lr 0.03) (n=2 of 3)"]),
                          ("-", "--"))
-        title = fig.get_suptitle()
-        self.assertIn("line: geometric mean over seeds; band: min-max over seeds", title)
-        self.assertIn("offline stand-in embeddings (ppmi-svd)", title)
+        self.assertEqual(fig.get_suptitle(), "LSTM (1 layer): optimizers compared")
+        caption = fig.legends[0].get_title().get_text()
+        self.assertIn("line: geometric mean over seeds; band: min-max over seeds", caption)
+        self.assertIn("offline stand-in embeddings (ppmi-svd)", caption)
         # the band of configuration 1 at the last epoch spans its seeds' best ppl: 150 * 0.8 .. 150 * 1.25
         band = bands[0].get_paths()[0].vertices[:, 1]
         self.assertAlmostEqual(min(band), 120.0, places=6)

@@ -3,6 +3,7 @@ diverged seeds, one seed per configuration. Values are checked against hand comp
 (see each fixture's docstring); the report is read without drawing figures where figures are not
 what is tested, so these tests stay fast on a shared CPU."""
 import math
+import statistics
 import os
 import tempfile
 import unittest
@@ -113,11 +114,16 @@ class SeedsOnFabricatedLogs(unittest.TestCase):
         self.assertAlmostEqual(s["factor"], 2 ** (T2 / math.sqrt(3)), places=9)
         self.assertAlmostEqual(self.groups["1"].stats["test_ppl"]["mean"], 220.0, places=9)
 
-    def test_time_per_epoch_mean_sd_interval(self):
+    def test_time_per_epoch_geometric_mean_and_log_interval(self):
+        # Seconds are positive: summarised in log space like perplexities, so no bound goes below zero.
         s = self.groups["1"].stats["time_per_epoch_s"]
-        self.assertEqual((s["mean"], s["sd"]), (12.0, 2.0))
-        self.assertAlmostEqual(s["half_width"], T2 * 2 / math.sqrt(3), places=9)
-        self.assertEqual(self.groups["1"].stats["train_time_s"]["mean"], 36.0)
+        logs = [math.log(x) for x in (10.0, 12.0, 14.0)]
+        sd = statistics.stdev(logs)
+        self.assertAlmostEqual(s["mean"], 1680 ** (1 / 3), places=9)
+        self.assertAlmostEqual(s["sd_log"], sd, places=12)
+        self.assertAlmostEqual(s["lo"], 1680 ** (1 / 3) * math.exp(-T2 * sd / math.sqrt(3)), places=9)
+        self.assertAlmostEqual(s["hi"], 1680 ** (1 / 3) * math.exp(T2 * sd / math.sqrt(3)), places=9)
+        self.assertAlmostEqual(self.groups["1"].stats["train_time_s"]["mean"], 3 * 1680 ** (1 / 3), places=9)
 
     def test_diverged_seed_is_reported_not_averaged(self):
         g = self.groups["2"]

@@ -10,8 +10,8 @@ results_groups.csv (one row per configuration and arm: n, means, standard deviat
 
 Runs are grouped by configuration and arm (course lr, or an lr tuned by the learning-rate search
 whose record is <log_dir>/tuning/tuning.json) and summarised over seeds with Student-t 95%
-intervals (perplexities in log space); the answers say when two configurations cannot be told
-apart at 95% (paired over shared seeds).
+intervals (in log space for perplexities, times and memory, so no bound goes below zero); the
+answers say when two configurations cannot be told apart at 95% (paired over shared seeds).
 
 Exit status: 0 when at least one run was reported; 2 when there was nothing to report (no log folder,
 no run folders, or no run with a completed epoch) — a one-line message then says how to make runs.
@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from utils.study.configs import GROUPS
 from utils.report import markdown
 from utils.report.aggregate import build_groups, seed_order
+from utils.report.answers_md import tied_with
 from utils.report.compute import answers, summarise
 from utils.report.describe import is_smoke, run_arm, run_label, run_seed
-from utils.report.fmt import lin_stat_text, log_stat_text, lr_text
+from utils.report.fmt import log_stat_text, lr_text, stat_text
 from utils.report.latex import latex_table
 from utils.report.plots import plot_run
 from utils.report.plots_group import member_runs, plot_group
@@ -122,10 +123,11 @@ def answer_summary(a, prefix):
         return []
     f, b, key = a["fastest"], a["best"], a["fastest_key"]
     ties = lambda versus: [g.name for g, c in versus if c["distinguishable"] is False]
-    lines = [f"{prefix}Fastest ({a['fastest_by']}): {f.label}, {lin_stat_text(f.stats[key])} s"
-             + (f" (mean ± 95% t half-width, n={f.n})" if f.n > 1 else ""),
+    lines = [f"{prefix}Fastest ({a['fastest_by']}): {f.label}, {stat_text(f.stats[key], 'seconds')} s"
+             + (f" (geometric mean [95% t interval], n={f.n})" if f.n > 1 else ""),
              f"{prefix}Best generalising: {b.label}, val ppl {log_stat_text(b.stats['best_valid_ppl'])}"
-             + (f" (geometric mean [95% t interval], n={b.n})" if b.n > 1 else "")]
+             + (f" (geometric mean [95% t interval], n={b.n})" if b.n > 1 else "")
+             + "".join(f"; tied as shown with {g.label}" for g in tied_with(b, [g for g, _ in a["best_versus"]]))]
     for i, versus in enumerate((a["fastest_versus"], a["best_versus"])):
         if ties(versus):
             lines[i] += f"; not distinguishable at 95% from {', '.join(ties(versus))}"

@@ -16,8 +16,9 @@ from utils.report.stats import describe_linear, describe_log
 from utils.runs import schema
 
 SEED_FIELDS = tuple(f for f in schema.SAME_RUN_FIELDS if f != "seed")
-LOG_METRICS = ("best_valid_ppl", "test_ppl", "train_ppl_at_best")  # summarised as geometric means
-LINEAR_METRICS = ("train_time_s", "time_per_epoch_s", "peak_memory_mb", "steady_memory_mb")
+# How seeds combine (schema.RunMetric.over_seeds): perplexities, times and memory are positive, so
+# their intervals are taken in log space and never go below zero (a t interval on two seeds' seconds can).
+OVER_SEEDS = {"gmean": describe_log, "mean": describe_linear}
 
 
 @dataclass
@@ -161,10 +162,8 @@ def summarise_group(group):
     rows = list(group.members.values())
     if not rows:  # nothing completed: show one run's own numbers, flagged by its status
         rows = [group.rows[shown_run(group).exp_id]] if group.rows else []
-    for key in LOG_METRICS:
-        group.stats[key] = describe_log([r[key] for r in rows])
-    for key in LINEAR_METRICS:
-        group.stats[key] = describe_linear([r[key] for r in rows])
+    for m in schema.RUN_METRICS:
+        group.stats[m.key] = OVER_SEEDS[m.over_seeds]([r[m.key] for r in rows])
     return group
 
 

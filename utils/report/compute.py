@@ -13,6 +13,7 @@ from utils.report.describe import COURSE, TUNED, is_smoke, run_arm, run_label, r
 from utils.report.fmt import finite
 from utils.report.read import as_float
 from utils.report.stats import paired_difference
+from utils.runs import schema
 
 
 def best_epoch(epochs):
@@ -21,19 +22,38 @@ def best_epoch(epochs):
     return min(candidates, key=lambda e: (e["valid_ppl"], e["epoch"])) if candidates else None
 
 
-def peak_memory(epochs):
-    """Largest per-epoch peak in MB; NaN when logged as null (CPU); None when never logged."""
-    values = [e["peak_memory_mb"] for e in epochs if "peak_memory_mb" in e]
+def _finite_values(run, key):
+    return [e[key] for e in run.epochs if key in e and finite(as_float(e[key]))]
+
+
+def largest(run, key, _best):
+    """Largest logged value (a memory peak); NaN when logged as null (CPU); None when never logged."""
+    values = [e[key] for e in run.epochs if key in e]
     if not values:
         return None
     measured = [x for x in map(as_float, values) if finite(x)]
     return max(measured) if measured else math.nan
 
 
+def final_value(run, key, _best):
+    """A value written once at the end: a test metric, or the steady-state memory (NaN on a CPU)."""
+    return run.steady_memory_mb if key == schema.STEADY_MEMORY else run.test.get(key)
+
+
+# How a run's epochs give one number (schema.RunMetric.reduce); None: not logged.
+REDUCERS = {
+    "at_best": lambda run, key, best: best[key] if best else None,
+    "sum": lambda run, key, _best: sum(_finite_values(run, key)) if _finite_values(run, key) else None,
+    "mean": lambda run, key, _best: mean(_finite_values(run, key)) if _finite_values(run, key) else None,
+    "max": largest,
+    "final": final_value,
+}
+
+
 def summarise(run):
-    """One results-table row (a dict keyed by tables.CSV_KEYS) for a run."""
+    """One results-table row (a dict keyed by tables.CSV_KEYS) for a run: its settings, then every
+    schema.RUN_METRICS number."""
     best = best_epoch(run.epochs)
-    seconds = [e["train_seconds"] for e in run.epochs if finite(e["train_seconds"])]
     args = run.args
     used = dict(used_settings(args))  # None where the optimizer ignores the setting: shown blank
     row = {
@@ -43,14 +63,8 @@ def summarise(run):
         "momentum": used.get("momentum"), "weight_decay": used.get("wd"), "lr_from": args.get("lr_from"),
         "params_learnable": run.provenance.get("params_learnable"),
         "params_frozen": run.provenance.get("params_frozen"),
-        "best_valid_ppl": best["valid_ppl"] if best else None,
         "best_epoch": best["epoch"] if best else None,
-        "train_ppl_at_best": best["train_ppl"] if best else None,
-        "test_ppl": run.test.get("ppl"),
-        "train_time_s": sum(seconds) if seconds else None,
-        "time_per_epoch_s": mean(seconds) if seconds else None,
-        "peak_memory_mb": peak_memory(run.epochs),
-        "steady_memory_mb": run.steady_memory_mb,
+        **{m.key: REDUCERS[m.reduce](run, m.source, best) for m in schema.RUN_METRICS},
         "status": run.status + (" (smoke)" if is_smoke(args) else ""),
         "smoke": is_smoke(args),
         "epochs_logged": len(run.epochs),
@@ -105,16 +119,18 @@ def best_generalising(groups):
 
 
 def averages(groups, key, where=lambda group: True):
-    """Per value of `key` ("optimizer" or "model"): its configurations and their mean time, mean
-    time/epoch, mean and geometric mean best validation perplexity (each configuration's seeds
-    first reduced to their mean, so a configuration with more seeds does not weigh more)."""
+    """Per value of `key` ("optimizer", "model", or a tuple of them such as ("model", "optimizer"):
+    per optimizer within each model): its configurations and their mean time, mean time/epoch, mean
+    and geometric mean best validation perplexity (each configuration's seeds first reduced to their
+    mean, so a configuration with more seeds does not weigh more)."""
+    keys = key if isinstance(key, tuple) else (key,)
     by_value = {}
     for g in groups:
         if g.n and where(g):
-            by_value.setdefault(group_value(g, key), []).append(g)
+            by_value.setdefault(tuple(group_value(g, k) for k in keys), []).append(g)
     return [
         {
-            key: value,
+            **dict(zip(keys, value)),
             "n": len(members),
             "members": [g.config if g.config is not None else g.name for g in members],
             "seeds": sum(g.n for g in members),
@@ -127,6 +143,12 @@ def averages(groups, key, where=lambda group: True):
         }
         for value, members in by_value.items()
     ]
+
+
+def model_order(name):
+    """Registry order of a model's display name (LSTM first); unknown models last."""
+    names = [display_name(m) for m in MODELS]
+    return names.index(name) if name in names else len(names)
 
 
 def one_layer(group):
@@ -170,7 +192,10 @@ def arm_answers(groups):
         "fastest_versus": versus(quickest, counted, key, log=False) if quickest else [],
         "best": best,
         "best_versus": versus(best, counted, "best_valid_ppl", log=True) if best else [],
-        "per_optimizer": averages(groups, "optimizer", one_layer),
+        # Per optimizer within each model: pooling LSTM and MiniGPT1 would rank the optimizers by a
+        # mix of two models' perplexities.
+        "per_optimizer": sorted(averages(groups, ("model", "optimizer"), one_layer),
+                                key=lambda e: (model_order(e["model"]), e["geomean_best_valid_ppl"])),
         "optimizer_rankings": optimizer_rankings(groups),
         "per_architecture": averages(groups, "model"),
         "architecture_pairs": architecture_pairs(groups),

@@ -68,6 +68,48 @@ def lin_stat_text(stat, digits=1, latex=False, missing=MISSING):
     return text.replace(",", "{,}") if latex else text
 
 
+def grouped(text, latex=False):
+    """Thousands separators as LaTeX wants them ({,}) or as written."""
+    return text.replace(",", "{,}") if latex else text
+
+
+# How a value of each schema format reads (utils.runs.schema's EpochMetric.fmt / RunMetric.fmt).
+FORMATS = {
+    "ppl": lambda x, latex: ppl_text(x, latex),
+    "loss": lambda x, latex: f"{x:.3f}",
+    "seconds": lambda x, latex: grouped(f"{x:,.1f}", latex),
+    "mb": lambda x, latex: grouped(f"{x:,.1f}", latex),
+    "count": lambda x, latex: grouped(f"{x:,.0f}", latex),
+    "rate": lambda x, latex: grouped(f"{x:,.0f}", latex),
+    "lr": lambda x, latex: lr_text(x),
+    "raw": lambda x, latex: str(x),
+}
+
+
+def number_text(x, fmt, latex=False, missing=MISSING):
+    """One value in its metric's format; `missing` for None, words for inf and nan."""
+    if x is None:
+        return missing
+    if fmt not in ("raw", "lr") and not finite(x):
+        return "nan" if x != x else ("inf" if x > 0 else "-inf")
+    return FORMATS[fmt](x, latex)
+
+
+def stat_text(stat, fmt, latex=False, missing=MISSING):
+    """A summary over seeds in its metric's format: a log-space one (stats.describe_log: perplexities,
+    times, memory) as the geometric mean and, with 2+ seeds, [lo, hi]; a linear one as mean ± half-width."""
+    if stat is None:
+        return missing
+    if fmt == "ppl":
+        return log_stat_text(stat, latex, missing)
+    if "sd_log" not in stat:
+        return lin_stat_text(stat, 1, latex, missing)
+    text = number_text(stat["mean"], fmt, latex)
+    if stat["lo"] is not None:
+        text += f" [{number_text(stat['lo'], fmt, latex)}, {number_text(stat['hi'], fmt, latex)}]"
+    return text
+
+
 def ratio_text(comparison):
     """A paired comparison (stats.paired_difference) as 'x0.87 [0.80, 0.95]' (log) or '-1.2 s [...]'."""
     if comparison["mean"] is None:

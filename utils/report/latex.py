@@ -10,14 +10,13 @@ ever down: the \\resizebox guard leaves a table that fits at its natural size).
 """
 from utils.report.aggregate import shown_run
 from utils.report.describe import is_smoke
-from utils.report.fmt import finite, lin_stat_text, lr_text, ppl_text
+from utils.report.fmt import finite, lin_stat_text, lr_text, number_text, ppl_text
+from utils.runs import schema
 from utils.report.tables import NOT_LOGGED, NOT_MEASURED, group_cell, keep_columns, missing_memory, stat_mean
 
-COLUMNS = [
-    ("name", "Cfg"), ("model", "Model"), ("optimizer", "Opt."), ("lr", "lr"), ("n", "n"),
-    ("best_valid_ppl", "Best val ppl"), ("test_ppl", "Test ppl"), ("time_per_epoch_s", "s/epoch"),
-    ("peak_memory_mb", "Peak GB"),
-]
+COLUMNS = [("name", "Cfg"), ("model", "Model"), ("optimizer", "Opt."), ("lr", "lr"), ("n", "n")] + [
+    (m.key, m.latex) for m in schema.RUN_METRICS if m.latex]
+METRICS = {m.key: m for m in schema.RUN_METRICS}
 SHORT = {NOT_MEASURED: "n/m", NOT_LOGGED: "--"}
 # Shrink to the text width only when wider (graphicx lets \width mean the box's natural width here).
 FIT_OPEN = r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%"
@@ -37,29 +36,39 @@ def compact_ppl(x):
     return ppl_text(x, latex=True, decimals=0 if finite(x) and abs(x) >= 100 else 1)
 
 
-def factor_text(stat):
+def factor_text(stat, number=compact_ppl):
     """A log-space stat as "m ×/÷ f": the interval is [m/f, m·f]; just m with one seed."""
     if stat is None:
         return "--"
-    text = compact_ppl(stat["mean"])
+    text = number(stat["mean"])
     return text + (rf" $\times/\div$ {stat['factor']:.2f}" if stat["factor"] is not None else "")
 
 
 def gigabytes(stat):
     if stat is None:
         return None
-    scaled = {k: (v / 1024 if finite(v) and k in ("mean", "half_width") else v) for k, v in stat.items()}
-    return lin_stat_text(scaled, digits=1, latex=True)
+    return factor_text(dict(stat, mean=stat["mean"] / 1024), lambda gb: f"{gb:.1f}")
+
+
+# A number column's cell by the metric's format (the interval as a factor, which stays narrow);
+# other formats write the value as the tables do.
+CELLS = {"ppl": factor_text, "mb": gigabytes}
+
+
+def metric_cell(group, key):
+    fmt, stat = METRICS[key].fmt, group.stats.get(key)
+    if fmt in CELLS:
+        text = CELLS[fmt](stat)
+    else:
+        text = factor_text(stat, lambda x: number_text(x, fmt, latex=True)) if stat and "factor" in stat else \
+            lin_stat_text(stat, digits=1, latex=True, missing="--")
+    return SHORT[missing_memory(group, key)] if text is None else text
 
 
 def cell(group, key):
     """Raw LaTeX for number cells; names and words are escaped."""
-    if key in ("best_valid_ppl", "test_ppl"):
-        return factor_text(group.stats.get(key))
-    if key == "time_per_epoch_s":
-        return lin_stat_text(group.stats.get(key), digits=1, latex=True, missing="--")
-    if key == "peak_memory_mb":
-        return gigabytes(group.stats.get(key)) or SHORT[missing_memory(group, key)]
+    if key in METRICS:
+        return metric_cell(group, key)
     if key == "lr":
         return lr_text(group.reference.args.get("lr"))
     if key in ("n", "status"):
@@ -84,7 +93,8 @@ def caption(groups, dropped):
             r"Best val ppl: per-token perplexity at the epoch of lowest validation perplexity; Test ppl: on the "
             r"test split. Perplexities are geometric means over seeds; $m \times/\div f$ is the 95\% Student-t "
             r"interval $[m/f,\,m f]$ of the mean log perplexity ($n-1$ degrees of freedom). s/epoch: training "
-            r"wall-clock per epoch (evaluation excluded), mean $\pm$ 95\% half-width. Peak GB: peak GPU memory; "
+            r"wall-clock per epoch (evaluation excluded), and Peak GB: peak GPU memory, are positive too and "
+            r"summarised the same way (geometric mean $\times/\div$ 95\% factor, so no bound goes below zero); "
             r"n/m: not measured (CPU); --: not logged. Per-run numbers: results.csv.")
     if any(is_smoke(g.reference.args) for g in groups):
         text += r" $^\dagger$Smoke run (a few batches): its numbers only show that the pipeline works."

@@ -1,6 +1,7 @@
 """`results.md`: the runs, the tables over seeds and per run, the answers per arm, the learning-rate
 search, figures, provenance and samples."""
 import os
+from urllib.parse import quote
 
 from utils.report.aggregate import count_text
 from utils.report.answers_md import METHOD, arm_lines
@@ -95,9 +96,15 @@ def figure_lines(report):
     if any(astronomical_start(r) for r in report.runs):
         lines += [f"Note on epoch 1: {EPOCH1_NOTE}", ""]
     for path in report.figures:
-        name = os.path.basename(path)
-        lines.append(f"![{name}]({name})")
+        lines.append(image_link(os.path.basename(path)))
     return lines + [""] + [f"- {note}" for note in report.figure_notes] + [""]
+
+
+def image_link(name):
+    """A Markdown image of a file beside results.md; a run name with spaces, brackets or parentheses
+    keeps a working link (percent-encoded destination, escaped alt text)."""
+    alt = name.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
+    return f"![{alt}]({quote(name)})"
 
 
 def provenance_lines(runs):

@@ -15,6 +15,8 @@ from utils.report.compute import best_epoch
 from utils.report.describe import (astronomical_start, device_text, embeddings_text, is_smoke,
                                    run_arm, run_label, run_seed, settings_text, smoke_text)
 from utils.report.fmt import finite, ppl_text
+from utils.report.read import as_float
+from utils.runs import schema
 
 GROUP_TITLES = {
     "lstm_optimizers": "LSTM (1 layer): optimizers compared",
@@ -97,7 +99,8 @@ def integer_epochs(ax, epochs):
 
 
 def run_caption(run):
-    """Settings (only those the optimizer uses), embeddings, device, best value, status; smoke first."""
+    """The small text under a run's figure: settings (only those the optimizer uses), embeddings,
+    device, best value, status."""
     args = run.args
     keys = ("batch_size", "epochs", "max_batches")
     text = ", ".join([settings_text(args)] + [f"{k}={args[k]}" for k in keys if args.get(k) is not None]
@@ -113,36 +116,56 @@ def run_caption(run):
     return "\n".join(lines)
 
 
+def run_title(run):
+    """One line: the run, and SMOKE RUN when its budget was tiny (the title is then red)."""
+    return run_label(run) + (f" — {smoke_text(run.args).split(':')[0]}" if is_smoke(run.args) else "")
+
+
+def titles(fig, title, caption=None, smoke=False):
+    """A short title on top (red for a smoke run), the details in small grey text under the panels."""
+    fig.suptitle(title, fontsize=14, color="firebrick" if smoke else "black")
+    if caption:
+        fig.supxlabel(caption, fontsize=9, color="dimgray")
+
+
+def split_name(split):
+    return {"train": "Training", "valid": "Validation"}.get(split, split)
+
+
 def plot_run(run, path):
-    """The notebook's 3x2 figure: train/valid loss and perplexity vs training time, and both vs epoch."""
+    """The notebook's figure: per panel of utils.runs.schema.PANELS (loss, perplexity) a row with each
+    split's metric vs training time, then a row with every panel's metrics vs epoch."""
     epochs = [e["epoch"] for e in run.epochs]
     div, unit = time_unit(max(cumulative_train_seconds(run.epochs) or [0.0]))
     times = [t / div for t in cumulative_train_seconds(run.epochs)]
-    series = {k: clean([e[k] for e in run.epochs]) for k in ("train_loss", "valid_loss", "train_ppl", "valid_ppl")}
-    all_ppl = series["train_ppl"] + series["valid_ppl"]  # one scale decision for every ppl panel
-    fig = new_figure(12, 13.5)
-    fig.suptitle(f"Experiment {run_label(run)}\n{run_caption(run)}", fontsize=12,
-                 color="firebrick" if is_smoke(run.args) else "black")
-    axs = fig.subplots(3, 2)
-    bad = [not all(finite(e[k]) for k in series) for e in run.epochs]
+    drawn = [m for m in schema.EPOCH_METRICS if m.panel]
+    series = {m.key: clean([as_float(e.get(m.key)) for e in run.epochs]) for m in drawn}
+    by_panel = {panel: [m for m in drawn if m.panel == panel] for panel in schema.PANELS}
+    scale = {panel: [v for m in ms for v in series[m.key]] for panel, ms in by_panel.items()}  # one log decision
+    splits = list(dict.fromkeys(m.split for m in drawn))
+    fig = new_figure(6 * max(len(splits), len(by_panel)), 4.2 * (len(by_panel) + 1) + 0.8)
+    titles(fig, run_title(run), run_caption(run), is_smoke(run.args))
+    axs = fig.subplots(len(by_panel) + 1, max(len(splits), len(by_panel)), squeeze=False)
+    bad = [not all(finite(series[m.key][i]) for m in drawn) for i in range(len(run.epochs))]
     xlabel = f"Cumulative training time ({unit})"
-    for row, (metric, name) in enumerate((("loss", "Loss (nats/token)"), ("ppl", "Perplexity"))):
-        for col, (split, colour) in enumerate((("train", "C0"), ("valid", "C3"))):
-            values = series[f"{split}_{metric}"]
-            split_name = "Training" if split == "train" else "Validation"
-            axs[row, col].plot(times, values, "o-", color=colour, markersize=4, label=f"{split_name} {metric}")
-            mark_divergence(axs[row, col], times, bad)
-            axs[row, col].legend(fontsize=9)
-            style_axis(axs[row, col], f"{split_name} {name.split(' (')[0].lower()} vs training time", xlabel, name,
-                       all_ppl if metric == "ppl" else None)
-    for col, (metric, name) in enumerate((("loss", "Loss (nats/token)"), ("ppl", "Perplexity"))):
-        ax = axs[2, col]
-        ax.plot(epochs, series[f"train_{metric}"], "o-", color="C0", markersize=4, label=f"Training {metric}")
-        ax.plot(epochs, series[f"valid_{metric}"], "s--", color="C3", markersize=4, label=f"Validation {metric}")
+    colours, markers = {s: f"C{3 * i}" for i, s in enumerate(splits)}, {s: "os^D"[i % 4] for i, s in enumerate(splits)}
+    for row, (panel, label) in enumerate(schema.PANELS.items()):
+        for m in by_panel[panel]:
+            ax = axs[row, splits.index(m.split)]
+            ax.plot(times, series[m.key], "o-", color=colours[m.split], markersize=4, label=m.heading)
+            mark_divergence(ax, times, bad)
+            ax.legend(fontsize=9)
+            style_axis(ax, f"{m.heading} vs training time", xlabel, label, scale[panel])
+    for col, (panel, label) in enumerate(schema.PANELS.items()):
+        ax = axs[-1, col]
+        for i, m in enumerate(by_panel[panel]):
+            # Distinct marker, line style and size: a series hidden under another still shows its markers.
+            ax.plot(epochs, series[m.key], marker=markers[m.split], linestyle=("-", "--", ":")[i % 3],
+                    color=colours[m.split], markersize=7 - 2 * i, markerfacecolor="none" if i else colours[m.split],
+                    label=m.heading)
         mark_divergence(ax, epochs, bad)
         ax.legend(fontsize=9)
-        style_axis(ax, f"Training and validation {name.split(' (')[0].lower()} per epoch", "Epoch", name,
-                   all_ppl if metric == "ppl" else None)
+        style_axis(ax, f"{label.split(' (')[0]} per epoch", "Epoch", label, scale[panel])
         integer_epochs(ax, epochs)
     fig.savefig(path, dpi=DPI)
     return fig

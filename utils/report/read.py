@@ -17,6 +17,8 @@ from utils.runs import schema
 TXT_FILES = {key: schema.txt_name(name) for name, key in schema.EPOCH_TXT.items()}
 # Without these an epoch cannot be plotted or ranked; the time files are optional.
 REQUIRED_KEYS = schema.REQUIRED_EPOCH_KEYS
+# Filled in every epoch (NaN when absent): the ones both formats hold.
+FLOAT_KEYS = tuple(schema.EPOCH_TXT.values())
 NAN = float("nan")
 
 
@@ -27,7 +29,7 @@ class RunRecord:
     args: dict
     config: int | None  # configuration number 1..12, or None for a custom run
     epochs: list  # one dict per completed epoch, sorted by its 1-based "epoch"
-    test: dict = field(default_factory=dict)  # "loss", "ppl", "seconds" once the run finished
+    test: dict = field(default_factory=dict)  # schema.TEST_TXT's keys ("test_ppl"...) once the run finished
     steady_memory_mb: float | None = None  # None: not logged; NaN: not measured (CPU)
     status: str = "incomplete"  # running | completed | diverged | failed | incomplete
     status_message: str = ""
@@ -108,7 +110,7 @@ def epochs_from_jsonl(path, notes):
             by_epoch[epoch] = dict(record, epoch=epoch)
     epochs = [by_epoch[e] for e in sorted(by_epoch)]
     for record in epochs:
-        for key in REQUIRED_KEYS + ("train_seconds", "valid_seconds"):
+        for key in FLOAT_KEYS:
             record[key] = as_float(record.get(key))
     return epochs
 
@@ -142,7 +144,7 @@ def config_number(args):
 
 def read_test(run_dir, notes):
     test = {}
-    for key, name in (("loss", "test_loss"), ("ppl", "test_ppl"), ("seconds", "test_time")):
+    for name, key in schema.TEST_TXT.items():
         values = read_floats(os.path.join(run_dir, schema.txt_name(name)), notes)
         if values:
             test[key] = values[0]
@@ -158,7 +160,7 @@ def read_status(run, run_dir):
     finite = all(math.isfinite(e[k]) for e in run.epochs for k in REQUIRED_KEYS)
     if not finite:
         run.status, run.status_message = "diverged", "non-finite loss or perplexity in the logs"
-    elif "ppl" in run.test:
+    elif "test_ppl" in run.test:
         run.status = "completed"
 
 
@@ -179,7 +181,7 @@ def read_run(run_dir, stubs=None):
     epochs = epochs_from_jsonl(jsonl, notes) if source == schema.METRICS else epochs_from_txt(run_dir, notes)
     run = RunRecord(exp_id, run_dir, args, config_number(args), epochs, notes=notes, source=source)
     run.test = read_test(run_dir, notes)
-    memory = read_floats(os.path.join(run_dir, schema.txt_name("avg_steady_state_memory")), notes)
+    memory = read_floats(os.path.join(run_dir, schema.txt_name(schema.STEADY_MEMORY)), notes)
     run.steady_memory_mb = memory[0] if memory else None
     for name, attr, kind in ((schema.PROVENANCE, "provenance", dict), (schema.SAMPLES, "samples", list)):
         try:

@@ -2,7 +2,8 @@
 
 A study has 2-5 seeds per configuration, so intervals use Student's t with n-1 degrees of freedom
 (a normal 1.96 would be far too narrow at n=3). Perplexities spread multiplicatively (one bad seed
-can double it), so they are summarised in log space: the mean of log ppl and its interval, turned
+can double it), and times and memory are positive (a t interval on two seeds' seconds can reach
+below zero), so all of them are summarised in log space: the mean of the logs and its interval, turned
 back with exp into a geometric mean and an interval [lo, hi] that is symmetric as a ratio.
 Pure functions over plain floats; scipy is used for t quantiles when importable, else a table.
 """

@@ -7,32 +7,40 @@ import io
 
 from utils.report.aggregate import status_text
 from utils.report.compute import group_value
-from utils.report.fmt import MISSING, finite, lin_stat_text, log_stat_text, lr_text, ppl_text
+from utils.report.fmt import MISSING, finite, lr_text, number_text, stat_text
+from utils.runs import schema
 
 NOT_MEASURED = "not measured (CPU)"
 NOT_LOGGED = "not logged"
-PPL_KEYS = ("best_valid_ppl", "train_ppl_at_best", "test_ppl")
-MEMORY_KEYS = ("peak_memory_mb", "steady_memory_mb")
+METRICS = {m.key: m for m in schema.RUN_METRICS}  # the numbers' columns: heading and format from the schema
+MEMORY_KEYS = tuple(k for k, m in METRICS.items() if m.fmt == "mb")  # NaN: "not measured (CPU)"
 SETTING_KEYS = ("momentum", "weight_decay")  # blank where the run's optimizer does not use them
+
+
+def metric_columns(keep=lambda m: True):
+    return [(m.key, m.heading) for m in schema.RUN_METRICS if keep(m)]
+
+
+def after(columns, key, extra):
+    """`columns` with `extra` inserted after the column `key`."""
+    at = [k for k, _ in columns].index(key) + 1
+    return columns[:at] + [extra] + columns[at:]
+
 
 # (row key, heading) of the per-run table, in order.
 RUN_COLUMNS = [
     ("run", "Config"), ("model", "Model"), ("layers", "Layers"), ("optimizer", "Optimizer"), ("seed", "Seed"),
     ("lr", "lr"), ("momentum", "Momentum"), ("weight_decay", "Weight decay"),
     ("params_learnable", "Learnable params"), ("params_frozen", "Frozen params"),
-    ("best_valid_ppl", "Best val ppl"), ("best_epoch", "Best epoch"), ("train_ppl_at_best", "Train ppl at best"),
-    ("test_ppl", "Test ppl"), ("train_time_s", "Train time (s)"), ("time_per_epoch_s", "Time/epoch (s)"),
-    ("peak_memory_mb", "Peak mem (MB)"), ("steady_memory_mb", "Steady mem (MB)"), ("status", "Status"),
+    *after(metric_columns(), "best_valid_ppl", ("best_epoch", "Best epoch")), ("status", "Status"),
 ]
 CSV_KEYS = ["exp_id", "config", "seed", "arm", "lr", "lr_from"] + [
     k for k, _ in RUN_COLUMNS[1:] if k not in ("seed", "lr")] + [
     "smoke", "epochs_logged", "counted", "not_counted_why", "label", "path"]
-# (stat key, heading) of the per-configuration table: log-space stats for ppl, linear for the rest.
+# (stat key, heading) of the per-configuration table: each metric's summary over seeds.
 GROUP_COLUMNS = [
     ("name", "Config"), ("model", "Model"), ("optimizer", "Optimizer"), ("lr", "lr"), ("n", "Seeds"),
-    ("best_valid_ppl", "Best val ppl"), ("test_ppl", "Test ppl"), ("train_time_s", "Train time (s)"),
-    ("time_per_epoch_s", "Time/epoch (s)"), ("peak_memory_mb", "Peak mem (MB)"),
-    ("steady_memory_mb", "Steady mem (MB)"), ("status", "Status"),
+    *metric_columns(lambda m: m.group), ("status", "Status"),
 ]
 
 
@@ -53,10 +61,8 @@ def format_cell(key, value, not_measured=NOT_MEASURED, missing=MISSING, latex=Fa
         return missing
     if key.startswith("params_"):
         return f"{value / 1e6:.2f}M"
-    if key in PPL_KEYS:
-        return ppl_text(value, latex)
-    if key in ("train_time_s", "time_per_epoch_s"):
-        return f"{value:.1f}"
+    if key in METRICS:
+        return number_text(value, METRICS[key].fmt, latex)
     return str(value)
 
 
@@ -144,11 +150,9 @@ def group_cell(group, key, latex=False):
     if key == "status":
         return status_text(group)
     stat = group.stats.get(key)
-    if key in PPL_KEYS:
-        return log_stat_text(stat, latex)
     if stat is None and key in MEMORY_KEYS:
         return missing_memory(group, key)
-    return lin_stat_text(stat, digits=1, latex=latex)
+    return stat_text(stat, METRICS[key].fmt, latex)
 
 
 def group_table(groups):

@@ -141,9 +141,9 @@ class RunDir:
         """The course's test_*.txt and avg_steady_state_memory.txt, and test_metrics.json."""
         if not self.writes:
             return
-        for name, key in zip(schema.FINAL_TXT, ("test_loss", "test_ppl", "test_seconds")):
+        for name, key in schema.TEST_TXT.items():
             self.write_txt(name, test[key])
-        self.write_txt("avg_steady_state_memory", avg_memory)
+        self.write_txt(schema.STEADY_MEMORY, avg_memory)
         atomic_write_json(self.file(schema.TEST_METRICS), test)
 
     def save_checkpoint(self, state):

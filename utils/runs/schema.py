@@ -2,6 +2,8 @@
 records and the statuses a run can have. The writer (utils.runs.run_dir, the course's
 save_logs) and the reader (utils.report.read) both import these names; neither spells a file
 name or a metric key of its own. Plain data: importing this module imports nothing heavy."""
+from dataclasses import dataclass
+from typing import Optional
 
 # Files of a run folder.
 ARGS = "args.json"  # the run's settings, written once when the run starts
@@ -12,33 +14,128 @@ PROVENANCE = "provenance.json"  # code, software, hardware, embeddings of the ru
 CHECKPOINT = "checkpoint.pt"  # what is learned + optimizer + position in the run (utils.runs.checkpoint)
 SAMPLES = "samples.json"  # optional generated text, shown by the report
 
+# ----------------------------------------------------------------------------- the metric table
+# Every metric a run records or the report shows is one entry below. The writer (utils.train.runner,
+# utils.runs.run_dir, utils.data_utils.save_logs) and every report module read these entries, so a
+# new per-epoch metric is one EpochMetric here (and a RunMetric to put it in the report's tables)
+# plus the line that measures it.
+@dataclass(frozen=True)
+class EpochMetric:
+    key: str  # the metrics.jsonl key, e.g. "valid_ppl"
+    heading: str  # how figures and tables name it
+    fmt: str  # how it reads: "loss", "ppl", "seconds", "count", "rate", "lr", "mb" or "raw"
+    split: Optional[str] = None  # "train", "valid" or "test": the pass that measured it; None: the run's own
+    panel: Optional[str] = None  # the per-run figure's row that draws it (a key of PANELS); None: not drawn
+    required: bool = False  # an epoch without it cannot be plotted or ranked
+    txt: Optional[str] = None  # the course notebook's file (without .txt) holding it, one value per line
+
+    @property
+    def quantity(self):
+        """What the split's pass measured, e.g. "ppl" for "valid_ppl": the runner's name for the value."""
+        return self.key[len(self.split) + 1:] if self.split else self.key
+
+
+# One metrics.jsonl record per finished epoch, in this key order.
+EPOCH_METRICS = (
+    EpochMetric("epoch", "Epoch", "count"),  # 1-based
+    EpochMetric("train_loss", "Training loss", "loss", "train", "loss", True, "train_loss"),
+    EpochMetric("train_ppl", "Training perplexity", "ppl", "train", "ppl", True, "train_ppl"),
+    EpochMetric("train_seconds", "Training time (s)", "seconds", "train", txt="train_time"),
+    EpochMetric("train_tokens", "Training tokens", "count", "train"),
+    EpochMetric("train_tokens_per_s", "Training tokens/s", "rate", "train"),
+    EpochMetric("valid_loss", "Validation loss", "loss", "valid", "loss", True, "valid_loss"),
+    EpochMetric("valid_ppl", "Validation perplexity", "ppl", "valid", "ppl", True, "valid_ppl"),
+    EpochMetric("valid_seconds", "Validation time (s)", "seconds", "valid", txt="valid_time"),
+    EpochMetric("valid_tokens", "Validation tokens", "count", "valid"),
+    EpochMetric("valid_words", "Validation words", "count", "valid"),
+    EpochMetric("valid_word_ppl", "Validation word perplexity", "ppl", "valid"),
+    EpochMetric("lr", "Learning rate", "lr"),
+    EpochMetric("peak_memory_mb", "Peak GPU memory (MB)", "mb"),  # largest CUDA peak over ranks; null on a CPU
+    EpochMetric("peak_memory_mb_per_rank", "Peak GPU memory per process (MB)", "raw"),  # null on a CPU
+)
+# test_metrics.json, once the run completed.
+TEST_PASS_METRICS = (
+    EpochMetric("test_loss", "Test loss", "loss", "test", txt="test_loss"),
+    EpochMetric("test_ppl", "Test perplexity", "ppl", "test", txt="test_ppl"),
+    EpochMetric("test_seconds", "Test time (s)", "seconds", "test", txt="test_time"),
+    EpochMetric("test_tokens", "Test tokens", "count", "test"),
+    EpochMetric("test_words", "Test words", "count", "test"),
+    EpochMetric("test_word_ppl", "Test word perplexity", "ppl", "test"),
+)
+# Rows of the per-run figure, top to bottom: panel -> axis label.
+PANELS = {"loss": "Loss (nats/token)", "ppl": "Perplexity"}
+# The course's steady-state GPU memory file (one value, NaN on a CPU), written with the test files.
+STEADY_MEMORY = "avg_steady_state_memory"
+
+
+@dataclass(frozen=True)
+class RunMetric:
+    key: str  # the report's results-row and CSV key
+    heading: str  # the tables' heading
+    fmt: str  # as EpochMetric.fmt
+    source: str  # the EpochMetric (or TEST_PASS_METRICS key, or STEADY_MEMORY) it is computed from
+    reduce: str  # how a run's epochs give one value (utils.report.compute.REDUCERS): "at_best" (at the best
+    #              validation epoch), "sum", "mean", "max", "final" (a value written once at the end)
+    over_seeds: str = "gmean"  # how seeds combine: "gmean" (geometric mean; its interval, of the mean log,
+    #                            never goes below zero), "mean" (Student-t on the values: for signed ones)
+    group: bool = True  # a column of the per-configuration table (over seeds) too, not only per run
+    latex: Optional[str] = None  # its short heading in results.tex; None: not there
+
+
+# The numbers the report gives each run, in table order.
+RUN_METRICS = (
+    RunMetric("best_valid_ppl", "Best val ppl", "ppl", "valid_ppl", "at_best", latex="Best val ppl"),
+    RunMetric("train_ppl_at_best", "Train ppl at best", "ppl", "train_ppl", "at_best", group=False),
+    RunMetric("test_ppl", "Test ppl", "ppl", "test_ppl", "final", latex="Test ppl"),
+    RunMetric("train_time_s", "Train time (s)", "seconds", "train_seconds", "sum"),
+    RunMetric("time_per_epoch_s", "Time/epoch (s)", "seconds", "train_seconds", "mean", latex="s/epoch"),
+    RunMetric("peak_memory_mb", "Peak mem (MB)", "mb", "peak_memory_mb", "max", latex="Peak GB"),
+    RunMetric("steady_memory_mb", "Steady mem (MB)", "mb", STEADY_MEMORY, "final"),
+)
+
+EPOCH_KEYS = tuple(m.key for m in EPOCH_METRICS)
+TEST_KEYS = tuple(m.key for m in TEST_PASS_METRICS)
+# Without these an epoch cannot be plotted or ranked.
+REQUIRED_EPOCH_KEYS = tuple(m.key for m in EPOCH_METRICS if m.required)
 # The course notebook's per-epoch text files (one value per line) and the metric each holds.
-EPOCH_TXT = {
-    "train_loss": "train_loss", "train_ppl": "train_ppl", "train_time": "train_seconds",
-    "valid_loss": "valid_loss", "valid_ppl": "valid_ppl", "valid_time": "valid_seconds",
-}
-# ...and its final ones, written once at the end; save_logs(args, *values) takes them in TXT_LOGS order.
-FINAL_TXT = ("test_loss", "test_ppl", "test_time", "avg_steady_state_memory")
+EPOCH_TXT = {m.txt: m.key for m in EPOCH_METRICS if m.txt}
+# ...and its final ones, written once at the end (file -> test_metrics.json key).
+TEST_TXT = {m.txt: m.key for m in TEST_PASS_METRICS if m.txt}
+# save_logs(args, *values) takes the notebook's values in TXT_LOGS order.
+FINAL_TXT = tuple(TEST_TXT) + (STEADY_MEMORY,)
 TXT_LOGS = tuple(EPOCH_TXT) + FINAL_TXT
+_BY_KEY = {m.key: m for m in EPOCH_METRICS + TEST_PASS_METRICS + RUN_METRICS}
+
+
+def metric(key):
+    """The EpochMetric, TEST_PASS_METRICS entry or RunMetric named `key`."""
+    return _BY_KEY[key]
+
+
+def _pick(metrics, splits, values):
+    record, values = {}, dict(values)
+    for m in metrics:
+        record[m.key] = splits[m.split][m.quantity] if m.split else values.pop(m.key)
+    if values:
+        raise KeyError(f"{', '.join(values)}: not in utils.runs.schema's metric table")
+    return record
+
+
+def epoch_record(splits, **values):
+    """One metrics.jsonl record, keys in EPOCH_KEYS order: a split's metric from splits[split][quantity]
+    (e.g. splits["valid"]["ppl"]), the others from `values`. KeyError on a missing or unknown one."""
+    return _pick(EPOCH_METRICS, splits, values)
+
+
+def test_record(values):
+    """test_metrics.json's record, from the test pass's quantities (e.g. values["ppl"])."""
+    return _pick(TEST_PASS_METRICS, {"test": values}, {})
 
 
 def txt_name(log_name):
     """File name of one of TXT_LOGS, e.g. "valid_ppl" -> "valid_ppl.txt"."""
     return f"{log_name}.txt"
 
-
-# Keys of one metrics.jsonl record.
-EPOCH_KEYS = (
-    "epoch",  # 1-based
-    "train_loss", "train_ppl", "train_seconds", "train_tokens", "train_tokens_per_s",
-    "valid_loss", "valid_ppl", "valid_seconds", "valid_tokens", "valid_words", "valid_word_ppl",
-    "lr",
-    "peak_memory_mb",  # largest CUDA peak over ranks; null on a CPU (not measured)
-    "peak_memory_mb_per_rank",  # one value per process (data-parallel runs); null on a CPU
-)
-# Without these an epoch cannot be plotted or ranked.
-REQUIRED_EPOCH_KEYS = ("train_loss", "train_ppl", "valid_loss", "valid_ppl")
-TEST_KEYS = ("test_loss", "test_ppl", "test_seconds", "test_tokens", "test_words", "test_word_ppl")
 
 # What status.json can say.
 RUNNING, COMPLETED, INTERRUPTED, DIVERGED, FAILED = "running", "completed", "interrupted", "diverged", "failed"

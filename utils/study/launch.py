@@ -19,7 +19,7 @@ import submitit
 
 from utils.runs.run_dir import RunDir
 from utils.study.launchers import Launcher, add_to_record, record_failure, recorded_failure, slurm_dir
-from utils.study.sweep import format_summary, skip_reason
+from utils.study.sweep import format_summary, run_job, skip_reason
 from utils.train.distributed import Distributed
 from utils.train.settings import UsageError
 from utils.train.stop import RunInterrupted
@@ -39,8 +39,6 @@ class RunJob(submitit.helpers.Checkpointable):
 
     def __call__(self):
         import torch
-
-        from utils.study.sweep import run_job
 
         torch.set_num_threads(max(int(self.threads), 1))
         dist = distributed_from_job(self.job.settings.device)
@@ -118,7 +116,8 @@ class Submitted(Launcher):
             print("Already queued or running, not submitted again: "
                   + ", ".join(f"{job.label} (job {active[job.settings.exp_id]})" for job in queued))
             todo = [job for job in todo if job.settings.exp_id not in active]
-        return self.collect(jobs, todo, self.submit(todo, opts), title)
+        listed = [job for job in jobs if job not in queued]
+        return self.collect(listed, todo, self.submit(todo, opts), title, dist)
 
     def active_jobs(self, log_dir):
         """{exp_id: job id} of this sweep's jobs still queued or running."""
@@ -157,9 +156,11 @@ class Submitted(Launcher):
             submitted += batch
         return submitted
 
-    def collect(self, jobs, todo, handles, title):
-        """Every submitted job has ended: their summaries."""
-        summaries = [outcome(handle, job) for handle, job in zip(handles, todo)]
+    def collect(self, jobs, todo, handles, title, dist):
+        """Every submitted job has ended: their summaries, and those of the jobs not submitted
+        (complete runs keep their line, with their recorded numbers)."""
+        ran = {job.settings.exp_id: outcome(handle, job) for handle, job in zip(handles, todo)}
+        summaries = [ran[job.settings.exp_id] if job.settings.exp_id in ran else run_job(job, dist) for job in jobs]
         print(((title + "\n") if title else "") + format_summary(summaries))
         return summaries, handles
 

@@ -38,9 +38,10 @@ def _add_setting(group, f):
         group.add_argument(f"--{f.name}", action="store_true", help=help_text)
         return
     default = "none" if f.default is None else f.default
+    shown = "" if "default" in help_text else f" (default: {default})"  # the help may name the real default itself
     kind = _field_type(f)
     metavar = None if choices or kind is str else {int: "N", float: "X"}[kind]
-    group.add_argument(f"--{f.name}", type=kind, choices=choices, metavar=metavar, help=f"{help_text} (default: {default})")
+    group.add_argument(f"--{f.name}", type=kind, choices=choices, metavar=metavar, help=help_text + shown)
 
 
 class Parser(argparse.ArgumentParser):

@@ -40,7 +40,7 @@ class Slurm(Submitted):
         add_to_record(log_dir, jobs, [h.job_id for h in submitted], self.name)
         return submitted
 
-    def collect(self, jobs, todo, handles, title):
+    def collect(self, jobs, todo, handles, title, dist):
         print(f"{title or 'Runs'}: submitted {len(handles)} job(s) of {len(jobs)} (the others are complete or "
               "queued): " + ", ".join(h.job_id for h in handles))
         return [], handles

@@ -136,10 +136,12 @@ def run_job(job, dist=SINGLE):
     summary = {"config": s.config, "label": job.label, "exp_id": s.exp_id, "path": run_dir.path, "seed": s.seed}
     skip = dist.broadcast(skip_reason(s, run_dir) if dist.is_main else None)  # one decision for all processes
     if skip:
-        return dict(summary, status=skip[0], message=skip[1])
+        numbers = recorded_numbers(run_dir) if skip[0] == "skipped" and dist.is_main else {}
+        return dict(summary, status=skip[0], message=skip[1], **numbers)
     if job.reuses:
         status, message = dist.broadcast(reuse_run(job) if dist.is_main else None)
-        return dict(summary, status=status, message=message)
+        numbers = recorded_numbers(run_dir) if dist.is_main else {}
+        return dict(summary, status=status, message=message, **numbers)
     start = time.perf_counter()
     try:
         result = execute(s, dist, with_test=job.with_test)
@@ -152,6 +154,33 @@ def run_job(job, dist=SINGLE):
                     seconds=time.perf_counter() - start)
     return dict(summary, status="completed", best_valid_ppl=result.best_valid_ppl,
                 test_ppl=result.test.get("test_ppl"), seconds=time.perf_counter() - start, message="")
+
+
+def recorded_numbers(run_dir):
+    """A completed run's numbers as its folder records them (best valid ppl; test ppl unless it was
+    validation only; seconds of training and evaluation), so a skipped run's summary line shows them."""
+    epochs = [e for e in _read(run_dir, schema.METRICS, lines=True) or [] if isinstance(e, dict)]
+    test = _read(run_dir, schema.TEST_METRICS) or {}
+    numbers = {}
+    valid = [e["valid_ppl"] for e in epochs if isinstance(e.get("valid_ppl"), (int, float))]
+    if valid:
+        numbers["best_valid_ppl"] = min(valid)
+    if isinstance(test, dict) and test.get("test_ppl") is not None:
+        numbers["test_ppl"] = test["test_ppl"]
+    times = [e.get(k) for e in epochs for k in ("train_seconds", "valid_seconds")] + (
+        [test.get("test_seconds")] if "test_ppl" in numbers else [])
+    if epochs and all(isinstance(t, (int, float)) for t in times):
+        numbers["seconds"] = sum(times)
+    return numbers
+
+
+def _read(run_dir, name, lines=False):
+    """A JSON file of the run folder (a list of records for JSON lines); None when absent or unreadable."""
+    try:
+        with open(run_dir.file(name)) as handle:
+            return [json.loads(line) for line in handle if line.strip()] if lines else json.load(handle)
+    except (OSError, ValueError):
+        return None
 
 
 def run_jobs(jobs, dist=SINGLE, title=None):

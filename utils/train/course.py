@@ -6,6 +6,7 @@ extras: they take their defaults). The course functions train and evaluate in fl
 notebook's loop does; run_exp.py's runs use --precision.
 """
 from utils.models.base import TokenNLL
+from utils.runs import schema
 from utils.train.loop import evaluate_split, train_epoch
 from utils.train.precision import Precision
 from utils.train.progress import Reporter
@@ -38,11 +39,10 @@ def evaluate(epoch, model, dataloader, args, mode="val"):
 
 def course_values(result):
     """A RunResult as the notebook's (train_losses, train_ppls, train_times, valid_losses, valid_ppls,
-    valid_times, test_loss, test_ppl, test_time, avg_steady_state_memory)."""
-    column = lambda key: [m[key] for m in result.epochs]  # noqa: E731
-    return (column("train_loss"), column("train_ppl"), column("train_seconds"), column("valid_loss"),
-            column("valid_ppl"), column("valid_seconds"), result.test["test_loss"], result.test["test_ppl"],
-            result.test["test_seconds"], result.avg_memory_mb)
+    valid_times, test_loss, test_ppl, test_time, avg_steady_state_memory): schema.TXT_LOGS's order, the
+    one save_logs(args, *values) takes."""
+    return (tuple([m[key] for m in result.epochs] for key in schema.EPOCH_TXT.values())
+            + tuple(result.test[key] for key in schema.TEST_TXT.values()) + (result.avg_memory_mb,))
 
 
 def main(args):

@@ -245,15 +245,17 @@ def run_epoch(run, epoch, stop=None):
     reporter.close()
     run.memories.append((memory_before + get_gpu_memory_usage()) / 2)
     peaks = run.dist.gather(peak_gpu_memory_mb())
-    return {
-        "epoch": epoch + 1, "train_loss": tr.loss, "train_ppl": tr.ppl, "train_seconds": tr.seconds,
-        "train_tokens": tr.tokens, "train_tokens_per_s": tr.tokens_per_second,
-        "valid_loss": va.loss, "valid_ppl": va.ppl, "valid_seconds": va.seconds, "valid_tokens": va.tokens,
-        "valid_words": va.words, "valid_word_ppl": va.word_perplexity,
-        "lr": run.optimizer.param_groups[0]["lr"],
-        "peak_memory_mb": None if peaks[0] is None else max(peaks),
-        "peak_memory_mb_per_rank": None if peaks[0] is None else peaks,
-    }
+    return schema.epoch_record({"train": split_values(tr), "valid": split_values(va)}, epoch=epoch + 1,
+                               lr=run.optimizer.param_groups[0]["lr"],
+                               peak_memory_mb=None if peaks[0] is None else max(peaks),
+                               peak_memory_mb_per_rank=None if peaks[0] is None else peaks)
+
+
+def split_values(result):
+    """A pass's EpochResult by the metric table's quantities (utils.runs.schema: "valid_ppl" is the
+    validation pass's "ppl"); the schema's entries pick the ones their split records."""
+    return {"loss": result.loss, "ppl": result.ppl, "seconds": result.seconds, "tokens": result.tokens,
+            "tokens_per_s": result.tokens_per_second, "words": result.words, "word_ppl": result.word_perplexity}
 
 
 def fit(run, stop=None):
@@ -286,8 +288,7 @@ def test(run, stop=None):
                         dist=run.dist)
     reporter.close()
     avg_memory = sum(run.memories) / len(run.memories) if run.memories else math.nan
-    result = {"test_loss": te.loss, "test_ppl": te.ppl, "test_seconds": te.seconds, "test_tokens": te.tokens,
-              "test_words": te.words, "test_word_ppl": te.word_perplexity}
+    result = schema.test_record(split_values(te))
     run.run_dir.write_final(result, avg_memory)
     run.run_dir.write_status(schema.COMPLETED, s.epochs, message=f"test ppl {perplexity_text(te.ppl)}")
     best = min(m["valid_ppl"] for m in run.metrics)
