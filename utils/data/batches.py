@@ -25,6 +25,10 @@ class TensorBatches:
         self.batch_size, self.shuffle, self.seed, self.epoch = batch_size, shuffle, seed, 0
         self.rank, self.world = rank, world
         self.num_items = len(dataset)
+        # Every batch but the last has batch_size rows: both counts are made once on the device, since
+        # a tensor made from a host number at every step would wait for the device at every step.
+        sizes = {min(batch_size, self.num_items), self.num_items % batch_size or batch_size}
+        self.rows = {n: torch.tensor(float(n), dtype=torch.float64).to(device) for n in sizes}
 
     def set_epoch(self, epoch):
         self.epoch = epoch
@@ -50,7 +54,7 @@ class TensorBatches:
 
     def _shard(self, index):
         rows = len(index)
-        batch = {"global_rows": torch.tensor(float(rows), dtype=torch.float64, device=index.device)}
+        batch = {"global_rows": self.rows[rows]}
         if self.world == 1:
             return dict(batch, **{k: v.index_select(0, index) for k, v in self.tensors.items()})
         per_rank = -(-rows // self.world)

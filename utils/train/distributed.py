@@ -15,6 +15,9 @@ import torch
 import torch.distributed as dist
 
 
+POLL_EVERY = 20  # steps between two collective checks for a stop request (a second or two of training)
+
+
 @dataclass
 class Distributed:
     rank: int = 0  # this process among all of them
@@ -30,11 +33,13 @@ class Distributed:
             return cls()
         rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
         backend = "nccl" if device_type == "cuda" else "gloo"
-        if backend == "nccl":
+        device_id = None
+        if backend == "nccl":  # the group is bound to this process's GPU: NCCL connects eagerly, to the right one
             torch.cuda.set_device(local_rank)
+            device_id = torch.device("cuda", local_rank)
         if not dist.is_initialized():
             timeout = datetime.timedelta(minutes=int(os.environ.get("LM_DIST_TIMEOUT_MIN", "30")))
-            dist.init_process_group(backend, rank=rank, world_size=world, timeout=timeout)
+            dist.init_process_group(backend, rank=rank, world_size=world, timeout=timeout, device_id=device_id)
         return cls(rank, world, local_rank, backend)
 
     @property
@@ -69,6 +74,14 @@ class Distributed:
             return bool(flag)
         device = torch.device("cuda", self.local_rank) if self.backend == "nccl" else torch.device("cpu")
         return bool(self.all_reduce_sum(torch.tensor(float(flag), device=device)).item())
+
+    def any_every(self, flag, step, every=POLL_EVERY):
+        """any(flag), asked of the processes only every `every` steps (False in between, identically on
+        every process): an all-reduce and its read wait for the device, so they stay off most steps.
+        One process has nothing to wait for and answers at every step."""
+        if self.world == 1:
+            return bool(flag)
+        return self.any(flag) if step % every == 0 else False
 
     def gather(self, obj):
         """[obj of rank 0, obj of rank 1, ...] on every process."""
