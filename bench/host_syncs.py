@@ -57,6 +57,21 @@ def count_host_syncs():
                 delattr(owner, name)
 
 
+def _range_check_on_device(ids, size, what):
+    """The CUDA branch of utils.data.embeddings._check_range: an assertion the device checks."""
+    torch._assert_async(((ids >= 0) & (ids < size)).all(), f"{what} out of range [0, {size})")
+
+
+@contextlib.contextmanager
+def cuda_branches():
+    """Run, on any device, the CUDA branch of code whose CPU branch differs only by reading values
+    on the host (where no device is waited for): the token ids' range check."""
+    from unittest import mock
+
+    with mock.patch("utils.data.embeddings._check_range", _range_check_on_device):
+        yield
+
+
 @contextlib.contextmanager
 def cuda_sync_errors(device):
     """On CUDA, make any synchronisation inside the block an error; elsewhere, nothing."""

@@ -9,9 +9,10 @@ import unittest
 from types import SimpleNamespace
 from unittest import mock
 
+import pytest
 import torch
 
-from bench.host_syncs import count_host_syncs, cuda_sync_errors
+from bench.host_syncs import count_host_syncs, cuda_branches, cuda_sync_errors
 from gpt1_solution import LayerNorm, MiniGPT1
 from lstm_solution import LSTM
 from utils import gpu_usage
@@ -237,12 +238,6 @@ class _Items:
         return self.tensors
 
 
-def _device_side_check(ids, size, what):
-    """The CUDA branch of utils.data.embeddings._check_range, which a GPU runs (on a CPU it reads
-    the ids on the host instead: there is no device to wait for)."""
-    torch._assert_async(((ids >= 0) & (ids < size)).all(), f"{what} out of range [0, {size})")
-
-
 def syncs_per_step(kind, precision, steps=7, every=3):
     """Would-synchronise calls in each training step (batch making, step, sums, progress, hook) and
     the steps that print; on CUDA, a synchronisation on a quiet step is also an error."""
@@ -258,7 +253,7 @@ def syncs_per_step(kind, precision, steps=7, every=3):
         marks.append(reporter.due(step))
 
     totals = Totals(DEVICE)  # once per epoch: made from host numbers, before the first step
-    with mock.patch("builtins.print"), mock.patch("utils.data.embeddings._check_range", _device_side_check), \
+    with mock.patch("builtins.print"), cuda_branches(), \
             count_host_syncs() as counter:
         train_epoch(nll, batches.iterate(0), optimizer, precision, precision.make_scaler(), reporter=reporter,
                     hook=hook, max_steps=steps, totals=totals)
@@ -465,3 +460,38 @@ class QuickStartInstallsTorchOnlyWhenMissing(unittest.TestCase):
         installs = self.run_quickstart(has_torch=False, has_gpu=True)
         self.assertIn("torch>=2.3", installs[0])
         self.assertNotIn("index-url", installs[0])
+
+
+@pytest.mark.slow
+class GpuCheckDryRun(unittest.TestCase):
+    """bench/gpu_check.py --dry: the device check's whole code path on the CPU, so it cannot rot."""
+
+    def test_dry_run_prints_the_table(self):
+        import json
+        import subprocess
+        import sys
+        import tempfile
+
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "check.json")
+            done = subprocess.run([sys.executable, "-m", "bench.gpu_check", "--dry", "--out", out], cwd=root,
+                                  capture_output=True, text=True, timeout=900)
+            self.assertEqual(done.returncode, 0, done.stdout[-3000:] + done.stderr[-3000:])
+            with open(out) as handle:
+                record = json.load(handle)
+        table = record["table"]
+        self.assertIn("| check | result | target |", done.stdout)
+        self.assertIn("DRY RUN", table)
+        self.assertEqual(record["tests"]["returncode"], 0)
+        self.assertEqual({m: v["calls"] for m, v in record["quiet_step_syncs"].items()}, {"lstm": 0, "gpt1": 0})
+        timed = {(e["model"], e["layers"], e["asked"]) for e in record["epochs"]}
+        expected = {(m, n, "auto") for m in ("lstm", "gpt1") for n in (1, 2, 4)}
+        expected |= {(m, n, "fp16") for m in ("lstm", "gpt1") for n in (1, 4)}
+        self.assertEqual(timed, expected)
+        for epoch in record["epochs"]:
+            self.assertGreater(epoch["epoch_s"], 0.0)
+            self.assertTrue(math.isfinite(epoch["train_loss"]))
+        self.assertGreater(record["study_s_one_at_a_time"], 0.0)
+        self.assertGreater(record["shared"]["2"]["speedup"], 0.0)
+        self.assertIn("12 x 10 study, 2 runs sharing the GPU", table)

@@ -47,7 +47,10 @@ class TensorBatches:
 
     def iterate(self, start_step=0):
         """The epoch's batches from global batch `start_step` on (earlier ones are never built)."""
-        order = self.order().to(self.tensors["source"].device)
+        device = self.tensors["source"].device
+        order = self.order()
+        if device.type == "cuda":  # from pinned memory the copy is queued, not waited for
+            order = order.pin_memory().to(device, non_blocking=True)
         for first in range(start_step * self.batch_size, self.num_items, self.batch_size):
             index = order[first : first + self.batch_size]
             yield self._shard(index)

@@ -113,8 +113,7 @@ class _Fused:
 
     def _softmax_minus_onehot(self, log_p, t):
         probs = log_p.exp_()  # (n, V) softmax, in place
-        probs[torch.arange(len(t), device=t.device), t] -= 1.0
-        return probs
+        return probs.scatter_add_(1, t[:, None], probs.new_full((len(t), 1), -1.0))  # - onehot
 
     def nll(self, x, t, grad_out=None):
         log_p, nll = self._log_softmax(x, t)

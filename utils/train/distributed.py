@@ -60,7 +60,10 @@ class Distributed:
         from torch.nn.parallel import DistributedDataParallel
 
         device = next(module.parameters()).device
-        return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+        # No buffer of these models changes in training (MiniGPT1's causal masks are built the same
+        # on every process): broadcasting them from rank 0 at every forward would be wasted traffic.
+        return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None,
+                                       broadcast_buffers=False)
 
     def all_reduce_sum(self, tensor):
         """Sum `tensor` over processes, in place; returns it."""
