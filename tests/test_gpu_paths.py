@@ -279,13 +279,17 @@ class NoHostSyncOnQuietSteps(unittest.TestCase):
         self.assertEqual(counter.calls, 5)
         self.assertEqual(float(torch.ones(())), 1.0)  # restored
 
-    def test_data_parallel_asks_for_stops_every_poll_steps_only(self):
-        group = Distributed(rank=0, world=2, backend="gloo")
+    def test_gpu_processes_ask_for_stops_every_poll_steps_only(self):
+        steps = range(1, 2 * POLL_EVERY + 1)
         with mock.patch.object(Distributed, "any", return_value=True) as asked:
-            answers = [group.any_every(False, step) for step in range(1, 2 * POLL_EVERY + 1)]
+            answers = [Distributed(rank=0, world=2, backend="nccl").any_every(False, step) for step in steps]
         self.assertEqual(asked.call_count, 2)
         self.assertEqual([i + 1 for i, a in enumerate(answers) if a], [POLL_EVERY, 2 * POLL_EVERY])
+        with mock.patch.object(Distributed, "any", return_value=True) as asked:  # CPUs: nothing to drain
+            [Distributed(rank=0, world=2, backend="gloo").any_every(False, step) for step in steps]
+        self.assertEqual(asked.call_count, len(steps))
         self.assertTrue(SINGLE.any_every(True, 1))
+        self.assertFalse(SINGLE.any_every(False, POLL_EVERY))
 
     @unittest.skipUnless(DEVICE.type == "cuda", "CUDA's sync debug mode (bench/gpu_check.py runs it)")
     def test_quiet_steps_under_cuda_sync_errors(self):

@@ -12,7 +12,9 @@ it holds logits TRANSPOSED, (V, n) = W @ x.T, which MKL computes ~1.7x faster th
 (n, V) = x @ W.T layout on an AVX2 EPYC (73-78 vs 43 GFLOP/s on one thread at n = 1024;
 the input-gradient matmul block.T @ W runs at 60-66 GFLOP/s either way). The block is one buffer reused for every chunk, filled
 in place (`out=`), exponentiated in place and never normalised: the division by the column
-sums is applied to the (n, E) result instead.
+sums is applied to the (n, E) result instead (except in fp16, whose range it would overflow).
+On CUDA the loss is bound by memory traffic, not FLOPs: there the `fused` path (class _Fused)
+runs instead, proven equal to this `blocked` one in loss and every gradient.
 """
 import torch
 
@@ -95,12 +97,12 @@ class _Blocked:
 
 
 class _Fused:
-    """The CUDA path: (n, V) logits in the compute dtype from one matmul, then ONE log_softmax kernel
-    that reads them and writes float32 log-probabilities (the max, exp and sum fused), whose exp
-    in place is the softmax. Every elementwise pass of the CPU path (the float32 copy, max,
-    subtract, clamp, exp, sum, transposed cast) becomes one of three: about half the memory
-    traffic, and GPU throughput is bound by memory here, not by FLOPs. The softmax is normalised
-    before the second matmul, so fp16 cannot overflow there."""
+    """The CUDA path: (n, V) logits in the compute dtype from one matmul, then one log_softmax kernel
+    writing float32 log-probabilities (max, exp and sum fused; fp16 logits are read directly, bf16
+    ones cast first), whose exp in place is the softmax. The CPU path's elementwise passes (float32
+    copy, max, subtract, clamp, exp, sum, transposed cast) become three or four: about half the
+    memory traffic, which bounds this loss on a GPU, not FLOPs. The softmax is normalised before
+    the second matmul, so fp16 cannot overflow there."""
 
     def __init__(self, features, weight, chunk_size, compute_dtype):
         self.weight_c, self.compute_dtype = weight.to(compute_dtype), compute_dtype

@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 
 
-POLL_EVERY = 20  # steps between two collective checks for a stop request (a second or two of training)
+POLL_EVERY = 20  # GPU steps between two collective checks for a stop request (a second or two of training)
 
 
 @dataclass
@@ -79,12 +79,12 @@ class Distributed:
         return bool(self.all_reduce_sum(torch.tensor(float(flag), device=device)).item())
 
     def any_every(self, flag, step, every=POLL_EVERY):
-        """any(flag), asked of the processes only every `every` steps (False in between, identically on
-        every process): an all-reduce and its read wait for the device, so they stay off most steps.
-        One process has nothing to wait for and answers at every step."""
-        if self.world == 1:
-            return bool(flag)
-        return self.any(flag) if step % every == 0 else False
+        """any(flag), asked of NCCL processes only every `every` steps (False in between, identically
+        on every process): on GPUs the all-reduce and its read wait for the device's queue. One
+        process, or Gloo on CPUs (no queue to drain), answers at every step."""
+        if self.backend == "nccl" and step % every:
+            return False
+        return self.any(flag)
 
     def gather(self, obj):
         """[obj of rank 0, obj of rank 1, ...] on every process."""
