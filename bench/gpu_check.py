@@ -26,6 +26,7 @@ import time
 import torch
 
 DEFAULT_OUT = os.path.join("bench", "results", "gpu_check.json")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 from bench.gpu_epoch_times import TRAIN_ITEMS
 
 VALID_ITEMS, TEST_ITEMS = 958, 1090  # Wikitext-2's validation and test items of 256 targets
@@ -119,10 +120,9 @@ def build_run(check, model, layers, precision_name, seed=0):
 def run_tests(check):
     """The CUDA-capable tests on the device (dry: the capability tests on the CPU)."""
     env = dict(os.environ, LM_TEST_DEVICE=str(check.device))
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_gpu_paths.py"]
-    if check.dry:
-        command += ["-k", "PrecisionByCapability"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=max(check.left(), 60))
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_gpu_paths.py",
+               "-k", "PrecisionByCapability" if check.dry else "not GpuCheckDryRun"]  # never itself again
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=max(check.left(), 60))
     summary = (done.stdout.strip().splitlines() or ["no output"])[-1]
     check.record["tests"] = {"returncode": done.returncode, "summary": summary}
     check.row("tests/test_gpu_paths.py on " + str(check.device), summary, "all pass")
@@ -241,15 +241,22 @@ def concurrent_step_seconds(check, k):
     with tempfile.TemporaryDirectory() as go:
         command = [sys.executable, "-m", "bench.gpu_check", "--worker", "gpt1", "--go", go, "--steps",
                    str(check.steps), "--warmup", str(check.warmup)] + (["--dry"] if check.dry else [])
-        procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(k)]
+        procs = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(k)]
         deadline = time.perf_counter() + max(check.left(), 60)
         while sum(name.startswith("ready-") for name in os.listdir(go)) < k:
             if time.perf_counter() > deadline or any(p.poll() not in (None, 0) for p in procs):
                 break
             time.sleep(0.05)
         open(os.path.join(go, "go"), "w").close()
-        outputs = [p.communicate(timeout=max(deadline - time.perf_counter(), 10)) for p in procs]
-    steps = [json.loads(line[len("RESULT "):]) ["step_s"] for out, _ in outputs for line in out.splitlines()
+        try:
+            outputs = [p.communicate(timeout=max(deadline - time.perf_counter(), 10)) for p in procs]
+        except subprocess.TimeoutExpired:
+            for p in procs:
+                p.kill()
+            print(f"{k} concurrent runs did not finish in the time budget", file=sys.stderr)
+            return None
+    steps = [json.loads(line[len("RESULT "):])["step_s"] for out, _ in outputs for line in out.splitlines()
              if line.startswith("RESULT ")]
     if len(steps) < k:
         print(f"{k} concurrent runs failed: {outputs[0][1][-1500:]}", file=sys.stderr)
