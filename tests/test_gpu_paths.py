@@ -187,14 +187,15 @@ class StalledRunStops(unittest.TestCase):
         model = TokenNLL(tiny("lstm"))
         precision = on_gpu("fp16")
         optimizer = make_optimizer(Arguments(optimizer="adamw", lr=1e-3), model.model, fused=True)
-        result = train_epoch(model, constant_batches(STALL_STEPS + 5), optimizer, precision, precision.make_scaler())
+        scaler = precision.make_scaler()
+        result = train_epoch(model, constant_batches(STALL_STEPS + 5), optimizer, precision, scaler)
         self.assertTrue(math.isfinite(result[0]))
+        self.assertGreater(scaler.get_scale(), 2.0**-20)  # the scaler kept stepping
 
 
 class LstmRecurrenceDtype(unittest.TestCase):
     def test_recurrence_runs_in_what_provenance_says(self):
-        names = ["bf16", "fp16"]
-        for name in names:
+        for name in ("bf16", "fp16"):
             with self.subTest(precision=name):
                 model = tiny("lstm")
                 seen = {}
