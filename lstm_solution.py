@@ -4,11 +4,11 @@ import torch.nn as nn
 
 from utils.data.embeddings import read_embeddings
 from utils.models.base import TiedLanguageModel
-from utils.torch_utils import cpu_has_bf16
 
 
 class LSTM(TiedLanguageModel):
     recurrent = True
+    recurrence_precision = "fp32"  # see _recurrence
 
     def __init__(
         self,
@@ -49,11 +49,12 @@ class LSTM(TiedLanguageModel):
         return self.classifier[1](self.classifier[0](outputs)), hidden_states
 
     def _recurrence(self, embedded, hidden_states):
-        if embedded.device.type == "cpu" and torch.is_autocast_enabled("cpu") and not cpu_has_bf16():
-            # Under CPU bf16 autocast, oneDNN's LSTM fails on CPUs without native bf16 (torch
-            # 2.13 on AVX2: "could not create a primitive descriptor"); there emulated bf16 is
-            # slower than fp32 anyway, so the recurrence runs in fp32.
-            with torch.autocast("cpu", enabled=False):
+        device_type = embedded.device.type
+        if torch.is_autocast_enabled(device_type):
+            # The recurrence runs in fp32 under every autocast: autocast would run cuDNN's LSTM in fp16
+            # whatever dtype it was given (no scaler under bf16), and oneDNN's bf16 LSTM fails on CPUs
+            # without native bf16. The recurrence is latency-bound, so fp32 costs little.
+            with torch.autocast(device_type, enabled=False):
                 return self.lstm(embedded.float(), tuple(h.float() for h in hidden_states))
         return self.lstm(embedded, hidden_states)
 

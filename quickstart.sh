@@ -3,6 +3,7 @@
 # install what the kit and its tests need, build the offline stand-in embeddings once, run the
 # smoke study (configurations 2 and 6: both models, real Wikitext-2, CPU) and make its report.
 # Rerunning skips what is done. Then: python -m pytest -q tests   (the test suite)
+# Best inside a virtual environment:  python -m venv .venv && . .venv/bin/activate && bash quickstart.sh
 #
 #   EMBEDDINGS=path/to/embeddings.npz bash quickstart.sh   # use GPT-1's file (or any) instead of building
 #   SKIP_INSTALL=1 bash quickstart.sh                      # the environment is already set up
@@ -10,9 +11,16 @@ set -euo pipefail
 cd "$(dirname "$0")"
 EMBEDDINGS=${EMBEDDINGS:-data/embeddings.npz}
 if [ -z "${SKIP_INSTALL:-}" ]; then
-  # torch first, pinned: an unpinned torch would pull a multi-GB CUDA build on a machine without one.
-  python -m pip install --quiet --disable-pip-version-check "torch==2.13.0" 2>/dev/null \
-    || echo "Note: torch==2.13.0 is not installable here; using the installed torch ($(python -c 'import torch; print(torch.__version__)' 2>/dev/null || echo none))."
+  if python -c "import torch" 2>/dev/null; then
+    # An installed torch (Colab's, a CUDA build of your own) is kept: requirements.txt only asks torch>=2.3.
+    echo "Using the installed torch $(python -c 'import torch; print(torch.__version__)')."
+  elif command -v nvidia-smi >/dev/null 2>&1; then
+    # The package index's Linux torch is a CUDA build: right for a machine with an NVIDIA GPU.
+    python -m pip install --quiet --disable-pip-version-check "torch>=2.3"
+  else
+    # No NVIDIA GPU: the CPU build from PyTorch's CPU index (~200 MB instead of several GB of CUDA libraries).
+    python -m pip install --quiet --disable-pip-version-check "torch>=2.3" --index-url https://download.pytorch.org/whl/cpu
+  fi
   python -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
 fi
 [ -f "$EMBEDDINGS" ] || python -m utils.build_embeddings --out "$EMBEDDINGS"

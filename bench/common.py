@@ -27,12 +27,12 @@ def random_batch(batch_size, seq_len, seed=0, device="cpu", vocab=VOCAB):
     return {"source": tokens[:, :-1], "target": tokens[:, 1:], "mask": torch.ones(batch_size, seq_len, device=device)}
 
 
-def project_model(model, layers, seq_len, seed=0, device="cpu"):
+def project_model(model, layers, seq_len, seed=0, device="cpu", vocab=VOCAB, width=WIDTH):
     """The project's model, built through the registry as runs build it, on random frozen embeddings."""
     from utils.models.registry import model_spec
 
     torch.manual_seed(seed)
-    tokens, position = frozen_embeddings(seq_len, seed)
+    tokens, position = frozen_embeddings(seq_len, seed, vocab, width)
     return model_spec(model).build(layers, tokens, position, False).to(device)
 
 
@@ -50,6 +50,7 @@ def project_step(model, optimizer="adamw", precision="auto"):
     opt = make_optimizer(settings, model)
     device = next(model.parameters()).device
     chosen = Precision.resolve(precision, device)
+    chosen.configure()
     scaler, nll = chosen.make_scaler(), TokenNLL(model)
     model.train()
     step = lambda batch: train_step(nll, batch, opt, chosen, scaler)[0]  # noqa: E731

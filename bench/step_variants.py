@@ -90,18 +90,18 @@ def _hf_step(seq_len, layers):
     return step
 
 
-def step_flops(variant, batch_size, seq_len, layers=1):
+def step_flops(variant, batch_size, seq_len, layers=1, vocab=VOCAB, width=WIDTH):
     """Matmul FLOPs of one training step, counted analytically: the tied classifier's forward
     and input-gradient matmuls (2 x 2*N*E*V; no weight gradient, it is frozen) plus the
     body's matmuls x3 (forward, input gradient, weight gradient)."""
     n = batch_size * seq_len
-    classifier = 2 * (2 * n * WIDTH * VOCAB)
+    classifier = 2 * (2 * n * width * vocab)
     if variant.startswith("lstm"):
-        inputs = [WIDTH] + [LSTM_HIDDEN] * (layers - 1)  # each layer's input width
-        body = sum(2 * n * 4 * LSTM_HIDDEN * (width + LSTM_HIDDEN) for width in inputs)
-        body += 2 * n * LSTM_HIDDEN * WIDTH  # Linear(H -> E)
+        inputs = [width] + [LSTM_HIDDEN] * (layers - 1)  # each layer's input width
+        body = sum(2 * n * 4 * LSTM_HIDDEN * (w + LSTM_HIDDEN) for w in inputs)
+        body += 2 * n * LSTM_HIDDEN * width  # Linear(H -> E)
     else:
-        linears = 2 * n * 12 * WIDTH * WIDTH  # q, k, v, output (4 E^2) and the MLP (8 E^2)
-        attention = 2 * 2 * n * seq_len * WIDTH  # Q K^T and weights @ V, full (not causal-halved)
+        linears = 2 * n * 12 * width * width  # q, k, v, output (4 E^2) and the MLP (8 E^2)
+        attention = 2 * 2 * n * seq_len * width  # Q K^T and weights @ V, full (not causal-halved)
         body = layers * (linears + attention)
     return classifier + 3 * body

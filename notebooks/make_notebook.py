@@ -54,8 +54,12 @@ if IN_COLAB:
                                     "the project folder to your Drive and set PROJECT_FOLDER to it.")
         subprocess.run(["git", "clone", REPO_URL, PROJECT_FOLDER], check=True)
     os.chdir(PROJECT_FOLDER)
-    # Colab has torch; this adds what the project needs on top (matplotlib, tqdm, scipy, submitit).
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r", "requirements.txt"], check=True)
+    # Colab's torch is built for its GPU and driver: keep it. Install only what the project adds
+    # on top (matplotlib, tqdm, scipy, submitit...), never a torch that would replace it.
+    with open("requirements.txt") as handle:
+        wanted = [line.split("#")[0].strip() for line in handle]
+    wanted = [w for w in wanted if w and not w.lower().startswith("torch")]
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", *wanted], check=True)
 elif not os.path.isfile("run_exp.py") and os.path.isfile(os.path.join("..", "run_exp.py")):
     os.chdir("..")  # local Jupyter starts in notebooks/; the project root is one level up
 if not os.path.isfile("run_exp.py"):
@@ -67,12 +71,21 @@ print("Project folder:", os.getcwd())"""
 GPU = """\
 import torch
 
+
+class NoGPU(Exception):
+    def _render_traceback_(self):  # Jupyter shows this one line instead of a traceback
+        return [str(self)]
+
+
 if torch.cuda.is_available():
     DEVICE = "cuda"
     print("GPU:", torch.cuda.get_device_name(0))
+elif IN_COLAB and os.environ.get("LM_SMOKE") != "1":
+    # Stop here rather than train the smoke preset on a CPU in place of the study.
+    raise NoGPU("No GPU in this Colab runtime: choose Runtime > Change runtime type > GPU, then run all cells again.")
 else:
     DEVICE = "cpu"
-    print("No GPU. In Colab: Runtime > Change runtime type > GPU. On a CPU only the smoke preset is practical.")"""
+    print("No GPU: on a CPU only the smoke preset is practical (it is chosen below).")"""
 
 SMOKE_NOTE = """\
 ## Smoke preset switch

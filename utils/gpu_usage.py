@@ -2,19 +2,31 @@
 import torch
 
 
-def get_gpu_memory_usage():
-    """Memory PyTorch has allocated on the current CUDA device, in MB. Without CUDA: NaN, so
-    the notebook's arithmetic still runs and a CPU run never reports 0 MB as if measured."""
-    if not torch.cuda.is_available():
-        return float("nan")
-    return torch.cuda.memory_allocated() / 2**20
-
-
-def peak_gpu_memory_mb(reset=False):
-    """Peak allocated CUDA memory since the last reset, in MB; None without CUDA."""
+def _cuda_device(device):
+    """The CUDA device to read (the current one when None), or None when there is none to read."""
     if not torch.cuda.is_available():
         return None
-    peak = torch.cuda.max_memory_allocated() / 2**20
+    device = torch.device("cuda", torch.cuda.current_device()) if device is None else torch.device(device)
+    return device if device.type == "cuda" else None
+
+
+def get_gpu_memory_usage(device=None):
+    """Memory PyTorch has allocated on `device` (a run's device; the current CUDA device when None),
+    in MB. Without CUDA, or for a CPU device: NaN, so the notebook's arithmetic still runs and a
+    CPU run never reports 0 MB as if measured."""
+    device = _cuda_device(device)
+    if device is None:
+        return float("nan")
+    return torch.cuda.memory_allocated(device) / 2**20
+
+
+def peak_gpu_memory_mb(reset=False, device=None):
+    """Peak allocated CUDA memory on `device` (the current one when None) since the last reset, in
+    MB; None without CUDA or for a CPU device."""
+    device = _cuda_device(device)
+    if device is None:
+        return None
+    peak = torch.cuda.max_memory_allocated(device) / 2**20
     if reset:
-        torch.cuda.reset_peak_memory_stats()
+        torch.cuda.reset_peak_memory_stats(device)
     return peak

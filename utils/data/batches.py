@@ -25,6 +25,10 @@ class TensorBatches:
         self.batch_size, self.shuffle, self.seed, self.epoch = batch_size, shuffle, seed, 0
         self.rank, self.world = rank, world
         self.num_items = len(dataset)
+        # Every batch but the last has batch_size rows: both counts are made once on the device, since
+        # a tensor made from a host number at every step would wait for the device at every step.
+        sizes = {min(batch_size, self.num_items), self.num_items % batch_size or batch_size}
+        self.rows = {n: torch.tensor(float(n), dtype=torch.float64).to(device) for n in sizes}
 
     def set_epoch(self, epoch):
         self.epoch = epoch
@@ -43,14 +47,17 @@ class TensorBatches:
 
     def iterate(self, start_step=0):
         """The epoch's batches from global batch `start_step` on (earlier ones are never built)."""
-        order = self.order().to(self.tensors["source"].device)
+        device = self.tensors["source"].device
+        order = self.order()
+        if device.type == "cuda":  # from pinned memory the copy is queued, not waited for
+            order = order.pin_memory().to(device, non_blocking=True)
         for first in range(start_step * self.batch_size, self.num_items, self.batch_size):
             index = order[first : first + self.batch_size]
             yield self._shard(index)
 
     def _shard(self, index):
         rows = len(index)
-        batch = {"global_rows": torch.tensor(float(rows), dtype=torch.float64, device=index.device)}
+        batch = {"global_rows": self.rows[rows]}
         if self.world == 1:
             return dict(batch, **{k: v.index_select(0, index) for k, v in self.tensors.items()})
         per_rank = -(-rows // self.world)

@@ -16,6 +16,7 @@ class TiedLanguageModel(nn.Module):
     embedding table), `tied_weight` and `sequence_features`, and call `_tie` once built."""
 
     recurrent = False  # True: the model carries a state between calls (generation feeds one token at a time)
+    recurrence_precision = None  # what a recurrence runs in under any autocast ("fp32"); None: no recurrence
 
     @property
     def tied_weight(self):

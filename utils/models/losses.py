@@ -12,7 +12,9 @@ it holds logits TRANSPOSED, (V, n) = W @ x.T, which MKL computes ~1.7x faster th
 (n, V) = x @ W.T layout on an AVX2 EPYC (73-78 vs 43 GFLOP/s on one thread at n = 1024;
 the input-gradient matmul block.T @ W runs at 60-66 GFLOP/s either way). The block is one buffer reused for every chunk, filled
 in place (`out=`), exponentiated in place and never normalised: the division by the column
-sums is applied to the (n, E) result instead.
+sums is applied to the (n, E) result instead (except in fp16, whose range it would overflow).
+On CUDA the loss is bound by memory traffic, not FLOPs: there the `fused` path (class _Fused)
+runs instead, proven equal to this `blocked` one in loss and every gradient.
 """
 import torch
 
@@ -29,20 +31,14 @@ _EXP_FLOOR = -86.0
 
 class _TiedNLL(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, features, weight, targets, chunk_size, compute_dtype):
+    def forward(ctx, features, weight, targets, chunk_size, compute_dtype, path):
         want_x, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        weight_c = weight.to(compute_dtype)
-        buffer = _buffer(features, weight, chunk_size, compute_dtype)
-        nll = torch.empty(features.shape[0], dtype=buffer.dtype, device=features.device)
+        kernel = PATHS[path](features, weight, chunk_size, compute_dtype)
+        nll = torch.empty(features.shape[0], dtype=kernel.out_dtype, device=features.device)
         grad_rows = torch.empty_like(features) if (want_x and not want_w) else None
         for rows, x, t in _chunks(features, targets, chunk_size, compute_dtype):
-            block = _block(buffer, weight, x)
-            nll[rows], total = _exp_shifted(x, weight_c, t, block)
-            if grad_rows is not None:
-                _subtract_onehot(block, t, total)
-                _mm_into(block.t().to(compute_dtype), weight_c, grad_rows[rows])
-                grad_rows[rows].div_(total[:, None].to(grad_rows.dtype))
-        ctx.chunk_size, ctx.compute_dtype = chunk_size, compute_dtype
+            nll[rows] = kernel.nll(x, t, None if grad_rows is None else grad_rows[rows])
+        ctx.chunk_size, ctx.compute_dtype, ctx.path = chunk_size, compute_dtype, path
         ctx.save_for_backward(grad_rows if grad_rows is not None else features, weight, targets)
         ctx.precomputed = grad_rows is not None
         return nll
@@ -51,25 +47,97 @@ class _TiedNLL(torch.autograd.Function):
     def backward(ctx, grad_nll):
         saved, weight, targets = ctx.saved_tensors
         if ctx.precomputed:
-            return saved * grad_nll[:, None].to(saved.dtype), None, None, None, None
+            return saved * grad_nll[:, None].to(saved.dtype), None, None, None, None, None
         # Weight needs a gradient too (learn_embeddings): recompute chunk by chunk.
-        features, dtype = saved, ctx.compute_dtype
-        weight_c = weight.to(dtype)
-        buffer = _buffer(features, weight, ctx.chunk_size, dtype)
+        features = saved
+        kernel = PATHS[ctx.path](features, weight, ctx.chunk_size, ctx.compute_dtype)
         grad_x = torch.empty_like(features) if ctx.needs_input_grad[0] else None
-        grad_w = torch.zeros_like(weight, dtype=buffer.dtype)
-        for rows, x, t in _chunks(features, targets, ctx.chunk_size, dtype):
-            block = _block(buffer, weight, x)
-            _, total = _exp_shifted(x, weight_c, t, block)
+        grad_w = torch.zeros_like(weight, dtype=kernel.out_dtype)
+        for rows, x, t in _chunks(features, targets, ctx.chunk_size, ctx.compute_dtype):
+            kernel.backward(x, t, grad_nll[rows], None if grad_x is None else grad_x[rows], grad_w)
+        return grad_x, grad_w.to(weight.dtype), None, None, None, None
+
+
+class _Blocked:
+    """The CPU path: one (V, n) block of TRANSPOSED logits reused for every chunk, filled, shifted,
+    clamped and exponentiated in place (see the module's docstring)."""
+
+    def __init__(self, features, weight, chunk_size, compute_dtype):
+        self.weight, self.weight_c, self.compute_dtype = weight, weight.to(compute_dtype), compute_dtype
+        self.buffer = _buffer(features, weight, chunk_size, compute_dtype)
+        self.out_dtype = self.buffer.dtype
+
+    def nll(self, x, t, grad_out=None):
+        """(n,) NLL of a chunk; with grad_out (n, E), also d nll_i / d x_i written into it."""
+        block = _block(self.buffer, self.weight, x)
+        nll, total = _exp_shifted(x, self.weight_c, t, block)
+        if grad_out is not None:
             _subtract_onehot(block, t, total)
-            g = block.mul_(grad_nll[rows] / total).to(dtype)  # (softmax - onehot).T * upstream
-            if grad_x is not None:
-                _mm_into(g.t(), weight_c, grad_x[rows])
-            if g.dtype == grad_w.dtype:
-                grad_w.addmm_(g, x)  # accumulate without a (V, E) temporary
+            if self.compute_dtype == torch.float16:
+                # fp16 tops out at 65,504: the unnormalised rows (up to V) times W would overflow it,
+                # so normalise first (the rows of softmax - onehot lie in [-1, 1]).
+                _mm_into(block.div_(total).t().to(self.compute_dtype), self.weight_c, grad_out)
             else:
-                grad_w += (g @ x).to(grad_w.dtype)
-        return grad_x, grad_w.to(weight.dtype), None, None, None
+                _mm_into(block.t().to(self.compute_dtype), self.weight_c, grad_out)
+                grad_out.div_(total[:, None].to(grad_out.dtype))
+        return nll
+
+    def backward(self, x, t, upstream, grad_x, grad_w):
+        """Add a chunk's weight gradient into grad_w (V, E); write its input gradient into grad_x."""
+        block = _block(self.buffer, self.weight, x)
+        _, total = _exp_shifted(x, self.weight_c, t, block)
+        _subtract_onehot(block, t, total)
+        g = block.mul_(upstream / total).to(self.compute_dtype)  # (softmax - onehot).T * upstream
+        if grad_x is not None:
+            _mm_into(g.t(), self.weight_c, grad_x)
+        if g.dtype == grad_w.dtype:
+            grad_w.addmm_(g, x)  # accumulate without a (V, E) temporary
+        else:
+            grad_w += (g @ x).to(grad_w.dtype)
+
+
+class _Fused:
+    """The CUDA path: (n, V) logits in the compute dtype from one matmul, then one log_softmax kernel
+    writing float32 log-probabilities (max, exp and sum fused; fp16 logits are read directly, bf16
+    ones cast first), whose exp in place is the softmax. The CPU path's elementwise passes (float32
+    copy, max, subtract, clamp, exp, sum, transposed cast) become three or four: about half the
+    memory traffic, which bounds this loss on a GPU, not FLOPs. The softmax is normalised before
+    the second matmul, so fp16 cannot overflow there."""
+
+    def __init__(self, features, weight, chunk_size, compute_dtype):
+        self.weight_c, self.compute_dtype = weight.to(compute_dtype), compute_dtype
+        self.out_dtype = torch.promote_types(compute_dtype, torch.float32)
+
+    def _log_softmax(self, x, t):
+        logits = x @ self.weight_c.t()  # (n, V) in the compute dtype
+        log_p = torch.log_softmax(logits, dim=1, dtype=self.out_dtype)  # (n, V)
+        return log_p, -log_p.gather(1, t[:, None]).squeeze(1)
+
+    def _softmax_minus_onehot(self, log_p, t):
+        probs = log_p.exp_()  # (n, V) softmax, in place
+        return probs.scatter_add_(1, t[:, None], probs.new_full((len(t), 1), -1.0))  # - onehot
+
+    def nll(self, x, t, grad_out=None):
+        log_p, nll = self._log_softmax(x, t)
+        if grad_out is not None:
+            _mm_into(self._softmax_minus_onehot(log_p, t).to(self.compute_dtype), self.weight_c, grad_out)
+        return nll
+
+    def backward(self, x, t, upstream, grad_x, grad_w):
+        log_p, _ = self._log_softmax(x, t)
+        g = self._softmax_minus_onehot(log_p, t).mul_(upstream[:, None]).to(self.compute_dtype)  # (n, V)
+        if grad_x is not None:
+            _mm_into(g, self.weight_c, grad_x)
+        if g.dtype == grad_w.dtype:
+            grad_w.addmm_(g.t(), x)
+        else:
+            grad_w += (g.t() @ x).to(grad_w.dtype)
+
+
+# The chunk kernels by name; tied_token_nll picks one per device type (PATH_FOR), and either runs
+# anywhere (tests compare them on the CPU).
+PATHS = {"blocked": _Blocked, "fused": _Fused}
+PATH_FOR = {"cpu": "blocked", "cuda": "fused"}
 
 
 def _buffer(features, weight, chunk_size, compute_dtype):
@@ -114,32 +182,31 @@ def _mm_into(a, b, out):
         out.copy_(a @ b)
 
 
-def tied_token_nll(features, weight, targets, chunk_size=None, compute_dtype=None):
+def tied_token_nll(features, weight, targets, chunk_size=None, compute_dtype=None, path=None):
     """Per-token NLL of `targets` under softmax(features @ weight.T).
 
     features (N, E), weight (V, E), targets (N,) long -> (N,) float32 (float64 when computing
     in float64). Under autocast the matmuls run in the autocast dtype; the log-sum-exp is
-    always at least float32.
+    always at least float32. path: "blocked" or "fused" (default: the one for the device, PATH_FOR).
     """
+    device_type = features.device.type
     if chunk_size is None:
-        chunk_size = DEFAULT_CHUNK.get(features.device.type, 1024)
+        chunk_size = DEFAULT_CHUNK.get(device_type, 1024)
     if compute_dtype is None:
-        compute_dtype = torch.get_autocast_dtype(features.device.type) if torch.is_autocast_enabled(
-            features.device.type
-        ) else features.dtype
-    with torch.autocast(features.device.type, enabled=False):
+        compute_dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else features.dtype
+    path = path or PATH_FOR.get(device_type, "blocked")
+    with torch.autocast(device_type, enabled=False):
         if torch.is_grad_enabled() and (features.requires_grad or weight.requires_grad):
-            return _TiedNLL.apply(features, weight, targets, chunk_size, compute_dtype)
-        return _nll_only(features, weight, targets, chunk_size, compute_dtype)
+            return _TiedNLL.apply(features, weight, targets, chunk_size, compute_dtype, path)
+        return _nll_only(features, weight, targets, chunk_size, compute_dtype, path)
 
 
 @torch.no_grad()
-def _nll_only(features, weight, targets, chunk_size, compute_dtype):
-    weight_c = weight.to(compute_dtype)
-    buffer = _buffer(features, weight, chunk_size, compute_dtype)
-    nll = torch.empty(features.shape[0], dtype=buffer.dtype, device=features.device)
+def _nll_only(features, weight, targets, chunk_size, compute_dtype, path):
+    kernel = PATHS[path](features, weight, chunk_size, compute_dtype)
+    nll = torch.empty(features.shape[0], dtype=kernel.out_dtype, device=features.device)
     for rows, x, t in _chunks(features, targets, chunk_size, compute_dtype):
-        nll[rows], _ = _exp_shifted(x, weight_c, t, _block(buffer, weight, x))
+        nll[rows] = kernel.nll(x, t)
     return nll
 
 

@@ -15,6 +15,9 @@ import torch
 import torch.distributed as dist
 
 
+POLL_EVERY = 20  # GPU steps between two collective checks for a stop request (a second or two of training)
+
+
 @dataclass
 class Distributed:
     rank: int = 0  # this process among all of them
@@ -30,11 +33,13 @@ class Distributed:
             return cls()
         rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
         backend = "nccl" if device_type == "cuda" else "gloo"
-        if backend == "nccl":
+        device_id = None
+        if backend == "nccl":  # the group is bound to this process's GPU: NCCL connects eagerly, to the right one
             torch.cuda.set_device(local_rank)
+            device_id = torch.device("cuda", local_rank)
         if not dist.is_initialized():
             timeout = datetime.timedelta(minutes=int(os.environ.get("LM_DIST_TIMEOUT_MIN", "30")))
-            dist.init_process_group(backend, rank=rank, world_size=world, timeout=timeout)
+            dist.init_process_group(backend, rank=rank, world_size=world, timeout=timeout, device_id=device_id)
         return cls(rank, world, local_rank, backend)
 
     @property
@@ -55,7 +60,10 @@ class Distributed:
         from torch.nn.parallel import DistributedDataParallel
 
         device = next(module.parameters()).device
-        return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+        # No buffer of these models changes in training (MiniGPT1's causal masks are built the same
+        # on every process): broadcasting them from rank 0 at every forward would be wasted traffic.
+        return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None,
+                                       broadcast_buffers=False)
 
     def all_reduce_sum(self, tensor):
         """Sum `tensor` over processes, in place; returns it."""
@@ -69,6 +77,14 @@ class Distributed:
             return bool(flag)
         device = torch.device("cuda", self.local_rank) if self.backend == "nccl" else torch.device("cpu")
         return bool(self.all_reduce_sum(torch.tensor(float(flag), device=device)).item())
+
+    def any_every(self, flag, step, every=POLL_EVERY):
+        """any(flag), asked of NCCL processes only every `every` steps (False in between, identically
+        on every process): on GPUs the all-reduce and its read wait for the device's queue. One
+        process, or Gloo on CPUs (no queue to drain), answers at every step."""
+        if self.backend == "nccl" and step % every:
+            return False
+        return self.any(flag)
 
     def gather(self, obj):
         """[obj of rank 0, obj of rank 1, ...] on every process."""

@@ -18,13 +18,16 @@ from utils.data.words import count_words, word_level_perplexity
 from utils.models.losses import course_loss
 from utils.torch_utils import to_device
 from utils.train.distributed import SINGLE
+from utils.train.precision import StallWatch, TrainingStalled
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; carries the epoch and step where it first did."""
+    """The loss became NaN or infinite, or training stalled (`reason`); carries the epoch and step
+    where it was found."""
 
-    def __init__(self, epoch, step):
-        super().__init__(f"Loss became non-finite at epoch {epoch}, step {step}: lower --lr or try another optimizer.")
+    def __init__(self, epoch, step, reason=None):
+        super().__init__(f"Training stalled at epoch {epoch}, step {step}: {reason}" if reason else
+                         f"Loss became non-finite at epoch {epoch}, step {step}: lower --lr or try another optimizer.")
         self.epoch, self.step = epoch, step
 
 
@@ -81,10 +84,19 @@ class Totals:
         return {"nll_sum": nll_sum, "tokens": tokens, "words": words, "seconds": self.seconds()}
 
     def result(self, dist=SINGLE, with_words=False):
-        """The split's EpochResult, summed over processes."""
-        self.stopped = self.stopped or time.perf_counter()
+        """The split's EpochResult, summed over processes. The clock stops once the device has
+        finished the queued work (CUDA runs asynchronously: before that, time would be missing)."""
+        if self.stopped is None:
+            synchronize(self.sums.device)
+            self.stopped = time.perf_counter()
         nll_sum, tokens, words = dist.all_reduce_sum(self.sums.clone()).tolist()
         return EpochResult(nll_sum, int(tokens), self.seconds(), int(words) if with_words else None)
+
+
+def synchronize(device):
+    """Wait for the device's queued work (CUDA); nothing to wait for on a CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def batch_loss(nll, batch, world=1):
@@ -136,17 +148,29 @@ def train_epoch(nll_model, batches, optimizer, precision, scaler=None, *, epoch=
     nll_model.train()
     device = _device_of(nll_model)
     totals = totals or Totals(device)
+    watch, done = StallWatch(device), start_step
     for step, batch in _capped(batches, start_step, max_steps):
         batch = to_device(batch, device, non_blocking=True)
         loss, nll = train_step(nll_model, batch, optimizer, precision, scaler, dist.world)
         totals.add(nll, batch["mask"], step, loss=loss)
+        watch.add(loss, scaler)
+        done = step + 1
         if reporter is not None and reporter.due(step + 1):
-            totals.check_finite(epoch)  # host sync only here, at print time
+            _check(totals, watch, epoch, step + 1)  # host syncs only here, at print time
             reporter.show(step + 1, totals, loss)
         if hook is not None:
             hook(step + 1, totals)
-    totals.check_finite(epoch)
+    _check(totals, watch, epoch, done)
     return totals.result(dist)
+
+
+def _check(totals, watch, epoch, step):
+    """TrainingDiverged if a loss was non-finite or training stalled (host syncs)."""
+    totals.check_finite(epoch)
+    try:
+        watch.check()
+    except TrainingStalled as err:
+        raise TrainingDiverged(epoch, step, str(err)) from None
 
 
 @torch.no_grad()

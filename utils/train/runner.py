@@ -108,6 +108,7 @@ def prepare(settings, dist=SINGLE):
         precision = Precision.resolve(s.precision, device)
     except ValueError as err:
         raise UsageError(str(err)) from None
+    precision.configure()
     run_dir = RunDir(s.log_dir, s.exp_id, writes=s.log and dist.is_main)
     splits = load_splits(s.data_folder, dist)
     tokens, position, embeddings = load_embeddings(s, splits)
@@ -199,7 +200,7 @@ def _train_hook(run, stop, epoch, total):
     every = run.settings.checkpoint_every
 
     def hook(steps, totals):
-        stopping = run.dist.any(stop is not None and stop.requested)
+        stopping = run.dist.any_every(stop is not None and stop.requested, steps)
         if stopping:
             _stop_here(run, stop, epoch, steps, totals)
         if every and steps % every == 0 and steps < total:
@@ -211,8 +212,8 @@ def _train_hook(run, stop, epoch, total):
 
 
 def _eval_hook(run, stop, epoch, step, totals=None):
-    def hook(_steps, _totals):
-        if run.dist.any(stop is not None and stop.requested):
+    def hook(steps, _totals):
+        if run.dist.any_every(stop is not None and stop.requested, steps):
             _stop_here(run, stop, epoch, step, totals)
 
     return hook
@@ -229,7 +230,7 @@ def run_epoch(run, epoch, stop=None):
     """Train one epoch (from where a checkpoint left it), validate; returns its metrics record."""
     s, batches = run.settings, run.batches["train"]
     start_step = run.position.step if run.position.epoch == epoch else 0
-    memory_before, _ = get_gpu_memory_usage(), peak_gpu_memory_mb(reset=True)
+    memory_before, _ = get_gpu_memory_usage(run.device), peak_gpu_memory_mb(reset=True, device=run.device)
     batches.set_epoch(epoch)
     total = _steps(batches, s.max_batches)
     totals = _resumed_totals(run, epoch)
@@ -243,8 +244,8 @@ def run_epoch(run, epoch, stop=None):
                         max_steps=s.max_batches, reporter=reporter, hook=_eval_hook(run, stop, epoch, total, totals),
                         dist=run.dist)
     reporter.close()
-    run.memories.append((memory_before + get_gpu_memory_usage()) / 2)
-    peaks = run.dist.gather(peak_gpu_memory_mb())
+    run.memories.append((memory_before + get_gpu_memory_usage(run.device)) / 2)
+    peaks = run.dist.gather(peak_gpu_memory_mb(device=run.device))
     return schema.epoch_record({"train": split_values(tr), "valid": split_values(va)}, epoch=epoch + 1,
                                lr=run.optimizer.param_groups[0]["lr"],
                                peak_memory_mb=None if peaks[0] is None else max(peaks),
