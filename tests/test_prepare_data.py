@@ -1,5 +1,6 @@
-"""utils/prepare_data.py: your text -> the course's wiki.{train,validation,test}.npz, read back by
-Wikitext2 and trained on by run_exp.py; bad input -> one line on stderr, exit 2, nothing written."""
+"""`python -m utils.prepare_data` (utils/data/prepare.py): your text -> the course's
+wiki.{train,validation,test}.npz, read back by Wikitext2 and trained on by run_exp.py; bad input ->
+one line on stderr, exit 2, nothing written."""
 import argparse
 import contextlib
 import io
@@ -9,7 +10,7 @@ import tempfile
 import unittest
 from unittest import mock
 
-import fixtures
+from tests import fixtures
 
 import numpy as np
 
@@ -42,10 +43,7 @@ def write_text(folder, lines, name="corpus.txt"):
 
 def run_main(*argv):
     """(exit code, stdout, stderr) of `python -m utils.prepare_data ARGV` with the project's BPE."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(argv) + ([] if "--bpe_folder" in argv else ["--bpe_folder", BPE_FOLDER]))
-    return code, out.getvalue(), err.getvalue()
+    return fixtures.run_main(main, *argv, *([] if "--bpe_folder" in argv else ["--bpe_folder", BPE_FOLDER]))
 
 
 def encode(lines):

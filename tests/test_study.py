@@ -1,14 +1,14 @@
 """Seeds and the learning-rate search: folders, skipping, the choice on validation only."""
 import builtins
-import contextlib
-import io
 import json
 import os
 import tempfile
 import unittest
 from unittest import mock
 
-import fixtures
+import pytest
+
+from tests import fixtures
 import run_exp
 from utils.runs import schema
 from utils.runs.run_dir import RunDir
@@ -63,6 +63,7 @@ class ChoiceIsMadeOnValidationOnly(unittest.TestCase):
                 tuning.parse_grid(bad)
 
 
+@pytest.mark.slow
 class SmokeStudyWithSeedsAndSearch(unittest.TestCase):
     """Configurations 2 (LSTM) and 6 (MiniGPT1), 2 seeds, a 2-value grid, the smoke preset, tiny data."""
 
@@ -84,10 +85,7 @@ class SmokeStudyWithSeedsAndSearch(unittest.TestCase):
 
     @staticmethod
     def cli(argv):
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = run_exp.cli(list(argv))
-        return code, out.getvalue(), err.getvalue()
+        return fixtures.run_main(run_exp.cli, *argv)
 
     def test_every_run_has_its_folder_and_completed(self):
         self.assertEqual(self.first[0], 0, self.first[2])
