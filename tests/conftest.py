@@ -36,6 +36,17 @@ def local_slurm_dir():
     return os.environ.get("LOCAL_SLURM_DIR") or os.path.join(os.path.dirname(REPO_ROOT), "shared", "slurm")
 
 
+def slurm_problem(start):
+    """Why the cluster cannot be started here with the script `start`, in one line; None if it can."""
+    if os.geteuid() != 0:
+        return ("The SLURM tier (-m slurm) needs root: start-local-slurm.sh installs SLURM with apt and starts its "
+                "daemons. Run it as root (as CI does), or leave the tier out.")
+    if not os.path.isfile(start):
+        return (f"No SLURM start script at {start}: set LOCAL_SLURM_DIR to the folder of start-local-slurm.sh "
+                "and stop-local-slurm.sh.")
+    return None
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster():
     """A real SLURM cluster on this machine for the session's tests that ask for it: started once
@@ -43,12 +54,9 @@ def slurm_cluster():
     tests: a silently skipped launcher test would pass CI with an untested launcher."""
     folder = local_slurm_dir()
     start = os.path.join(folder, "start-local-slurm.sh")
-    if os.geteuid() != 0:
-        pytest.fail("The SLURM tier (-m slurm) needs root: start-local-slurm.sh installs SLURM with apt and starts "
-                    "its daemons; run it as root (as CI does) or leave the tier out.", pytrace=False)
-    if not os.path.isfile(start):
-        pytest.fail(f"No SLURM start script at {start}: set LOCAL_SLURM_DIR to the folder of "
-                    "start-local-slurm.sh and stop-local-slurm.sh.")
+    problem = slurm_problem(start)
+    if problem:
+        pytest.fail(problem, pytrace=False)
     done = subprocess.run(["bash", start], capture_output=True, text=True)
     if done.returncode != 0:
         pytest.fail(f"The local SLURM cluster did not start ({start}, exit {done.returncode}):\n"

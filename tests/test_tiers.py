@@ -1,15 +1,17 @@
 """The test tiers (tests/__init__.py): `python -m unittest` from the project root finds the fast tier;
 a slow, slurm or notebook mark on a method, class, base class or module takes a test out of it; the
-marks are the ones pyproject.toml registers; test files import their helpers through the package."""
+marks are the ones pyproject.toml registers; the SLURM tier says in one line what it lacks; test files
+import their helpers through the package."""
 import os
 import re
 import tomllib
 import unittest
+from unittest import mock
 
 import pytest
 
 import tests
-from tests import fixtures, test_slurm
+from tests import conftest, fixtures, test_slurm
 
 TESTS = os.path.dirname(os.path.abspath(tests.__file__))
 
@@ -70,6 +72,17 @@ class FastTierFilter(unittest.TestCase):
             options = tomllib.load(handle)["tool"]["pytest"]["ini_options"]
         self.assertEqual(tuple(line.split(":")[0] for line in options["markers"]), tests.SLOW_TIERS)
         self.assertIn("--strict-markers", options["addopts"])  # a misspelt tier fails instead of running fast
+
+    def test_the_slurm_tier_says_what_it_needs(self):
+        start = os.path.join(conftest.local_slurm_dir(), "start-local-slurm.sh")
+        with mock.patch.object(os, "geteuid", return_value=1000):
+            problem = conftest.slurm_problem(start)
+        self.assertIn("needs root", problem)
+        self.assertEqual(len(problem.splitlines()), 1)
+        with mock.patch.object(os, "geteuid", return_value=0):
+            problem = conftest.slurm_problem(os.path.join(fixtures.REPO_ROOT, "no-such-folder", "start.sh"))
+        self.assertIn("set LOCAL_SLURM_DIR", problem)
+        self.assertEqual(len(problem.splitlines()), 1)
 
     def test_helpers_are_imported_through_the_package(self):
         bare = re.compile(r"^\s*(import (report_)?fixtures\b|from (report_)?fixtures import)", re.M)
