@@ -160,7 +160,7 @@ class StudyFlagErrors(unittest.TestCase):
                  ["--config", "1", "--tune_lr", "--tune_grid", "sgd=x"]]
         for argv in cases:
             with self.subTest(argv=argv):
-                code, _, err = SmokeStudyWithSeedsAndSearch.cli(argv + ["--device", "cpu"])
+                code, _, err = fixtures.run_main(run_exp.cli, *argv, "--device", "cpu")
                 self.assertEqual(code, 2, err)
                 self.assertEqual(len(err.strip().splitlines()), 1, err)
 
