@@ -118,6 +118,7 @@ def tiny_args(folder, **overrides):
 
 class RunTestCase(unittest.TestCase):
     def setUp(self):
+        self.enterContext(contextlib.redirect_stdout(io.StringIO()))  # the runs' progress lines
         self.tmp = tempfile.TemporaryDirectory()
         self.addCleanup(self.tmp.cleanup)
         self.folder = fixtures.write_corpus(self.tmp.name)
