@@ -17,6 +17,7 @@ A test named explicitly runs whatever its tier (`python -m pytest tests/test_dis
 """
 import os
 import sys
+import unittest
 
 SLOW_TIERS = ("slow", "slurm", "notebook")  # marks that take a test out of the default tier
 
@@ -37,8 +38,6 @@ def tiers_of(test):
 
 def fast_tier(suite):
     """The suite without the tests of any slow tier (failed imports are kept: they must show)."""
-    import unittest
-
     kept = unittest.TestSuite()
     for test in suite:
         if isinstance(test, unittest.TestSuite):
