@@ -1,12 +1,13 @@
-"""pytest finds the project through pyproject.toml (pythonpath = ["."]); this file holds what
-several test files share at session level. Test helpers live in tests/fixtures.py."""
+"""What pytest's session shares: one torch thread, the default (fast) tier, the SLURM cluster.
+The tiers are described in tests/__init__.py; test helpers live in tests/fixtures.py."""
 import os
 import subprocess
 
 import pytest
 import torch
 
-from fixtures import REPO_ROOT
+from tests import SLOW_TIERS
+from tests.fixtures import REPO_ROOT
 
 # The tests' models are tiny: one thread computes them as fast as two, and OpenMP's spinning
 # threads slow them 10-20x when the other core is busy. Subprocesses (the notebook, torchrun,
@@ -14,9 +15,36 @@ from fixtures import REPO_ROOT
 torch.set_num_threads(1)
 
 
+def in_slow_tier(item):
+    return any(item.get_closest_marker(tier) for tier in SLOW_TIERS)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Without -m, a folder (`pytest tests`) means its fast tier: the tests marked with a slow tier
+    are deselected. Tests named by file or node id run whatever their tier; -m selects tiers."""
+    paths = [os.path.join(config.invocation_params.dir, arg.split("::")[0]) for arg in config.args]
+    if config.option.markexpr or not any(os.path.isdir(path) for path in paths):
+        return
+    slow = [item for item in items if in_slow_tier(item)]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not in_slow_tier(item)]
+
+
 def local_slurm_dir():
     """The start/stop scripts of the one-node SLURM cluster: $LOCAL_SLURM_DIR, else ../shared/slurm."""
     return os.environ.get("LOCAL_SLURM_DIR") or os.path.join(os.path.dirname(REPO_ROOT), "shared", "slurm")
+
+
+def slurm_problem(start):
+    """Why the cluster cannot be started here with the script `start`, in one line; None if it can."""
+    if os.geteuid() != 0:
+        return ("The SLURM tier (-m slurm) needs root: start-local-slurm.sh installs SLURM with apt and starts its "
+                "daemons. Run it as root (as CI does), or leave the tier out.")
+    if not os.path.isfile(start):
+        return (f"No SLURM start script at {start}: set LOCAL_SLURM_DIR to the folder of start-local-slurm.sh "
+                "and stop-local-slurm.sh.")
+    return None
 
 
 @pytest.fixture(scope="session")
@@ -26,9 +54,9 @@ def slurm_cluster():
     tests: a silently skipped launcher test would pass CI with an untested launcher."""
     folder = local_slurm_dir()
     start = os.path.join(folder, "start-local-slurm.sh")
-    if not os.path.isfile(start):
-        pytest.fail(f"No SLURM start script at {start}: set LOCAL_SLURM_DIR to the folder of "
-                    "start-local-slurm.sh and stop-local-slurm.sh.")
+    problem = slurm_problem(start)
+    if problem:
+        pytest.fail(problem, pytrace=False)
     done = subprocess.run(["bash", start], capture_output=True, text=True)
     if done.returncode != 0:
         pytest.fail(f"The local SLURM cluster did not start ({start}, exit {done.returncode}):\n"

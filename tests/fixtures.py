@@ -1,10 +1,15 @@
-"""What the tests share: where the project and its committed data are, and small data the tests
-make (a synthetic corpus in the course's .npz format, tiny embeddings).
+"""What the tests share: where the project and its committed data are, small data the tests make
+(a synthetic corpus in the course's .npz format, tiny embeddings), and how they run a command line
+(in this process, or as a subprocess of this Python).
 
 The real Wikitext-2 files are the project's own copies in data/ (never ../shared), or
 $WIKITEXT2_DIR when it is set.
 """
+import contextlib
+import io
 import os
+import subprocess
+import sys
 
 import numpy as np
 
@@ -40,3 +45,34 @@ def write_embeddings(path, vocab=TINY_VOCAB, width=TINY_WIDTH, positions=256, se
     position = (rng.standard_normal((positions, width)) * 0.05).astype(np.float32)
     np.savez(path, tokens=tokens, position=position)
     return path
+
+
+def run_main(main, *argv):
+    """(exit code, stdout, stderr) of a command line's main(argv) run in this process."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+def python_env(folder=None, **variables):
+    """os.environ with the project importable, plus `variables`. With a `folder` (which receives a
+    wrapper), `python` on PATH is this interpreter, a venv's included, activated or not: a script
+    such as quickstart.sh then runs the environment under test."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p))
+    if folder is not None:
+        os.makedirs(folder, exist_ok=True)
+        wrapper = os.path.join(folder, "python")
+        with open(wrapper, "w") as handle:
+            handle.write(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+        os.chmod(wrapper, 0o755)
+        env["PATH"] = os.pathsep.join([folder, os.environ.get("PATH", "")])
+    env.update(variables)
+    return env
+
+
+def run_python(*args, env=None, cwd=REPO_ROOT, timeout=600):
+    """`python ARGS` run by this interpreter as a subprocess, from the project root with the project
+    importable (or in `env`): the finished process, with its output as text."""
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env or python_env(), capture_output=True, text=True,
+                          timeout=timeout)

@@ -1,8 +1,11 @@
 """Synthetic run folders in both log formats (run_exp.py's metrics.jsonl and the old notebook's
-*.txt files), with values chosen so the report's answers can be checked by hand."""
+*.txt files), with values chosen so the report's answers can be checked by hand, and ReportCase:
+a test class over one such log folder, written and read once."""
 import json
 import math
 import os
+import tempfile
+import unittest
 
 from utils.study.configs import CONFIGS
 
@@ -179,3 +182,25 @@ def seed_study(log_dir, epochs=5, tuned=(("sgd", 0.3), ("momentum", 0.03))):
             if c.optimizer in tuned:
                 write_seed_run(log_dir, number, seed, best * spread / 6, 30.0 * c.layers + number,
                                test_ppl=best * spread / 6 * 1.04, tuned_lr=tuned[c.optimizer], **common)
+
+
+class ReportCase(unittest.TestCase):
+    """Tests over one fabricated log folder, written once per class by its write_logs(logs) and read
+    as a report: cls.report and its Markdown cls.md, beside cls.logs, cls.out (the report's folder)
+    and cls.tmp (removed after the class)."""
+    generate = False  # True: generate_report (figures and tables written to cls.out); False: read_report
+
+    @classmethod
+    def write_logs(cls, logs):
+        raise NotImplementedError("a ReportCase writes its runs in write_logs(logs)")
+
+    @classmethod
+    def setUpClass(cls):
+        from utils import report
+
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.addClassCleanup(cls.tmp.cleanup)
+        cls.logs, cls.out = os.path.join(cls.tmp.name, "logs"), os.path.join(cls.tmp.name, "plots")
+        cls.write_logs(cls.logs)
+        cls.report = (report.generate_report if cls.generate else report.read_report)(cls.logs, cls.out)
+        cls.md = report.markdown.render(cls.report, "cmd")

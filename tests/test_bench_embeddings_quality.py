@@ -4,13 +4,12 @@ import json
 import os
 import tempfile
 import unittest
-from contextlib import redirect_stderr, redirect_stdout
-from io import StringIO
 
 import numpy as np
+import pytest
 import torch
 
-import fixtures
+from tests import fixtures
 from bench import embeddings_quality as eq
 from utils.data import build_embeddings as be
 from utils.data.standins import METHODS
@@ -24,8 +23,7 @@ class EmbeddingsQualityBenchTest(unittest.TestCase):
         for method in METHODS:
             argv = ["--data_folder", cls.folder, "--out", os.path.join(cls.folder, f"{method}.npz"),
                     "--vocabulary_size", str(fixtures.TINY_VOCAB), "--dim", str(fixtures.TINY_WIDTH), "--method", method]
-            with redirect_stdout(StringIO()):
-                assert be.main(argv) == 0
+            assert fixtures.run_main(be.main, *argv)[0] == 0
 
     @classmethod
     def tearDownClass(cls):
@@ -35,11 +33,11 @@ class EmbeddingsQualityBenchTest(unittest.TestCase):
         argv = ["--data_folder", self.folder, "--standin", os.path.join(self.folder, "ppmi-svd.npz"),
                 "--candidate", "new=" + os.path.join(self.folder, "next-token-svd.npz"), "--steps", "2",
                 "--batch_size", "2", "--seq_len", "16", "--eval_items", "3", "--out", out]
-        with redirect_stdout(StringIO()):
-            self.assertEqual(eq.main(argv), 0)
+        self.assertEqual(fixtures.run_main(eq.main, *argv)[0], 0)
         with open(out) as handle:
             return json.load(handle)
 
+    @pytest.mark.slow
     def test_runs_every_variant_and_is_repeatable(self):
         first = self.run_bench(os.path.join(self.folder, "a.json"))
         self.assertEqual(set(first["runs"]), {"lstm", "gpt1"})
@@ -67,12 +65,10 @@ class EmbeddingsQualityBenchTest(unittest.TestCase):
                              (["--candidate", "x"], "NAME=PATH"),
                              (["--standin", os.path.join(self.folder, "missing.npz")], "missing.npz")):
             with self.subTest(extra=extra):
-                err = StringIO()
-                with redirect_stdout(StringIO()), redirect_stderr(err):
-                    code = eq.main(["--data_folder", self.folder, "--standin", standin, *extra])
+                code, _, err = fixtures.run_main(eq.main, "--data_folder", self.folder, "--standin", standin, *extra)
                 self.assertEqual(code, 2)
-                self.assertIn(words, err.getvalue())
-                self.assertEqual(len(err.getvalue().strip().splitlines()), 1)
+                self.assertIn(words, err)
+                self.assertEqual(len(err.strip().splitlines()), 1)
 
     def test_unigram_is_add_one_tenth_train_counts_on_the_scored_targets(self):
         batch = {"target": torch.tensor([[1, 2, 0]]), "mask": torch.tensor([[1.0, 1.0, 0.0]])}

@@ -1,7 +1,6 @@
-"""utils.build_embeddings on a small synthetic corpus: format, determinism, safety, meaning."""
-import contextlib
+"""`python -m utils.build_embeddings` (utils/data/build_embeddings.py) on a small synthetic corpus:
+format, determinism, safety, meaning."""
 import hashlib
-import io
 import os
 import tempfile
 import unittest
@@ -10,9 +9,9 @@ from unittest import mock
 import numpy as np
 import torch
 
-
 from gpt1_solution import MiniGPT1
 from lstm_solution import LSTM
+from tests import fixtures
 from utils.data import build_embeddings as be
 from utils.data import standins as st
 from utils.data.embeddings import read_embeddings
@@ -73,10 +72,8 @@ class BuildEmbeddingsTest(unittest.TestCase):
     def run_main(self, *extra, out=None):
         argv = ["--data_folder", self.folder, "--out", out or self.out,
                 "--vocabulary_size", str(VOCAB), "--dim", str(DIM), *extra]
-        err = io.StringIO()
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
-            code = be.main(argv)
-        return code, err.getvalue()
+        code, _, err = fixtures.run_main(be.main, *argv)
+        return code, err
 
     def load(self, path=None):
         with np.load(path or self.out) as data:

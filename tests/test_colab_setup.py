@@ -5,7 +5,7 @@ import os
 import unittest
 from unittest import mock
 
-import fixtures
+from tests import fixtures
 
 
 def _notebook_cells():

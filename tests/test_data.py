@@ -1,4 +1,4 @@
-"""Wikitext2 (utils/wikitext2.py) on the real files and on tiny synthetic ones; torch_utils.
+"""Wikitext2 (utils/data/wikitext2.py) on the real files and on tiny synthetic ones; torch_utils.
 
 The expected items and counts are computed here from the raw `sizes` by reference algorithms
 written independently of the code under test; the only number taken from the assignment is
@@ -15,7 +15,7 @@ import unittest
 import numpy as np
 import torch
 
-import fixtures
+from tests import fixtures
 from utils.torch_utils import seed_experiment, to_device
 from utils.data.wikitext2 import Wikitext2, compute_spans
 
@@ -278,7 +278,7 @@ def real_dataset(split, mode="none", max_length=256, min_length=1):
 
 
 class CommittedDataTest(unittest.TestCase):
-    """data/ holds verified copies of the course's files: the sha256 of ../shared/data/README.md."""
+    """data/ holds verified copies of the course's files: the sha256s its data README gives (data/README.md)."""
 
     SHA256 = {
         "wiki.train.npz": "64513a83b2f7bc952318aea06c63e9fabf349352ccdcc972cf7d40a0522f1131",

@@ -13,16 +13,16 @@ import json
 import math
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 import unittest
 from unittest import mock
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
-import fixtures
+from tests import fixtures
 import run_exp
 from utils.data.batches import TensorBatches
 from utils.data.wikitext2 import Wikitext2
@@ -142,6 +142,7 @@ def spawn(fn, *args, world=2):
     return [process.exitcode for process in processes]
 
 
+@pytest.mark.slow
 class EngineEqualsOneProcess(unittest.TestCase):
     def test_losses_weights_and_perplexities(self):
         with tempfile.TemporaryDirectory() as tmp:
@@ -165,6 +166,7 @@ class EngineEqualsOneProcess(unittest.TestCase):
                         torch.testing.assert_close(two["weights"][name], weight, rtol=1e-9, atol=1e-12, msg=name)
 
 
+@pytest.mark.slow
 class CommandLineUnderTwoProcesses(unittest.TestCase):
     def setUp(self):
         tmp = tempfile.TemporaryDirectory()
@@ -226,10 +228,9 @@ class CommandLineUnderTwoProcesses(unittest.TestCase):
         self.assertFalse(os.path.exists(os.path.join(self.logs, "odd")))
 
     def test_torchrun_launches_the_same_command(self):
-        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                   str(free_port()), os.path.join(fixtures.REPO_ROOT, "run_exp.py"), *self.argv("torchrun")]
-        env = dict(os.environ, OMP_NUM_THREADS="1")
-        done = subprocess.run(command, cwd=self.tmp, env=env, capture_output=True, text=True, timeout=600)
+        done = fixtures.run_python("-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                                   str(free_port()), os.path.join(fixtures.REPO_ROOT, "run_exp.py"),
+                                   *self.argv("torchrun"), cwd=self.tmp, env=fixtures.python_env(OMP_NUM_THREADS="1"))
         self.assertEqual(done.returncode, 0, done.stderr[-3000:])
         self.assertEqual(done.stdout.count("===== Best validation perplexity"), 1, "rank 0 alone prints")
         self.assertEqual(self.read("torchrun", "status.json")["status"], "completed")

@@ -1,4 +1,4 @@
-"""GPT1Embedding and loading `embeddings.npz` (utils/embeddings.py) into the embedding, the LSTM
+"""GPT1Embedding and loading `embeddings.npz` (utils/data/embeddings.py) into the embedding, the LSTM
 and MiniGPT1, from small files written by the tests."""
 import os
 import shutil
@@ -9,7 +9,7 @@ import unittest
 import numpy as np
 import torch
 
-import fixtures
+from tests import fixtures
 from gpt1_solution import MiniGPT1
 from lstm_solution import LSTM
 from utils.data import embeddings as embeddings_module

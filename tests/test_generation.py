@@ -1,13 +1,11 @@
-"""Sampling (utils/generation.py) and the generate.py command line, on tiny models."""
-import contextlib
-import io
+"""Sampling (utils/models/generation.py) and the generate.py command line, on tiny models."""
 import os
 import tempfile
 import unittest
 
 import torch
 
-import fixtures
+from tests import fixtures
 
 import generate as generate_cli
 from gpt1_solution import MiniGPT1
@@ -133,10 +131,7 @@ def save_tiny_checkpoint(run_dir, kind):
 
 class CommandLineTest(unittest.TestCase):
     def run_cli(self, *argv):
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = generate_cli.main(list(argv) + ["--bpe_folder", BPE_FOLDER])
-        return code, out.getvalue(), err.getvalue()
+        return fixtures.run_main(generate_cli.main, *argv, "--bpe_folder", BPE_FOLDER)
 
     def test_generates_deterministically_for_both_models(self):
         for kind in ("lstm", "gpt1"):

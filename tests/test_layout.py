@@ -1,8 +1,6 @@
 """Where things live: the engine (utils/train) never imports the study (utils/study); submitit is
 imported only by the launchers that need it; a launcher is one table entry."""
 import ast
-import contextlib
-import io
 import os
 import subprocess
 import sys
@@ -12,7 +10,7 @@ from unittest import mock
 
 import pytest
 
-import fixtures
+from tests import fixtures
 from utils.study import launchers, study
 from utils.study.launchers import LAUNCHERS, Launcher, LauncherEntry
 

@@ -8,7 +8,7 @@ import os
 import tempfile
 import unittest
 
-import fixtures
+from tests import fixtures
 
 from utils.report import aggregate, compute, fmt, latex, tables
 from utils.runs import schema

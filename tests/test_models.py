@@ -1,5 +1,5 @@
 """LayerNorm, attention, Block and MiniGPT1 (gpt1_solution.py), the LSTM (lstm_solution.py) and
-the losses (utils/losses.py): values checked against hand computations, not only shapes."""
+the losses (utils/models/losses.py): values checked against hand computations, not only shapes."""
 import copy
 import inspect
 import io

@@ -21,9 +21,10 @@ from unittest import mock
 
 import nbformat
 import numpy as np
+import pytest
 from nbclient import NotebookClient
 
-import fixtures
+from tests import fixtures
 from utils.study.configs import GROUPS, parse_config_list
 
 NOTEBOOKS = os.path.join(fixtures.REPO_ROOT, "notebooks")
@@ -60,6 +61,7 @@ class NotebookIsGenerated(unittest.TestCase):
         self.assertEqual(actual, expected, "main.ipynb is stale: run python notebooks/make_notebook.py")
 
 
+@pytest.mark.notebook
 class NotebookSmokeRun(unittest.TestCase):
     @classmethod
     def setUpClass(cls):

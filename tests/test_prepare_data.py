@@ -1,5 +1,6 @@
-"""utils/prepare_data.py: your text -> the course's wiki.{train,validation,test}.npz, read back by
-Wikitext2 and trained on by run_exp.py; bad input -> one line on stderr, exit 2, nothing written."""
+"""`python -m utils.prepare_data` (utils/data/prepare.py): your text -> the course's
+wiki.{train,validation,test}.npz, read back by Wikitext2 and trained on by run_exp.py; bad input ->
+one line on stderr, exit 2, nothing written."""
 import argparse
 import contextlib
 import io
@@ -9,7 +10,7 @@ import tempfile
 import unittest
 from unittest import mock
 
-import fixtures
+from tests import fixtures
 
 import numpy as np
 
@@ -42,10 +43,12 @@ def write_text(folder, lines, name="corpus.txt"):
 
 def run_main(*argv):
     """(exit code, stdout, stderr) of `python -m utils.prepare_data ARGV` with the project's BPE."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(argv) + ([] if "--bpe_folder" in argv else ["--bpe_folder", BPE_FOLDER]))
-    return code, out.getvalue(), err.getvalue()
+    return fixtures.run_main(main, *argv, *([] if "--bpe_folder" in argv else ["--bpe_folder", BPE_FOLDER]))
+
+
+def file_bytes(path):
+    with open(path, "rb") as handle:
+        return handle.read()
 
 
 def encode(lines):
@@ -164,18 +167,18 @@ class OverwriteTest(unittest.TestCase):
         with tempfile.TemporaryDirectory() as folder:
             out = os.path.join(folder, "out")
             self.assertEqual(run_main("--input", write_text(folder, STORY), "--out", out)[0], 0)
-            before = {s: open(os.path.join(out, f"wiki.{s}.npz"), "rb").read() for s in SPLITS}
+            before = {s: file_bytes(os.path.join(out, f"wiki.{s}.npz")) for s in SPLITS}
             other = write_text(folder, ["Another text, for the test split only."], "other.txt")
             for argv in (["--input", other, "--split", "test"], ["--input", write_text(folder, STORY * 2)]):
                 code, stdout, err = run_main(*argv, "--out", out)
                 self.assertEqual((code, stdout), (2, ""))
                 self.assertIn("--force", err)
-                self.assertEqual({s: open(os.path.join(out, f"wiki.{s}.npz"), "rb").read() for s in SPLITS}, before)
+                self.assertEqual({s: file_bytes(os.path.join(out, f"wiki.{s}.npz")) for s in SPLITS}, before)
             code, stdout, err = run_main("--input", other, "--split", "test", "--out", out, "--force")
             self.assertEqual(code, 0, err)
             self.assertEqual(load_split(out, "test")[0].tolist(), encode(["Another text, for the test split only."])[0])
             for split in ("train", "validation"):  # the other splits are left as they were
-                self.assertEqual(open(os.path.join(out, f"wiki.{split}.npz"), "rb").read(), before[split])
+                self.assertEqual(file_bytes(os.path.join(out, f"wiki.{split}.npz")), before[split])
             self.assertIn("train on it: python run_exp.py --data_folder", stdout)
 
 

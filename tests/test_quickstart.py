@@ -8,12 +8,15 @@ import subprocess
 import tempfile
 import unittest
 
-import fixtures
+import pytest
+
+from tests import fixtures
 from utils.data.batches import TensorBatches
 from utils.data.wikitext2 import Wikitext2
 from utils.train.settings import SMOKE
 
 
+@pytest.mark.slow
 class QuickStartFromAClone(unittest.TestCase):
     def test_quickstart_in_a_clean_copy(self):
         with tempfile.TemporaryDirectory() as tmp:
@@ -28,7 +31,8 @@ class QuickStartFromAClone(unittest.TestCase):
             # GPT-1-shaped random embeddings: building the stand-in is tested on its own (minutes here).
             embeddings = fixtures.write_embeddings(os.path.join(tmp, "emb.npz"), vocab=40479, width=768, positions=512)
             # The environment running the tests is already installed: CI installs it with the same files.
-            env = dict(os.environ, EMBEDDINGS=embeddings, SKIP_INSTALL="1", PYTHONPATH="")
+            # `python` in the script is this interpreter; PYTHONPATH="" so that the copy imports itself.
+            env = fixtures.python_env(os.path.join(tmp, "bin"), EMBEDDINGS=embeddings, SKIP_INSTALL="1", PYTHONPATH="")
             done = subprocess.run(["bash", "quickstart.sh"], cwd=clone, env=env, capture_output=True, text=True,
                                   timeout=1200)
             self.assertEqual(done.returncode, 0, done.stdout[-2000:] + done.stderr[-3000:])

@@ -1,8 +1,6 @@
 """A model or an optimizer is added in one place: a registry entry (plus the model's own file).
 Shown here by registering a third model and a fifth optimizer for the length of a test and
 training them through the command line, checkpoints and resume included."""
-import contextlib
-import io
 import os
 import tempfile
 import unittest
@@ -11,7 +9,7 @@ from unittest import mock
 import torch
 import torch.nn as nn
 
-import fixtures
+from tests import fixtures
 import run_exp
 from utils.models.base import TiedLanguageModel
 from utils.models.registry import MODELS, ModelSpec, model_spec
@@ -57,9 +55,8 @@ class OnePlaceToAdd(unittest.TestCase):
     def cli(self, *extra):
         argv = ["--data_folder", self.data, "--embeddings", self.emb, "--device", "cpu", "--log_dir", self.logs,
                 "--epochs", "2", "--batch_size", "2", "--max_batches", "2", "--print_every", "1000", *extra]
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            return run_exp.cli(argv), err.getvalue()
+        code, _, err = fixtures.run_main(run_exp.cli, *argv)
+        return code, err
 
     def test_a_third_model_and_a_fifth_optimizer(self):
         with mock.patch.dict(MODELS, gru=GRU_SPEC), mock.patch.dict(OPTIMIZERS, rmsprop=RMSPROP):

@@ -1,20 +1,16 @@
 """utils.report on synthetic logs: empty, partial, diverged, complete and old-notebook runs.
 
-The values are chosen so every answer can be checked by hand (see ReportOnMixedLogs.setUpClass).
+The values are chosen so every answer can be checked by hand (see ReportOnMixedLogs.write_logs).
 """
-import contextlib
 import csv
-import io
 import json
 import math
 import os
-import subprocess
-import sys
 import tempfile
 import unittest
 
-import fixtures
-from report_fixtures import config_args, memory_run, write_notebook_run, write_run
+from tests import fixtures
+from tests.report_fixtures import ReportCase, config_args, memory_run, write_notebook_run, write_run
 
 from utils import report
 from utils.report.__main__ import main as report_main
@@ -32,10 +28,8 @@ def groups_of(runs):
 
 
 def run_main(argv):
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = report_main(argv)
-    return code, out.getvalue()
+    code, out, _ = fixtures.run_main(report_main, *argv)
+    return code, out
 
 
 class ReportOnNothing(unittest.TestCase):
@@ -84,14 +78,14 @@ class ReportCommand(unittest.TestCase):
                                                        "results.md", "results.tex", "results_groups.csv"])
 
 
-class ReportOnMixedLogs(unittest.TestCase):
+class ReportOnMixedLogs(ReportCase):
     """Complete runs 1, 2, 5, 6; an old-notebook run 4 (txt only); run 3 still running with epoch 3
     missing; run 7 diverged; folder "junk" without args.json and run 8 without an epoch."""
 
+    generate = True
+
     @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.TemporaryDirectory()
-        logs, cls.out = os.path.join(cls.tmp.name, "logs"), os.path.join(cls.tmp.name, "plots")
+    def write_logs(cls, logs):
         four = dict(status="completed", test_ppl=200.0)
         write_run(logs, "1", config_args(1, epochs=4), [300, 200, 180, 190], [350, 210, 150, 120], [10] * 4, **four,
                   samples=[dict(prompt="the cat", text="sat on the mat")])
@@ -109,7 +103,10 @@ class ReportOnMixedLogs(unittest.TestCase):
         os.makedirs(os.path.join(logs, "8"))
         with open(os.path.join(logs, "8", "args.json"), "w") as handle:
             json.dump(config_args(8), handle)
-        cls.report = report.generate_report(logs, cls.out)
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
         cls.printed = "\n".join(report.summary_lines(cls.report))
         cls.rows = {r["exp_id"]: r for r in cls.report.rows}
         with open(os.path.join(cls.out, "results.csv")) as handle:
@@ -118,10 +115,6 @@ class ReportOnMixedLogs(unittest.TestCase):
             cls.markdown = handle.read()
         with open(os.path.join(cls.out, "results.tex")) as handle:
             cls.latex = handle.read()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.tmp.cleanup()
 
     def test_printed_answers(self):
         printed = self.printed
@@ -290,7 +283,7 @@ class PureFunctions(unittest.TestCase):
 
     def test_report_does_not_import_torch(self):
         code = "import sys, utils.report; sys.exit('torch' in sys.modules or 'run_exp' in sys.modules)"
-        done = subprocess.run([sys.executable, "-c", code], cwd=fixtures.REPO_ROOT, capture_output=True, text=True)
+        done = fixtures.run_python("-c", code)
         self.assertEqual(done.returncode, 0, done.stderr)
 
 

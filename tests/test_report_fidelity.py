@@ -7,13 +7,13 @@ import io
 import math
 import os
 import re
-import subprocess
-import sys
 import tempfile
 import unittest
 
-import fixtures
-from report_fixtures import config_args, seed_study, write_notebook_run, write_run, write_seed_run
+import pytest
+
+from tests import fixtures
+from tests.report_fixtures import ReportCase, config_args, seed_study, write_notebook_run, write_run, write_seed_run
 
 from utils.report import markdown, read_report, summary_lines
 from utils.report.describe import EPOCH1_NOTE, settings_text
@@ -85,22 +85,18 @@ class PathsScalesAndSettings(unittest.TestCase):
         self.assertEqual([r["momentum"] for r in report.rows], [None, 0.9])
 
 
-class SmokeHugeNumbersAndEpochOne(unittest.TestCase):
+class SmokeHugeNumbersAndEpochOne(ReportCase):
     @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.TemporaryDirectory()
-        cls.logs = os.path.join(cls.tmp.name, "logs")
-        gpt1_smoke(cls.logs)
-        gpt1_smoke(cls.logs, "5-seed1", seed=1)
-        write_run(cls.logs, "1", config_args(1, epochs=2), [300.0, 200.0], [math.exp(58.0), 190.0], [5.0, 5.0],
+    def write_logs(cls, logs):
+        gpt1_smoke(logs)
+        gpt1_smoke(logs, "5-seed1", seed=1)
+        write_run(logs, "1", config_args(1, epochs=2), [300.0, 200.0], [math.exp(58.0), 190.0], [5.0, 5.0],
                   test_ppl=210.0, provenance=provenance())  # an LSTM with the same epoch 1: no MiniGPT1 note
-        cls.report = read_report(cls.logs, cls.tmp.name)
-        cls.md = markdown.render(cls.report, "cmd")
-        cls.runs = {r.exp_id: r for r in cls.report.runs}
 
     @classmethod
-    def tearDownClass(cls):
-        cls.tmp.cleanup()
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.runs = {r.exp_id: r for r in cls.report.runs}
 
     def test_scientific_notation_where_huge(self):
         self.assertEqual([ppl_text(x) for x in (125.0, 2170.4, 99999.0, 1e22, math.inf)],
@@ -206,17 +202,10 @@ class ColumnsDevicesEmbeddings(unittest.TestCase):
         self.assertNotIn("bench/embeddings_quality.py", md)
 
 
-class SeedStudyTablesAndFigures(unittest.TestCase):
+class SeedStudyTablesAndFigures(ReportCase):
     @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.TemporaryDirectory()
-        cls.logs = os.path.join(cls.tmp.name, "logs")
-        seed_study(cls.logs)
-        cls.report = read_report(cls.logs, cls.tmp.name)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.tmp.cleanup()
+    def write_logs(cls, logs):
+        seed_study(logs)
 
     def test_latex_table_fits_a_page(self):
         tex = latex_table(self.report.groups)
@@ -253,14 +242,15 @@ class SeedStudyTablesAndFigures(unittest.TestCase):
         self.assertAlmostEqual(max(band[band < 1000]), 150 * 1.25 * 4, places=6)
 
 
+@pytest.mark.slow
 class NoTorch(unittest.TestCase):
     def test_a_whole_report_imports_no_torch(self):
-        code = ("import sys, tempfile; sys.path.insert(0, 'tests'); from report_fixtures import write_seed_run; "
+        code = ("import sys, tempfile; from tests.report_fixtures import write_seed_run; "
                 "import utils.report as r; d = tempfile.mkdtemp(); write_seed_run(d, 1, 42, 100.0, 1.0, epochs=1, "
                 "test_ppl=110.0); write_seed_run(d, 1, 1, 120.0, 1.0, epochs=1, test_ppl=130.0); "
                 "rep = r.generate_report(d, d + '/out'); assert rep.groups[0].n == 2, rep.groups; "
                 "sys.exit('torch' in sys.modules or 'run_exp' in sys.modules)")
-        done = subprocess.run([sys.executable, "-c", code], cwd=fixtures.REPO_ROOT, capture_output=True, text=True)
+        done = fixtures.run_python("-c", code)
         self.assertEqual(done.returncode, 0, done.stderr)
 
 

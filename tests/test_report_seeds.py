@@ -4,11 +4,10 @@ diverged seeds, one seed per configuration. Values are checked against hand comp
 what is tested, so these tests stay fast on a shared CPU."""
 import math
 import statistics
-import os
 import tempfile
 import unittest
 
-from report_fixtures import memory_run, seed_args, write_seed_run, write_stub
+from tests.report_fixtures import ReportCase, memory_run, seed_args, write_seed_run, write_stub
 
 from utils.report import markdown, read_report
 from utils.report.aggregate import build_groups, shown_run, status_text
@@ -76,7 +75,7 @@ class Statistics(unittest.TestCase):
         self.assertIn("1 shared seed", c["why"])
 
 
-class SeedsOnFabricatedLogs(unittest.TestCase):
+class SeedsOnFabricatedLogs(ReportCase):
     """LSTM, one layer, seeds 42, 1, 2 (3 epochs each; best val ppl = the last epoch's):
     - config 1 (adam): best 100, 200, 400; 10, 12, 14 s/epoch; test 110, 220, 440.
     - config 2 (adamw): best 150 (seed 42), 160 (seed 1); seed 2 diverged (its 5000 is not averaged).
@@ -86,9 +85,7 @@ class SeedsOnFabricatedLogs(unittest.TestCase):
     1/6, 0.16) it is, and against momentum (one shared seed) it cannot be tested."""
 
     @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.TemporaryDirectory()
-        logs = cls.logs = os.path.join(cls.tmp.name, "logs")
+    def write_logs(cls, logs):
         for seed, best, sec in ((42, 100.0, 10.0), (1, 200.0, 12.0), (2, 400.0, 14.0)):
             write_seed_run(logs, 1, seed, best, sec, test_ppl=best * 1.1)
         write_seed_run(logs, 2, 42, 150.0, 11.0, test_ppl=155.0)
@@ -98,13 +95,11 @@ class SeedsOnFabricatedLogs(unittest.TestCase):
         write_seed_run(logs, 3, 1, 1000.0, 9.0, test_ppl=1050.0)
         write_seed_run(logs, 4, 42, 1200.0, 9.5, test_ppl=1250.0)
         write_stub(logs, "4-seed1", seed_args(4, 1, epochs=3), "failed", "CUDA out of memory")
-        cls.report = read_report(logs, os.path.join(cls.tmp.name, "plots"))
-        cls.groups = {g.name: g for g in cls.report.groups}
-        cls.md = markdown.render(cls.report, "cmd")
 
     @classmethod
-    def tearDownClass(cls):
-        cls.tmp.cleanup()
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.groups = {g.name: g for g in cls.report.groups}
 
     def test_geometric_mean_and_t_interval_of_best_valid_ppl(self):
         s = self.groups["1"].stats["best_valid_ppl"]

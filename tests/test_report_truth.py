@@ -8,7 +8,7 @@ import tempfile
 import unittest
 from urllib.parse import unquote
 
-from report_fixtures import memory_run
+from tests.report_fixtures import memory_run
 
 from utils.report import Report, markdown
 from utils.report.aggregate import build_groups

@@ -4,14 +4,13 @@ choice), its folder never read as a run, and the course arm beside the tuned arm
 Fixture: LSTM x1 sgd (configuration 3) at the course lr 1e-3 with seeds 42 and 1 (best val ppl
 2000, 2200) and at the tuned lr 0.3 (300, 330: x0.15 on both seeds); configuration 4 (momentum)
 at the course lr (1600) and at lr 0.05 although the search chose 0.03 (a mismatch to flag)."""
-import contextlib
-import io
 import math
 import os
 import tempfile
 import unittest
 
-from report_fixtures import write_seed_run, write_tuning
+from tests import fixtures
+from tests.report_fixtures import ReportCase, write_seed_run, write_tuning
 
 from utils import report as report_package
 from utils.report import markdown, summary_lines
@@ -25,11 +24,9 @@ RESULTS += [dict(model="lstm", optimizer="momentum", lr=0.03, exp_id="lstm-momen
                  best_valid_ppl=280.0)]
 
 
-class TuningReport(unittest.TestCase):
+class TuningReport(ReportCase):
     @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.TemporaryDirectory()
-        logs = cls.logs = os.path.join(cls.tmp.name, "logs")
+    def write_logs(cls, logs):
         for seed, course, tuned in ((42, 2000.0, 300.0), (1, 2200.0, 330.0)):
             write_seed_run(logs, 3, seed, course, 10.0, test_ppl=course * 1.05)
             write_seed_run(logs, 3, seed, tuned, 10.0, test_ppl=tuned * 1.05, tuned_lr=0.3)
@@ -37,12 +34,6 @@ class TuningReport(unittest.TestCase):
         write_seed_run(logs, 4, 42, 250.0, 10.0, test_ppl=260.0, tuned_lr=0.05)
         write_tuning(logs, RESULTS, {"lstm/sgd": 0.3, "lstm/momentum": 0.03},
                      grids={"sgd": [0.01, 0.1, 0.3, 1.0], "momentum": [0.03]})
-        cls.report = report_package.read_report(logs, os.path.join(cls.tmp.name, "plots"))
-        cls.md = markdown.render(cls.report, "cmd")
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.tmp.cleanup()
 
     def test_the_search_folder_is_never_a_run(self):
         self.assertNotIn(os.path.join(self.logs, "tuning"), find_run_dirs(self.logs))
@@ -102,12 +93,10 @@ class OnlyTheSearch(unittest.TestCase):
         with tempfile.TemporaryDirectory() as tmp:
             logs, out = os.path.join(tmp, "logs"), os.path.join(tmp, "plots")
             write_tuning(logs, RESULTS, {"lstm/sgd": 0.3}, grids={"sgd": [0.01, 0.1, 0.3, 1.0]})
-            printed = io.StringIO()
-            with contextlib.redirect_stdout(printed):
-                code = report_main(["--log_dir", logs, "--out", out])
+            code, printed, _ = fixtures.run_main(report_main, "--log_dir", logs, "--out", out)
             self.assertEqual(code, 2)
-            self.assertIn("No runs found in", printed.getvalue())
-            self.assertIn("only the learning-rate search's record", printed.getvalue())
+            self.assertIn("No runs found in", printed)
+            self.assertIn("only the learning-rate search's record", printed)
             with open(os.path.join(out, "results.md")) as handle:
                 md = handle.read()
             self.assertIn("| LSTM | sgd | 0.3 | completed | 310.00 | **yes** |", md)

@@ -1,20 +1,17 @@
 """A run is never stuck and never lost: Ctrl-C and SIGTERM mid-epoch, a crash after a mid-epoch
 checkpoint, corrupt checkpoints, other embeddings, usage errors under --config, explicit flags.
 Signals are real (os.kill of this process at a chosen training step, so nothing depends on timing)."""
-import contextlib
-import io
 import json
 import os
 import signal
-import subprocess
-import sys
 import tempfile
 import unittest
 from unittest import mock
 
+import pytest
 import torch
 
-import fixtures
+from tests import fixtures
 import run_exp
 from utils.models.base import TokenNLL
 from utils.runs.schema import CHECKPOINT
@@ -77,10 +74,7 @@ class RunCase(unittest.TestCase):
                 *extra]
 
     def cli(self, *argv):
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = run_exp.cli(list(argv))
-        return code, out.getvalue(), err.getvalue()
+        return fixtures.run_main(run_exp.cli, *argv)
 
     def path(self, exp_id, name):
         return os.path.join(self.logs, exp_id, name)
@@ -101,6 +95,7 @@ class RunCase(unittest.TestCase):
             self.assertIn(word, err)
 
 
+@pytest.mark.slow
 class SignalsMidEpoch(RunCase):
     def test_signal_then_plain_rerun_equals_uninterrupted_run(self):
         for model in ("lstm", "gpt1"):
@@ -133,18 +128,16 @@ class SignalsMidEpoch(RunCase):
         self.assertEqual(self.metrics("cut"), self.metrics("whole"))
 
     def test_a_real_process_exits_130_without_traceback(self):
-        script = ("import signal, sys; import test_resilience as t; import run_exp;"
+        script = ("import signal, sys; from tests import test_resilience as t; import run_exp;"
                   "patch = t.at_step(2, t.send(signal.SIGINT)); patch.start(); sys.exit(run_exp.cli(sys.argv[1:]))")
-        tests = os.path.dirname(os.path.abspath(__file__))
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([fixtures.REPO_ROOT, tests]))
-        done = subprocess.run([sys.executable, "-c", script, *self.argv("proc")], cwd=fixtures.REPO_ROOT, env=env,
-                              capture_output=True, text=True, timeout=600)
+        done = fixtures.run_python("-c", script, *self.argv("proc"))
         self.assertEqual(done.returncode, 130, done.stderr)
         self.assertNotIn("Traceback", done.stderr)
         self.assertEqual(len(done.stderr.strip().splitlines()), 1, done.stderr)
         self.assertEqual(self.read_json("proc", "status.json")["status"], "interrupted")
 
 
+@pytest.mark.slow
 class CrashAfterMidEpochCheckpoint(RunCase):
     def test_rerun_continues_from_the_step_checkpoint(self):
         for model in ("lstm", "gpt1"):
@@ -169,6 +162,7 @@ class CrashAfterMidEpochCheckpoint(RunCase):
         self.assertIn("left no checkpoint", out)
 
 
+@pytest.mark.slow
 class BadStateIsRefused(RunCase):
     def interrupted_run(self, exp_id="run"):
         with at_step(6, send(signal.SIGTERM)):  # epoch 2, step 1

@@ -6,7 +6,9 @@ import re
 import tempfile
 import unittest
 
-import fixtures
+import pytest
+
+from tests import fixtures
 
 NOTEBOOK = fixtures.SEED_NOTEBOOK
 
@@ -29,6 +31,7 @@ def notebook_code(text):
     return setup + imports + arguments + main + 'base_dir = "logs/"\nsave_folder = "plots/"\n' + plot
 
 
+@pytest.mark.notebook
 class SeedNotebookTest(unittest.TestCase):
     def test_notebook_code_runs_unchanged(self):
         self.assertTrue(os.path.isfile(NOTEBOOK), f"the seed notebook export is missing: {NOTEBOOK}")

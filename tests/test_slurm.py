@@ -6,8 +6,6 @@ local executor gives the same results.
 
 Everything waits for events (a finished epoch in metrics.jsonl, a final sacct state), never for a
 fixed time. Tiny data, the smoke preset, CPU only."""
-import contextlib
-import io
 import json
 import os
 import re
@@ -19,11 +17,11 @@ import unittest
 import pytest
 import torch
 
-import fixtures
+from tests import fixtures
 import run_exp
 from utils.study import launchers, slurm
 
-pytestmark = pytest.mark.usefixtures("slurm_cluster")
+pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 
 PARTITION = os.environ.get("SLURM_LOCAL_PARTITION", "debug")
 TIME_KEYS = ("train_seconds", "valid_seconds", "train_tokens_per_s")
@@ -56,10 +54,7 @@ def argv(log_dir, configs, *extra, launcher="slurm", embeddings=None):
 
 
 def cli(args):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = run_exp.cli(list(args))
-    return code, out.getvalue(), err.getvalue()
+    return fixtures.run_main(run_exp.cli, *args)
 
 
 def submit(args):

@@ -1,7 +1,5 @@
 """Seeds and the learning-rate search: folders, skipping, the choice on validation only."""
 import builtins
-import contextlib
-import io
 import json
 import os
 import tempfile
@@ -10,7 +8,7 @@ from unittest import mock
 
 import pytest
 
-import fixtures
+from tests import fixtures
 import run_exp
 from utils.runs import schema
 from utils.runs.run_dir import RunDir
@@ -66,6 +64,7 @@ class ChoiceIsMadeOnValidationOnly(unittest.TestCase):
                 tuning.parse_grid(bad)
 
 
+@pytest.mark.slow
 class SmokeStudyWithSeedsAndSearch(unittest.TestCase):
     """Configurations 2 (LSTM) and 6 (MiniGPT1), 2 seeds, a 2-value grid, the smoke preset, tiny data."""
 
@@ -87,10 +86,7 @@ class SmokeStudyWithSeedsAndSearch(unittest.TestCase):
 
     @staticmethod
     def cli(argv):
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = run_exp.cli(list(argv))
-        return code, out.getvalue(), err.getvalue()
+        return fixtures.run_main(run_exp.cli, *argv)
 
     def test_every_run_has_its_folder_and_completed(self):
         self.assertEqual(self.first[0], 0, self.first[2])
@@ -225,7 +221,7 @@ class StudyFlagErrors(unittest.TestCase):
                  ["--config", "1", "--tune_lr", "--tune_grid", "sgd=x"]]
         for argv in cases:
             with self.subTest(argv=argv):
-                code, _, err = SmokeStudyWithSeedsAndSearch.cli(argv + ["--device", "cpu"])
+                code, _, err = fixtures.run_main(run_exp.cli, *argv, "--device", "cpu")
                 self.assertEqual(code, 2, err)
                 self.assertEqual(len(err.strip().splitlines()), 1, err)
 

@@ -1,10 +1,10 @@
-"""GPT-1 BPE tokenizer (utils/tokenizer.py) and word-normalised perplexity (utils/words.py)."""
+"""GPT-1 BPE tokenizer (utils/data/tokenizer.py) and word-normalised perplexity (utils/data/words.py)."""
 import math
 import os
 import unittest
 from unittest import mock
 
-import fixtures
+from tests import fixtures
 
 import numpy as np
 import torch

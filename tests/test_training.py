@@ -4,12 +4,11 @@ import io
 import json
 import math
 import os
-import sys
 import tempfile
 import unittest
 from unittest import mock
 
-import fixtures
+from tests import fixtures
 
 import torch
 from torch.utils.data import DataLoader
@@ -119,6 +118,7 @@ def tiny_args(folder, **overrides):
 
 class RunTestCase(unittest.TestCase):
     def setUp(self):
+        self.enterContext(contextlib.redirect_stdout(io.StringIO()))  # the runs' progress lines
         self.tmp = tempfile.TemporaryDirectory()
         self.addCleanup(self.tmp.cleanup)
         self.folder = fixtures.write_corpus(self.tmp.name)
@@ -240,11 +240,8 @@ class CliErrorTest(RunTestCase):
     def cli(self, *extra):
         argv = ["--data_folder", self.folder, "--embeddings", os.path.join(self.folder, "emb.npz"), "--device",
                 "cpu", "--log_dir", os.path.join(self.folder, "logs"), "--max_batches", "1", "--epochs", "1"]
-        err = tempfile.TemporaryFile(mode="w+")
-        with mock.patch.object(sys, "stderr", err):
-            code = run_exp.cli(argv + list(extra))
-        err.seek(0)
-        return code, err.read().strip()
+        code, _, err = fixtures.run_main(run_exp.cli, *argv, *extra)
+        return code, err.strip()
 
     def assert_refused(self, words, *extra):
         code, message = self.cli(*extra)
