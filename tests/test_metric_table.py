@@ -79,7 +79,7 @@ class EveryReaderUsesTheTable(unittest.TestCase):
         self.assertEqual([k for k, _ in tables.GROUP_COLUMNS if k in keys], [m.key for m in schema.RUN_METRICS
                                                                               if m.group])
         self.assertEqual([h for k, h in latex.COLUMNS if k in keys], [m.latex for m in schema.RUN_METRICS if m.latex])
-        from report_fixtures import memory_run
+        from tests.report_fixtures import memory_run
 
         run = memory_run("1", 1)
         row = compute.summarise(run)

@@ -41,7 +41,8 @@ class TinyGRU(TiedLanguageModel):
 
 
 GRU_SPEC = ModelSpec("GRU", lambda layers, tokens, position, learn: TinyGRU(tokens, learn), lambda *shapes: None)
-RMSPROP = OptimizerSpec(lambda o, p, s: o.RMSprop(p, lr=s.lr, weight_decay=s.weight_decay), ("lr", "weight_decay"))
+RMSPROP = OptimizerSpec(lambda o, p, s, **kw: o.RMSprop(p, lr=s.lr, weight_decay=s.weight_decay, **kw),
+                        ("lr", "weight_decay"), (1e-4, 1e-3))
 
 
 class OnePlaceToAdd(unittest.TestCase):
