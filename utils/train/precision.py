@@ -5,9 +5,9 @@ from dataclasses import dataclass
 import torch
 
 from utils.torch_utils import cpu_has_bf16
+from utils.train.settings import PRECISIONS as CHOICES
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-CHOICES = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
