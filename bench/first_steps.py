@@ -49,8 +49,6 @@ def unigram_loss(train_tokens, batches, vocabulary_size):
 
 def first_steps(number, tokens, position, batches, course_init=False):
     """{step: loss} for steps 1..len(batches) of configuration `number` (step 1: the initial model)."""
-    import torch
-
     from utils.configs import CONFIGS
     from utils.models.base import TokenNLL
     from utils.models.registry import model_spec
