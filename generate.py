@@ -5,8 +5,11 @@
 
 Prints the (lower-cased, BPE-normalised) prompt followed by the sampled text. The same seed gives the
 same text; --temperature 0 is greedy. Bad input prints one line on stderr and exits with code 2.
+A run that has not completed still generates, from its last checkpoint (the latest saved weights,
+as for a completed run), after one line on stderr naming the run's status and epoch.
 """
 import argparse
+import json
 import os
 import sys
 
@@ -16,7 +19,7 @@ from utils.data.tokenizer import GPT1Tokenizer
 from utils.errors import UsageError
 from utils.models.generation import generate
 from utils.runs.checkpoint import CheckpointError, load_trained_model
-from utils.runs.schema import CHECKPOINT
+from utils.runs.schema import CHECKPOINT, COMPLETED, STATUS
 from utils.train.inputs import resolve_device
 
 
@@ -58,6 +61,23 @@ def prompt_ids(tokenizer, prompt):
     return ids
 
 
+def unfinished_note(run_folder, settings):
+    """One line naming the status and epoch of a run that has not completed, else None. Its
+    checkpoint.pt holds the last saved weights: a partly trained model."""
+    try:
+        with open(os.path.join(run_folder, STATUS)) as handle:
+            status = json.load(handle)
+    except (OSError, ValueError):
+        return None  # not a folder training wrote (a hand-made checkpoint): nothing to say
+    if status.get("status") == COMPLETED:
+        return None
+    epoch, step, epochs = status.get("epoch"), status.get("step"), settings.get("epochs")
+    where = "" if epoch is None else f" at epoch {min(epoch + 1, epochs or epoch + 1)}" + (
+        f" of {epochs}" if epochs else "") + ("" if not step else f", step {step}")
+    return (f"note: {run_folder} has not completed (status {status.get('status')}{where}): generating from its last "
+            "checkpoint, a partly trained model; rerun its training command to finish it.")
+
+
 def run(args):
     """The generated text (prompt included); raises UsageError on bad input."""
     if args.max_new_tokens < 0 or args.temperature < 0 or args.top_k < 0:
@@ -72,9 +92,12 @@ def run(args):
         raise UsageError(str(err))
     ids = prompt_ids(tokenizer, args.prompt)
     try:
-        model, _ = load_trained_model(args.run, device, args.embeddings)
+        model, settings = load_trained_model(args.run, device, args.embeddings)
     except CheckpointError as err:
         raise UsageError(f"Could not load {checkpoint}: {err}")
+    note = unfinished_note(args.run, settings)
+    if note:
+        print(note, file=sys.stderr)
     generator = torch.Generator().manual_seed(args.seed)
     new_ids = generate(model, ids, args.max_new_tokens, args.temperature, args.top_k, generator)
     return tokenizer.decode(ids + new_ids)

@@ -141,6 +141,19 @@ class MiniGPT1(TiedLanguageModel):
         """The (V, E) matrix shared by the token embedding and the classifier."""
         return self.embedding.tokens.weight
 
+    def start_uniform(self):
+        """Zero the gain of the last LayerNorm, the features the tied classifier reads: the first
+        logits are then 0 (a uniform prediction) and their scale is learnt from there. With the
+        usual gain of 1 every feature vector has norm sqrt(E) and starts along the current token's
+        row, so the first logits reach sqrt(E) * |row| and Adam's first steps, which move every
+        position the same way, swing them to confidently wrong predictions, more so in deeper
+        stacks. The engine calls this on every MiniGPT1 it builds (utils.models.registry); the
+        constructor keeps the course's initialisation."""
+        if len(self.layers):
+            with torch.no_grad():
+                self.layers[-1].layer_norm_2.weight.zero_()
+        return self
+
     def set_fused_attention(self, enabled):
         for block in self.layers:
             block.attention.use_fused = enabled

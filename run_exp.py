@@ -8,24 +8,27 @@
 The course notebook imports train, evaluate and main from here (utils.train.course); the
 engine lives in utils/train/. This file parses, calls it, prints and sets the exit code.
 """
+import importlib
 import signal
 import sys
 import threading
 
-import torch
-
 from utils.study.configs import CONFIGS, parse_config_list
-from utils.train.course import evaluate, main, train
-from utils.train.distributed import Distributed
-from utils.train.loop import TrainingDiverged
-from utils.study.parser import parse
-from utils.train.runner import execute
-from utils.train.settings import Arguments, UsageError, apply_smoke
-from utils.train.stop import RunInterrupted
-from utils.study.study import run_study, study_options
-from utils.study.sweep import run_config, run_sweep
+from utils.study.parser import parse, study_options
+from utils.train.settings import Arguments, UsageError
+
+# The engine's names, imported on first use: parsing (and --help, and a bad flag) never waits for torch.
+_ENGINE = {"main": "utils.train.course", "train": "utils.train.course", "evaluate": "utils.train.course",
+           "run_config": "utils.study.sweep", "run_sweep": "utils.study.sweep",
+           "TrainingDiverged": "utils.train.loop"}
 
 __all__ = ["Arguments", "main", "train", "evaluate", "run_config", "run_sweep", "TrainingDiverged", "cli"]
+
+
+def __getattr__(name):
+    if name in _ENGINE:
+        return getattr(importlib.import_module(_ENGINE[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def check_config_flags(numbers, given):
@@ -42,27 +45,44 @@ def check_config_flags(numbers, given):
 
 
 def _device_type(given):
+    import torch
+
     wanted = str(given.get("device", Arguments.device))
     return "cuda" if wanted.startswith("cuda") and torch.cuda.is_available() else "cpu"
 
 
-def run(given, study, dist):
-    """The exit code of the command."""
+def check_command(given, study):
+    """The configuration numbers to run (None: one run), or a UsageError; needs no torch, so a typo
+    such as --config 2- is answered at once."""
     if study.get("config") is None:
         if study:
             raise UsageError(f"--{next(iter(study))} is a flag of the study: add --config N|list|all.")
-        execute(apply_smoke(Arguments(**given), explicit=set(given)), dist)
-        return 0
+        return None
     try:
         numbers = parse_config_list(study["config"])
     except ValueError as err:
         raise UsageError(str(err)) from None
     check_config_flags(numbers, given)
+    return numbers
+
+
+def run(given, study, dist):
+    """The exit code of the command."""
+    from utils.train.runner import execute
+    from utils.train.settings import apply_smoke
+    from utils.study.study import run_study
+
+    numbers = check_command(given, study)
+    if numbers is None:
+        execute(apply_smoke(Arguments(**given), explicit=set(given)), dist)
+        return 0
     return run_study(numbers, given, study_options(study), dist)
 
 
 def _terminated(signum, frame):
     """SIGTERM outside training (a run's own handler takes over while it trains): stop like Ctrl-C."""
+    from utils.train.stop import RunInterrupted
+
     raise RunInterrupted(signum, "before training started (nothing to save)")
 
 
@@ -79,9 +99,14 @@ def cli(argv=None):
 def _cli(argv):
     try:
         given, study = parse(argv)
+        check_command(given, study)
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    from utils.train.distributed import Distributed  # the engine, once the command line is known good
+    from utils.train.loop import TrainingDiverged
+    from utils.train.stop import RunInterrupted
+
     dist = Distributed.from_env(_device_type(given))
     say = (lambda text: print(text, file=sys.stderr)) if dist.is_main else (lambda text: None)
     try:

@@ -50,7 +50,8 @@ class EmbeddingsQualityBenchTest(unittest.TestCase):
         self.assertEqual(set(first["acceptance"]["by_variant"]), {"standin", "random", "new"})
         for kind, runs in first["runs"].items():  # same initial weights, same first batch, same rows
             self.assertEqual(runs["standin"]["train_losses"][0], runs["learnable"]["train_losses"][0])
-            self.assertNotEqual(runs["standin"]["train_losses"][0], runs["random"]["train_losses"][0])
+            # other rows, other losses (MiniGPT1's first loss is uniform whatever the rows: from its second step)
+            self.assertNotEqual(runs["standin"]["train_losses"][-1], runs["random"]["train_losses"][-1])
         self.assertLess(first["unigram_perplexity"], fixtures.TINY_VOCAB)
         again = self.run_bench(os.path.join(self.folder, "b.json"))
         for kind in first["runs"]:

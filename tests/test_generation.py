@@ -113,7 +113,7 @@ class SamplingTest(unittest.TestCase):
         self.assertEqual(generate(model, [3], 0), [])
 
 
-def save_tiny_checkpoint(run_dir, kind):
+def save_tiny_checkpoint(run_dir, kind, **settings):
     """A checkpoint as training writes it (learned parameters only, the embeddings file's sha256),
     with the full GPT-1 vocabulary (the tokenizer's ids) but narrow embeddings in a file beside it."""
     from utils.data.embeddings import file_sha256, read_embeddings
@@ -124,7 +124,7 @@ def save_tiny_checkpoint(run_dir, kind):
     tokens, position = read_embeddings(embeddings)
     torch.manual_seed(0)
     model = model_spec(kind).build(1, tokens, position, False)
-    settings = {"model": kind, "layers": 1, "learn_embeddings": False, "embeddings": embeddings}
+    settings = dict(settings, model=kind, layers=1, learn_embeddings=False, embeddings=embeddings)
     save_checkpoint(run_dir, {"model": learned_state(model), "embeddings_sha256": file_sha256(embeddings),
                               "settings": settings})
 
@@ -144,6 +144,29 @@ class CommandLineTest(unittest.TestCase):
                 self.assertTrue(first[1].startswith("the history of"))
                 greedy = self.run_cli(*argv, "--temperature", "0")
                 self.assertEqual(greedy[0], 0, greedy[2])
+
+    def test_unfinished_run_is_named_then_generates(self):
+        """An interrupted run generates from its last checkpoint after one stderr line naming its status
+        and epoch; a completed run prints nothing but the text."""
+        import json
+
+        with tempfile.TemporaryDirectory() as run_dir:
+            save_tiny_checkpoint(run_dir, "lstm", epochs=10)
+            argv = ["--run", run_dir, "--prompt", "the history of", "--max_new_tokens", "5"]
+            silent = self.run_cli(*argv)  # no status.json (a hand-made checkpoint): no note
+            for status, note in ((dict(status="interrupted", epoch=2, step=40), "interrupted at epoch 3 of 10, step 40"),
+                                 (dict(status="running", epoch=0, step=None), "running at epoch 1 of 10)"),
+                                 (dict(status="completed", epoch=10, step=None), None)):
+                with open(os.path.join(run_dir, "status.json"), "w") as handle:
+                    json.dump(status, handle)
+                code, out, err = self.run_cli(*argv)
+                self.assertEqual((code, out), silent[:2])  # the same text from the same weights
+                if note is None:
+                    self.assertEqual(err, "")
+                else:
+                    self.assertEqual(len(err.strip().splitlines()), 1, err)
+                    self.assertIn(note, err)
+                    self.assertIn("last checkpoint", err)
 
     def test_bad_input_exits_2_with_one_line(self):
         with tempfile.TemporaryDirectory() as run_dir:

@@ -11,7 +11,7 @@ from unittest import mock
 import pytest
 
 from tests import fixtures
-from utils.study import launchers, study
+from utils.study import launchers, parser, study
 from utils.study.launchers import LAUNCHERS, Launcher, LauncherEntry
 
 ENGINE = os.path.join(fixtures.REPO_ROOT, "utils", "train")
@@ -68,7 +68,7 @@ class ALauncherIsOneTableEntry(unittest.TestCase):
         entry = LauncherEntry(f"{__name__}:Recorder", "record the jobs")
         Recorder.given = []
         with mock.patch.dict(LAUNCHERS, {"recorder": entry}):
-            opts = study.study_options({"launcher": "recorder"})
+            opts = parser.study_options({"launcher": "recorder"})
             code = study.run_study([2, 6], {"device": "cpu", "log_dir": "/nonexistent"}, opts, mock.MagicMock())
             from utils.study.parser import build_parser
 

@@ -33,15 +33,38 @@ def missing_embeddings_message(filename):
     )
 
 
+def not_embeddings_message(filename, why):
+    """One line for a file that exists but is no embeddings .npz; never suggests an unsafe pickle load."""
+    return (f"{filename} is not an .npz of embeddings ({why}): pass the GPT-1 embeddings.npz "
+            f"(arrays 'tokens' (V, E) and 'position' (P, E)) or build one with `{BUILD_COMMAND}`.")
+
+
+def _read_arrays(filename):
+    """(tokens, position) numpy arrays of an .npz, or EmbeddingsError; object arrays are refused unread."""
+    if not zipfile.is_zipfile(filename):  # text, a .npy, a pickle: numpy's own error would advise allow_pickle
+        raise EmbeddingsError(not_embeddings_message(filename, "not a NumPy .npz archive"))
+    try:
+        with np.load(filename, allow_pickle=False) as data:
+            missing = [name for name in ("tokens", "position") if name not in data.files]
+            if missing:
+                raise EmbeddingsError(not_embeddings_message(filename, f"no array {' or '.join(map(repr, missing))}"))
+            tokens, position = data["tokens"], data["position"]
+    except ValueError as err:
+        if isinstance(err, EmbeddingsError):
+            raise
+        raise EmbeddingsError(not_embeddings_message(filename, "its arrays are not plain numbers")) from None
+    except (OSError, EOFError, zipfile.BadZipFile) as err:
+        raise EmbeddingsError(not_embeddings_message(filename, f"unreadable: {err}")) from None
+    if not all(np.issubdtype(a.dtype, np.number) for a in (tokens, position)):
+        raise EmbeddingsError(not_embeddings_message(filename, "its arrays are not plain numbers"))
+    return tokens, position
+
+
 def read_embeddings(filename, vocabulary_size=None, embedding_size=None):
     """Return (tokens (V, E), position (P, E)) float32 tensors, checked for the expected shapes."""
     if not os.path.isfile(filename):
         raise EmbeddingsError(missing_embeddings_message(filename))
-    try:
-        with np.load(filename) as data:
-            tokens, position = data["tokens"], data["position"]
-    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-        raise EmbeddingsError(f"{filename} is not an embeddings file with arrays 'tokens' and 'position' ({err}).")
+    tokens, position = _read_arrays(filename)
     if tokens.ndim != 2 or position.ndim != 2 or tokens.shape[1] != position.shape[1]:
         raise EmbeddingsError(
             f"{filename} has tokens {tokens.shape} and position {position.shape}: expected (V, E) and (P, E)."

@@ -31,9 +31,10 @@ def _check_lstm(tokens_shape, position_shape, item_length):
 def _build_gpt1(layers, tokens, position, learn_embeddings):
     from gpt1_solution import MiniGPT1
 
-    # As the course skeleton's load_embeddings_from: one position per row of the file.
+    # As the course skeleton's load_embeddings_from: one position per row of the file; the first
+    # logits are uniform at every depth (MiniGPT1.start_uniform says why).
     return MiniGPT1(tokens.shape[0], tokens.shape[1], position.shape[0], GPT1_HEADS, layers, learn_embeddings,
-                    tokens, position)
+                    tokens, position).start_uniform()
 
 
 def _check_gpt1(tokens_shape, position_shape, item_length):

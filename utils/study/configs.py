@@ -1,4 +1,5 @@
 """The study's 12 configurations, defined once; run_exp.py, the notebook and the report read them here."""
+import re
 from dataclasses import dataclass
 
 from utils.models.registry import display_name
@@ -50,18 +51,27 @@ GROUPS = {
 }
 
 
+_PART = re.compile(r"(\d+)(?:-(\d+))?")  # N or N-M
+
+
 def parse_config_list(text):
-    """ "all" -> 1..12; "1,3,5-8" -> [1, 3, 5, 6, 7, 8]. ValueError names the allowed numbers."""
-    if text.strip().lower() == "all":
+    """ "all" -> 1..12; "1,3,5-8" -> [1, 3, 5, 6, 7, 8]. Anything else ("2-", "1,,2", "3-1", "13", a number
+    twice) is a ValueError that says what is wrong and what is allowed: a typo never starts other runs."""
+    if str(text).strip().lower() == "all":
         return sorted(CONFIGS)
+    allowed = f"use all, N or a list like 1,3,5-8 of numbers {min(CONFIGS)}-{max(CONFIGS)}"
     numbers = []
-    for part in text.split(","):
-        lo, _, hi = part.strip().partition("-")
-        try:
-            numbers.extend(range(int(lo), int(hi or lo) + 1))
-        except ValueError:
-            raise ValueError(f"Bad configuration list {text!r}: use 'all' or numbers like 1,3,5-8.") from None
-    unknown = [n for n in numbers if n not in CONFIGS]
-    if unknown or not numbers:
-        raise ValueError(f"Unknown configuration(s) {unknown or text!r}: choose from 1-12.")
+    for part in str(text).split(","):
+        match = _PART.fullmatch(part.strip())
+        if match is None:
+            raise ValueError(f"Bad configuration list {text!r} (at {part.strip()!r}): {allowed}.")
+        lo, hi = int(match[1]), int(match[2] or match[1])
+        if lo > hi:
+            raise ValueError(f"Bad configuration range {part.strip()!r} in {text!r}: write it low-high; {allowed}.")
+        numbers.extend(range(lo, hi + 1))
+    unknown = sorted({n for n in numbers if n not in CONFIGS})
+    if unknown:
+        raise ValueError(f"Unknown configuration(s) {', '.join(map(str, unknown))} in {text!r}: {allowed}.")
+    if len(set(numbers)) != len(numbers):
+        raise ValueError(f"Configuration list {text!r} names a configuration twice: {allowed}.")
     return numbers

@@ -1,13 +1,14 @@
 """run_exp.py's command line: every Arguments field as a flag with its help, default and choices,
 plus the study's own flags. Only the flags a user typed are returned, so an explicit flag is
-always honoured (or rejected with a reason), even when it equals the default."""
+always honoured (or rejected with a reason), even when it equals the default. Importing this
+module imports no torch: `run_exp.py --help` and a bad flag answer at once."""
 import argparse
 import dataclasses
 import typing
 
+from utils.study import tuning
 from utils.study.launchers import LAUNCHERS
 from utils.train.settings import Arguments, UsageError
-from utils.study.study import STUDY_FLAGS
 
 EXAMPLES = """\
 examples:
@@ -20,6 +21,35 @@ examples:
 exit status: 0 done; 1 a run failed or diverged; 2 bad input (nothing written);
 130/143 stopped by Ctrl-C/SIGTERM after saving a checkpoint (rerun the same command to continue)."""
 
+# The study's own flags (not run settings): name -> (default, type, help). Parsing imports no torch
+# and no submitit: the launcher table names its modules, imported only when a launcher is used.
+STUDY_FLAGS = {
+    "config": (None, str, "configuration(s) to run: N, a list like 1,3,5-8, or all (each run is named after its "
+                          "number; run settings below override the configuration where they do not contradict it)"),
+    "seeds": (None, str, "run each configuration for each of these seeds, e.g. 0,1,2 (folders <id>-seed<k>); "
+                         "default: the course's single run (folder <id>, --seed)"),
+    "tune_lr": (False, bool, "first search a learning rate per model and optimizer on a short budget (validation "
+                             "only), then run the configurations at the course's lr AND at the chosen one (<id>-tuned)"),
+    "tune_grid": (None, str, "grids to search, e.g. 'sgd=0.1,0.3,1;adam=1e-3,3e-3' (default: 5 values per "
+                             "optimizer, each optimizer's entry in utils/train/optim.py)"),
+    "tune_epochs": (None, int, f"epochs of each search run (default: {tuning.DEFAULT_BUDGET['epochs']})"),
+    "tune_batches": (None, int, f"batches per split per epoch of each search run (default: "
+                                f"{tuning.DEFAULT_BUDGET['max_batches']}; {tuning.SMOKE_BUDGET['max_batches']} with --smoke)"),
+    "launcher": ("inline", str, "; ".join(f"{name}: {entry.help}" for name, entry in LAUNCHERS.items())),
+    "partition": (None, str, "SLURM partition (default: the cluster's)"),
+    "gpus_per_job": (0, int, "GPUs per job; with more than 1 the job trains data-parallel, one task per GPU"),
+    "tasks_per_job": (None, int, "processes per job (default: gpus_per_job, at least 1); on CPUs: Gloo data-parallel"),
+    "cpus_per_job": (1, int, "CPUs per task"),
+    "mem_gb": (None, int, "memory per job in GB (default: the partition's)"),
+    "time": (60, int, "time limit per job in minutes; a job warned before it is checkpointed and requeued"),
+    "max_parallel": (4, int, "jobs running at once (the SLURM array's %%K; waves of this size locally)"),
+    "status": (False, bool, "show where every run of this sweep stands (SLURM job, status, epoch, best valid ppl)"),
+}
+
+
+def study_options(given):
+    """Every study flag: the value given, else its default."""
+    return {name: given.get(name, default) for name, (default, _, _) in STUDY_FLAGS.items()}
 
 
 def _field_type(f):
@@ -38,9 +68,9 @@ def _add_setting(group, f):
         group.add_argument(f"--{f.name}", action="store_true", help=help_text)
         return
     default = "none" if f.default is None else f.default
-    shown = "" if "default" in help_text else f" (default: {default})"  # the help may name the real default itself
     kind = _field_type(f)
     metavar = None if choices or kind is str else {int: "N", float: "X"}[kind]
+    shown = "" if "default" in help_text else f" (default: {default})"  # the help may name the real default itself
     group.add_argument(f"--{f.name}", type=kind, choices=choices, metavar=metavar, help=help_text + shown)
 
 
@@ -61,9 +91,9 @@ def build_parser():
         if kind is bool:
             study.add_argument(f"--{name}", action="store_true", help=help_text)
         else:
-            choices = list(LAUNCHERS) if name == "launcher" else None
             shown = "" if default is None or "default" in help_text else f" (default: {default})"
             metavar = "N" if kind is int else None
+            choices = list(LAUNCHERS) if name == "launcher" else None
             study.add_argument(f"--{name}", type=kind, choices=choices, metavar=metavar, help=help_text + shown)
     settings = parser.add_argument_group("run settings (the course notebook's Arguments, plus extras)")
     for f in dataclasses.fields(Arguments):

@@ -12,35 +12,6 @@ from utils.train.progress import perplexity_text
 from utils.train.settings import UsageError
 from utils.study.sweep import OK_STATUSES, config_jobs, config_settings, fold_identical, run_jobs
 
-# The study's own flags (not run settings): name -> (default, type, help); utils.study.parser shows them.
-STUDY_FLAGS = {
-    "config": (None, str, "configuration(s) to run: N, a list like 1,3,5-8, or all (each run is named after its "
-                          "number; run settings below override the configuration where they do not contradict it)"),
-    "seeds": (None, str, "run each configuration for each of these seeds, e.g. 0,1,2 (folders <id>-seed<k>); "
-                         "default: the course's single run (folder <id>, --seed)"),
-    "tune_lr": (False, bool, "first search a learning rate per model and optimizer on a short budget (validation "
-                             "only), then run the configurations at the course's lr AND at the chosen one (<id>-tuned)"),
-    "tune_grid": (None, str, "grids to search, e.g. 'sgd=0.1,0.3,1;adam=1e-3,3e-3' (default: 5 values per "
-                             "optimizer, each optimizer's entry in utils/train/optim.py)"),
-    "tune_epochs": (None, int, f"epochs of each search run (default: {tuning.DEFAULT_BUDGET['epochs']})"),
-    "tune_batches": (None, int, f"batches per split per epoch of each search run (default: "
-                                f"{tuning.DEFAULT_BUDGET['max_batches']}; {tuning.SMOKE_BUDGET['max_batches']} with --smoke)"),
-    "launcher": ("inline", str, "; ".join(f"{name}: {entry.help}" for name, entry in LAUNCHERS.items())),
-    "partition": (None, str, "SLURM partition (default: the cluster's)"),
-    "gpus_per_job": (0, int, "GPUs per job; with more than 1 the job trains data-parallel, one task per GPU"),
-    "tasks_per_job": (None, int, "processes per job (default: gpus_per_job, at least 1); on CPUs: Gloo data-parallel"),
-    "cpus_per_job": (1, int, "CPUs per task"),
-    "mem_gb": (None, int, "memory per job in GB (default: the partition's)"),
-    "time": (60, int, "time limit per job in minutes; a job warned before it is checkpointed and requeued"),
-    "max_parallel": (4, int, "jobs running at once (the SLURM array's %%K; waves of this size locally)"),
-    "status": (False, bool, "show where every run of this sweep stands (SLURM job, status, epoch, best valid ppl)"),
-}
-
-
-def study_options(given):
-    """Every study flag: the value given, else its default."""
-    return {name: given.get(name, default) for name, (default, _, _) in STUDY_FLAGS.items()}
-
 
 def parse_seeds(text):
     if text is None:

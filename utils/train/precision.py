@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import torch
 
 from utils.torch_utils import cpu_has_bf16
+from utils.train.settings import PRECISIONS as CHOICES
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-CHOICES = ("auto", "fp32", "bf16", "fp16")
 BF16_CAPABILITY = (8, 0)  # Ampere and later: bf16 and TF32 tensor cores
 # Steps in a row after which a run is stalled: every one skipped by the fp16 scaler (each halves
 # the scale, so 2^-100 of it is left: no real gradient needs that), or every one with bit for bit

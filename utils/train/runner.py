@@ -25,7 +25,7 @@ from utils.train.inputs import load_embeddings, load_splits, make_batches, resol
 from utils.train.loop import Totals, TrainingDiverged, evaluate_split, train_epoch
 from utils.train.optim import make_optimizer
 from utils.train.precision import Precision
-from utils.train.progress import Reporter, perplexity_text
+from utils.train.progress import Reporter, RunClock, Schedule, perplexity_text, plan_text
 from utils.train.settings import UsageError, to_dict, validate
 from utils.train.stop import GracefulStop, RunInterrupted
 
@@ -68,6 +68,7 @@ class Run:
     position: Position = field(default_factory=Position)
     metrics: list = field(default_factory=list)
     memories: list = field(default_factory=list)
+    clock: Optional[RunClock] = None  # the whole run's time left, shared by its progress lines (start() sets it)
 
     def say(self, text):
         if self.dist.is_main:
@@ -147,7 +148,7 @@ def restore(run, state):
 
 
 # ----------------------------------------------------------------------------- fit
-def start(run):
+def start(run, with_test=True):
     """Write the run's folder (a new one, or the continued one) and say what is happening."""
     s = run.settings
     if run.plan.action == "start":
@@ -160,6 +161,10 @@ def start(run):
     processes = f", {run.dist.world} processes ({run.dist.backend})" if run.dist.world > 1 else ""
     run.say(f"{model_spec(s.model).display_name} x{s.layers} on {run.device} ({run.precision}{processes}): "
             f"{count_parameters(run.model)[0]:,} learnable parameters; logs in {run.run_dir.path}")
+    steps = [_steps(run.batches[k], s.max_batches) for k in ("train", "validation", "test")]
+    schedule = Schedule(s.epochs, steps[0], steps[1], steps[2] if with_test else 0, s.batch_size)
+    run.clock = RunClock(schedule, run.device.type)
+    run.say(plan_text(schedule, run.device, run.precision, run.position.epoch))
 
 
 def _steps(batches, cap):
@@ -169,7 +174,7 @@ def _steps(batches, cap):
 def _reporter(run, mode, epoch, batches, start_step=0):
     s = run.settings
     return Reporter(mode, _steps(batches, s.max_batches), epoch, s.epochs, s.print_every, s.progress_bar, start_step,
-                    enabled=run.dist.is_main)
+                    enabled=run.dist.is_main, clock=run.clock)
 
 
 def checkpoint(run):
@@ -300,7 +305,7 @@ def test(run, stop=None):
 def execute(settings, dist=SINGLE, with_test=True):
     """prepare -> fit -> test (unless with_test is False), recording how the run ended in its status.json."""
     run = prepare(settings, dist)
-    start(run)
+    start(run, with_test)
     with GracefulStop() as stop:
         try:
             fit(run, stop)

@@ -12,11 +12,11 @@ from typing import Optional
 from utils.errors import UsageError  # noqa: F401 (the engine's modules import it from here)
 from utils.models.registry import MODELS
 from utils.train.optim import OPTIMIZERS
-from utils.train.precision import CHOICES as PRECISIONS
 
 # The smoke preset: both models end to end on real data in well under a minute on 2 CPU cores.
 # It fills only the fields left at their defaults: an explicit --epochs 3 --smoke runs 3 epochs.
 SMOKE = dict(epochs=2, batch_size=4, max_batches=2)
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # utils.train.precision resolves them; named here so parsing needs no torch
 SMOKE_LOG_DIR = "./logs_smoke"  # where smoke runs go unless --log_dir is given: never beside full runs
 
 

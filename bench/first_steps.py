@@ -1,0 +1,130 @@
+"""The first training steps of each configuration: the batch loss at step 1 (the initial model),
+at steps 10 and 100 (what the optimizer sees there, after 9 and 99 updates), the mean of the last
+10 steps and the worst loss on the way, against the uniform and unigram losses.
+
+    python -m bench.first_steps [--configs all --steps 100 --batch_size 16 --seq_len 256
+                                 --embeddings data/embeddings.npz --out bench/results/first_steps.json]
+
+Each configuration is built as the engine builds it (registry, optimizer table, course lr, seed
+42) on the real training split in the engine's shuffled order, sequences cut to --seq_len. A loss
+far above uniform (ln V) in the first steps means confidently wrong logits. --course_init builds
+MiniGPT1 with the course constructor's initialisation (no MiniGPT1.start_uniform), for comparison.
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+STEPS_SHOWN = (1, 10, 100)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configs", default="all", help="configurations, e.g. 1,5,10-12 (default: all)")
+    parser.add_argument("--steps", type=int, default=100, help="training steps per configuration (default: 100)")
+    parser.add_argument("--batch_size", type=int, default=16, help="sequences per step (default: 16)")
+    parser.add_argument("--seq_len", type=int, default=256, help="tokens per sequence, at most 256 (default: 256)")
+    parser.add_argument("--embeddings", default=os.path.join("data", "embeddings.npz"),
+                        help="embeddings file (default: data/embeddings.npz, from quickstart.sh)")
+    parser.add_argument("--data_folder", default=None, help="wiki.*.npz folder (default: the project's data/)")
+    parser.add_argument("--course_init", action="store_true", help="MiniGPT1 without start_uniform (the course's init)")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--out", default=None, help="also write the figures as JSON here")
+    return parser.parse_args(argv)
+
+
+def unigram_loss(train_tokens, batches, vocabulary_size):
+    """The course loss of the add-0.1 training unigram on these batches: what a model that knows only
+    token frequencies scores."""
+    import torch
+
+    from utils.models.losses import course_loss
+
+    counts = torch.bincount(train_tokens.long(), minlength=vocabulary_size).double()
+    nll = -torch.log((counts + 0.1) / (counts.sum() + 0.1 * vocabulary_size))
+    return sum(float(course_loss(nll[b["target"]], b["mask"].double())) for b in batches) / len(batches)
+
+
+def first_steps(number, tokens, position, batches, course_init=False):
+    """{step: loss} for steps 1..len(batches) of configuration `number` (step 1: the initial model)."""
+    from utils.configs import CONFIGS
+    from utils.models.base import TokenNLL
+    from utils.models.registry import model_spec
+    from utils.torch_utils import seed_experiment
+    from utils.train.loop import train_step
+    from utils.train.optim import make_optimizer
+    from utils.train.precision import Precision
+    from utils.train.settings import Arguments
+
+    cfg = CONFIGS[number]
+    settings = Arguments(model=cfg.model, layers=cfg.layers, optimizer=cfg.optimizer)
+    seed_experiment(settings.seed)
+    if course_init and cfg.model == "gpt1":
+        from gpt1_solution import MiniGPT1
+
+        model = MiniGPT1(tokens.shape[0], tokens.shape[1], position.shape[0], 12, cfg.layers, False, tokens, position)
+    else:
+        model = model_spec(cfg.model).build(cfg.layers, tokens, position, False)
+    optimizer = make_optimizer(settings, model)
+    nll, precision = TokenNLL(model).train(), Precision("fp32", "cpu")
+    return {step: float(train_step(nll, batch, optimizer, precision)[0].detach())
+            for step, batch in enumerate(batches, 1)}
+
+
+def load_batches(data_folder, batch_size, seq_len, steps):
+    from utils.data.batches import TensorBatches
+    from utils.data.wikitext2 import Wikitext2
+
+    train = Wikitext2(data_folder, "train")
+    batches = []
+    for batch in TensorBatches(train, batch_size, shuffle=True, seed=42):
+        if len(batches) == steps:
+            break
+        batches.append({k: batch[k][:, :seq_len] for k in ("source", "target", "mask")})
+    return train, batches
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from utils.configs import parse_config_list
+    from utils.data import PROJECT_DATA
+    from utils.data.embeddings import EmbeddingsError, read_embeddings
+
+    try:
+        numbers = parse_config_list(args.configs)
+        tokens, position = read_embeddings(args.embeddings)
+    except (ValueError, EmbeddingsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    train, batches = load_batches(args.data_folder or PROJECT_DATA, args.batch_size, args.seq_len, args.steps)
+    uniform, unigram = math.log(tokens.shape[0]), unigram_loss(train.tokens, batches[:10], tokens.shape[0])
+    shown = [s for s in STEPS_SHOWN if s <= len(batches)]
+    print(f"uniform ln V = {uniform:.2f}, unigram (first 10 batches) = {unigram:.2f}; batch {args.batch_size} x "
+          f"{args.seq_len} tokens, {len(batches)} steps, {'course init' if args.course_init else 'engine build'}")
+    print(f"{'configuration':<24}" + "".join(f"{'step ' + str(s):>10}" for s in shown) + f"{'last 10':>10}{'worst':>10}{'seconds':>9}")
+    results = {}
+    for number in numbers:
+        from utils.configs import CONFIGS
+
+        start = time.perf_counter()
+        losses = first_steps(number, tokens, position, batches, args.course_init)
+        seconds = time.perf_counter() - start
+        results[number] = {"label": CONFIGS[number].label, "losses": losses, "seconds": seconds}
+        last = list(losses.values())[-10:]
+        print(f"{CONFIGS[number].label:<24}" + "".join(f"{losses[s]:>10.2f}" for s in shown)
+              + f"{sum(last) / len(last):>10.2f}{max(losses.values()):>10.2f}{seconds:>9.0f}", flush=True)
+    if args.out:
+        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+        with open(args.out, "w") as handle:
+            json.dump({"args": vars(args), "uniform": uniform, "unigram": unigram, "results": results}, handle, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
