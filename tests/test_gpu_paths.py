@@ -3,6 +3,7 @@ bench/gpu_check.py (LM_TEST_DEVICE=cuda): precision by compute capability, fp16 
 tied gradient, a stalled scaler or loss, the LSTM's recurrence dtype, no host sync on quiet
 training steps, the fused loss path against the CPU one, LayerNorm, the causal mask, GPU memory
 by device."""
+import io
 import math
 import os
 import unittest
@@ -239,19 +240,19 @@ class _Items:
         return self.tensors
 
 
-def syncs_per_step(kind, precision, steps=7, every=3):
+def syncs_per_step(kind, precision, steps=7, every=3, bar=False):
     """Would-synchronise calls in each training step (batch making, step, sums, progress, hook) and
     the steps that print; on CUDA, a synchronisation on a quiet step is also an error."""
     model = tiny(kind)
     nll = TokenNLL(model)
     optimizer = make_optimizer(Arguments(optimizer="adamw", lr=1e-3), model, fused=True)  # as on CUDA
     batches = TensorBatches(_Items(2 * steps - 1), 2, shuffle=True, device=DEVICE)
-    reporter = Reporter("train", steps, 0, 1, every=every)
+    reporter = Reporter("train", steps, 0, 1, every=every, bar=bar)
     counts, marks = [], []
 
     def hook(step, totals):
         counts.append(counter.calls)
-        marks.append(reporter.due(step))
+        marks.append(reporter.reads(step))  # with a bar, due() is every step: the bar moves
 
     totals = Totals(DEVICE)  # once per epoch: made from host numbers, before the first step
     with mock.patch("builtins.print"), cuda_branches(), \
@@ -272,6 +273,13 @@ class NoHostSyncOnQuietSteps(unittest.TestCase):
                     quiet = [n for n, loud in zip(per_step, printing) if not loud]
                     self.assertEqual(quiet, [0] * len(quiet), counter.where[:8])
                     self.assertGreater(sum(per_step), 0)  # the counter sees the printing steps' reads
+
+    def test_a_progress_bar_moves_every_step_without_reading_the_device(self):
+        with mock.patch("sys.stderr", io.StringIO()):  # tqdm draws there
+            per_step, reading, counter = syncs_per_step("gpt1", on_gpu("fp32"), bar=True)
+        self.assertEqual(reading, [False, False, True, False, False, True, True])
+        quiet = [n for n, loud in zip(per_step, reading) if not loud]
+        self.assertEqual(quiet, [0] * len(quiet), counter.where[:8])
 
     def test_counter_sees_each_kind_of_read(self):
         x = torch.ones(2)

@@ -156,7 +156,8 @@ def train_epoch(nll_model, batches, optimizer, precision, scaler=None, *, epoch=
         watch.add(loss, scaler)
         done = step + 1
         if reporter is not None and reporter.due(step + 1):
-            _check(totals, watch, epoch, step + 1)  # host syncs only here, at print time
+            if reporter.reads(step + 1):  # host syncs only on the steps whose line reads values
+                _check(totals, watch, epoch, step + 1)
             reporter.show(step + 1, totals, loss)
         if hook is not None:
             hook(step + 1, totals)

@@ -125,15 +125,19 @@ class Reporter:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total_steps, initial=start_step, desc=self._where(), leave=False)
-            self.every = 1
 
     def _where(self):
         epoch = f" epoch {self.epoch + 1}/{self.epochs}" if self.epoch is not None and self.epochs else ""
         return f"[{self.mode}]{epoch}"
 
     def due(self, step):
-        if not self.enabled:
-            return False
+        """Whether show(step) is wanted: every step with a bar (it moves without reading the device),
+        else only on the steps whose line reads the device's values."""
+        return self.enabled and (self.bar is not None or self.reads(step))
+
+    def reads(self, step):
+        """Steps whose line reads values from the device (a host sync): every `every` steps, the last,
+        and the steps the run's estimate is measured on."""
         wanted = self.clock is not None and self.clock.wants(self.mode, step - self.start_step)
         return wanted or step % self.every == 0 or step == self.total
 
@@ -160,6 +164,9 @@ class Reporter:
         return f"ETA {duration(eta)}, run {duration(self.clock.seconds_left(self.mode, self.epoch, step))}", estimate
 
     def show(self, step, totals, loss=None):
+        if self.bar is not None and not self.reads(step):
+            self.bar.update(step - self.bar.n)  # no values read: quiet steps never wait for the device
+            return
         nll_sum, tokens = totals.sums[:2].tolist()
         eta, estimate = self._eta(step, step - self.start_step)
         rate = tokens / max(totals.seconds(), 1e-9)
