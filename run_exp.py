@@ -21,7 +21,7 @@ from utils.train.loop import TrainingDiverged
 from utils.train.parser import parse
 from utils.train.runner import execute
 from utils.train.settings import Arguments, UsageError, apply_smoke
-from utils.train.stop import RunInterrupted
+from utils.train.stop import RunInterrupted, before_training
 from utils.train.study import run_study, study_options
 from utils.train.sweep import run_config, run_sweep
 
@@ -61,14 +61,9 @@ def run(given, study, dist):
     return run_study(numbers, given, study_options(study), dist)
 
 
-def _terminated(signum, frame):
-    """SIGTERM outside training (a run's own handler takes over while it trains): stop like Ctrl-C."""
-    raise RunInterrupted(signum, "before training started (nothing to save)")
-
-
 def cli(argv=None):
     main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
+    previous = signal.signal(signal.SIGTERM, before_training) if main_thread else None
     try:
         return _cli(argv)
     finally:  # a caller in the same process (a test, a notebook) gets its own handler back

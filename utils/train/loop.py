@@ -23,7 +23,9 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; carries the epoch and step where it first did."""
 
     def __init__(self, epoch, step):
-        super().__init__(f"Loss became non-finite at epoch {epoch}, step {step}: lower --lr or try another optimizer.")
+        # epoch and step are 0-based in the program and counted from 1 in what the user reads
+        super().__init__(f"Loss became non-finite at epoch {epoch + 1}, step {step + 1}: lower --lr or try another "
+                         "optimizer.")
         self.epoch, self.step = epoch, step
 
 

@@ -8,7 +8,7 @@ from utils.runs import schema
 from utils.runs.run_dir import RunDir
 from utils.train import launch, tuning
 from utils.train.progress import perplexity_text
-from utils.train.settings import UsageError
+from utils.train.settings import UsageError, validate
 from utils.train.sweep import OK_STATUSES, config_jobs, config_settings, format_summary, run_jobs, skip_reason
 
 # The study's own flags (not run settings): name -> (default, type, help); utils.train.parser shows them.
@@ -74,6 +74,8 @@ def _tuning_plan(numbers, given, opts, log_dir):
 
 def _execute(jobs, opts, dist, title):
     """Run jobs here, or submit them; returns (summaries, submitted handles)."""
+    for job in jobs:  # every run's settings checked before the first one writes anything
+        validate(job.settings)
     if opts["launcher"] == "inline":
         return run_jobs(jobs, dist, title), []
     todo = [job for job in jobs if skip_reason(job.settings, RunDir(job.settings.log_dir, job.settings.exp_id)) is None]

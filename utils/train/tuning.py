@@ -25,7 +25,7 @@ from utils.configs import CONFIGS
 from utils.runs import schema
 from utils.runs.atomic import atomic_write_json
 from utils.runs.run_dir import RunDir
-from utils.train.settings import SMOKE, UsageError
+from utils.train.settings import LR_LIMIT, SMOKE, UsageError
 
 DEFAULT_GRIDS = {
     "sgd": (0.01, 0.03, 0.1, 0.3, 1.0),
@@ -46,9 +46,9 @@ def parse_grid(text):
             lrs = tuple(float(v) for v in values.split(","))
         except ValueError:
             lrs = ()
-        if name.strip() not in DEFAULT_GRIDS or not lrs or min(lrs) <= 0:
+        if name.strip() not in DEFAULT_GRIDS or not lrs or not all(0 < lr <= LR_LIMIT for lr in lrs):  # nan, inf too
             raise UsageError(f"Bad --tune_grid part {part!r}: use optimizer=lr,lr,... with optimizers among "
-                             f"{', '.join(DEFAULT_GRIDS)} and positive lrs, parts joined by ';'.")
+                             f"{', '.join(DEFAULT_GRIDS)} and lrs in (0, {LR_LIMIT:g}], parts joined by ';'.")
         grids[name.strip()] = lrs
     return grids
 
