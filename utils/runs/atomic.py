@@ -36,7 +36,7 @@ def atomic_write(path, write):
         raise _write_error(path, err) from None
     try:
         with os.fdopen(fd, "wb") as raw:
-            handle = _Recorder(raw)
+            handle = _Recorder(raw, path)
             try:
                 write(handle)
             except Exception:  # a writer (torch.save) can turn the OSError into its own error
@@ -60,8 +60,8 @@ def atomic_write(path, write):
 class _Recorder:
     """A file object that remembers the OSError of a failed write."""
 
-    def __init__(self, handle):
-        self.handle, self.error = handle, None
+    def __init__(self, handle, path):
+        self.handle, self.path, self.error = handle, path, None  # path: the file it will replace
 
     def write(self, data):
         try:

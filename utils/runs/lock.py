@@ -65,7 +65,8 @@ class FolderLock:
     def _refuse(self, holder, unsure=False):
         who = f"process {holder.get('pid', '?')} on {holder.get('host', '?')} (since {holder.get('since', '?')})"
         folder = os.path.dirname(self.path)
-        self.release()
+        os.close(self.fd)  # the holder's record stays as it is
+        self.fd = None
         if unsure:
             raise FolderLocked(f"{folder} is in use by {who}, which cannot be checked from this host: wait for it, "
                                f"or delete {self.path} if that job is gone, then rerun.")

@@ -112,9 +112,7 @@ class RunDir:
         if not contents:
             return Plan("start", "")
         if not self.is_ours():
-            shown = ", ".join(contents[:3]) + (", ..." if len(contents) > 3 else "")
-            raise RunConflict(f"{where} holds files this kit did not write ({shown}), so it is left untouched "
-                              "(--force included): choose another --exp_id or --log_dir.")
+            raise self._foreign(contents)
         if force:
             return Plan("start", f"Starting {where} over (--force): the files the kit wrote there are deleted.")
         if status.get("status") == schema.COMPLETED:
@@ -125,16 +123,23 @@ class RunDir:
             raise RunConflict(f"Run {where} is already complete: pass --force to run it again or choose another --exp_id.")
         checkpoint = load_checkpoint(self.path) if self.has_checkpoint() else None
         # the checkpoint carries the settings it was trained with: args.json may be missing or damaged
-        differs = self.settings_differ(settings, checkpoint["settings"] if checkpoint else None)
+        recorded = checkpoint["settings"] if checkpoint else self.recorded_settings()
+        differs = self.settings_differ(settings, recorded)
         if differs:  # e.g. a smoke run where a full run is asked for: never mix them silently
-            raise RunConflict(f"{where} holds a run made with other {', '.join(differs)}: pass --force to "
-                              "overwrite it or use another --exp_id/--log_dir.")
+            values = ", ".join(f"{n} {recorded[n]} there, {settings.get(n)} here" for n in differs)
+            raise RunConflict(f"{where} holds a run made with other {', '.join(differs)} ({values}): pass "
+                              "--force to overwrite it or use another --exp_id/--log_dir.")
         was = describe_status(status)
         if checkpoint is None:
             return Plan("start", f"Starting {where} over: its last attempt ({was}) left no checkpoint.")
         at = checkpoint["position"]
         where_at = describe_position(at["epoch"], at["step"], checkpoint["settings"]["epochs"])
         return Plan("resume", f"Continuing {where} ({was}) from its checkpoint {where_at}.", checkpoint)
+
+    def _foreign(self, contents):
+        shown = ", ".join(contents[:3]) + (", ..." if len(contents) > 3 else "")
+        return RunConflict(f"{self.path} holds files this kit did not write ({shown}), so it is left untouched "
+                           "(--force included): choose another --exp_id or --log_dir.")
 
     # ----- the folder itself
     def check_writable(self):
@@ -156,6 +161,9 @@ class RunDir:
         if not self.writes or self.folder_lock is not None:
             return
         self.check_writable()
+        contents = self.contents()
+        if contents and not self.is_ours():  # not even a lock file in a user's folder
+            raise self._foreign(contents)
         self.made_folder = not os.path.isdir(self.path)
         folder_lock = FolderLock(self.file(schema.LOCK))
         try:

@@ -163,7 +163,7 @@ def restore(run, state):
     restore_scaler(run, state)
     run.origin = state.get("origin") or dict(run.origin, git_commit="unknown (before checkpoints kept it)")
     if state.get("git_commit", run.commit) != run.commit:
-        run.resumed["git_commit"] = {"checkpoint": state["git_commit"], "now": run.commit}
+        run.resumed["code_changed"] = {"checkpoint": state["git_commit"], "now": run.commit}
     set_rng_state(state["rng"])
     run.metrics, run.memories = list(state["metrics"]), list(state["memories"])
     run.position = Position(**state["position"])
@@ -189,7 +189,7 @@ def restore_scaler(run, state):
     if saved == now:
         return
     fresh = now == "fp16" and not state["scaler"]
-    run.resumed["precision"] = {"checkpoint": saved, "now": now, "scaler": "fresh" if fresh else "none"}
+    run.resumed["precision_changed"] = {"checkpoint": saved, "now": now, "scaler": "fresh" if fresh else "none"}
     run.say(f"Note: the checkpoint was trained in {saved}; this run continues in {now} on {run.device}"
             + (" with a fresh gradient scaler" if fresh else "") + " (recorded in provenance.json).")
 
@@ -228,8 +228,8 @@ def start(run):
     run.run_dir.write_args(dict(to_dict(s), device=str(run.device)))
     if run.plan.message:
         run.say(run.plan.message)
-    if "git_commit" in run.resumed:
-        change = run.resumed["git_commit"]
+    if "code_changed" in run.resumed:
+        change = run.resumed["code_changed"]
         run.say(f"Note: the code changed since the checkpoint ({change['checkpoint']} -> {change['now']}); "
                 "recorded in provenance.json.")
     devices = run.dist.gather(device_name(run.device))
