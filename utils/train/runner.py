@@ -20,8 +20,8 @@ from utils.models.registry import model_spec
 from utils.runs import schema
 from utils.runs.atomic import WriteError
 from utils.runs.checkpoint import CheckpointError, learned_state, load_checkpoint, restore_model
-from utils.runs.provenance import count_parameters, device_name, git_commit, provenance
-from utils.runs.run_dir import Plan, RunConflict, RunDir, describe_position
+from utils.runs.provenance import count_parameters, device_name, git_commit
+from utils.runs.run_dir import Plan, RunConflict, RunDir
 from utils.torch_utils import cpu_has_bf16, rng_state, seed_experiment, set_rng_state
 from utils.train.distributed import SINGLE
 from utils.train.inputs import load_embeddings, load_splits, make_batches, resolve_device, word_table
@@ -29,6 +29,7 @@ from utils.train.loop import Totals, TrainingDiverged, evaluate_split, train_epo
 from utils.train.optim import make_optimizer
 from utils.train.precision import Precision
 from utils.train.progress import Reporter, perplexity_text
+from utils.train.resume import restore_scaler, write_provenance
 from utils.train.settings import UsageError, to_dict, validate
 from utils.train.stop import GracefulStop, RunInterrupted
 
@@ -173,46 +174,6 @@ def restore(run, state):
         seconds = max(p["seconds"] for p in partial)
         zero = dict.fromkeys(summed, 0.0)
         run.position.partial = [dict(summed, seconds=seconds)] + [dict(zero, seconds=seconds)] * (world - 1)
-
-
-def restore_scaler(run, state):
-    """The checkpoint's gradient-scaler state where it applies; a fresh scaler where the precision changed.
-
-    Parameters and optimizer state are fp32 in every precision (autocast casts copies), so a run
-    continues soundly in another precision; only the fp16 loss scale belongs to one precision.
-    """
-    # checkpoints before the precision was recorded: a non-empty scaler state means fp16
-    saved = state.get("precision") or ("fp16" if state["scaler"] else "fp32 or bf16")
-    now = run.precision.name
-    if now == "fp16" and state["scaler"]:
-        run.scaler.load_state_dict(state["scaler"])
-    if saved == now:
-        return
-    fresh = now == "fp16" and not state["scaler"]
-    run.resumed["precision_changed"] = {"checkpoint": saved, "now": now, "scaler": "fresh" if fresh else "none"}
-    run.say(f"Note: the checkpoint was trained in {saved}; this run continues in {now} on {run.device}"
-            + (" with a fresh gradient scaler" if fresh else "") + " (recorded in provenance.json).")
-
-
-def resume_record(run):
-    """provenance.json's entry for this attempt: where it continued and what differs from before."""
-    at = run.position
-    return dict({"at": describe_position(at.epoch, at.step, run.settings.epochs), "git_commit": run.commit,
-                 "precision": str(run.precision), "device_name": device_name(run.device)}, **run.resumed)
-
-
-def write_provenance(run, devices):
-    """A new run's provenance; a continued run keeps its first attempt's record and appends this one."""
-    s = run.settings
-    fresh = provenance(s, run.model, run.device, run.precision, run.embeddings, run.dist, devices)
-    fresh["git_commit"] = run.commit
-    if run.plan.action != "resume":
-        run.run_dir.write_provenance(fresh)
-        return
-    # provenance.json lost (or never written): rebuild it around the checkpoint's record of the first attempt
-    record = run.run_dir.provenance() or dict(fresh, **run.origin)
-    record["resumes"] = list(record.get("resumes", [])) + [resume_record(run)]
-    run.run_dir.write_provenance(record)
 
 
 # ----------------------------------------------------------------------------- fit
