@@ -12,7 +12,19 @@ import signal
 import sys
 import threading
 
-import torch
+
+def _startup_interrupted(kind, value, trace):
+    """Ctrl-C while the imports below load (seconds on a cold machine): one line, not a traceback."""
+    if issubclass(kind, KeyboardInterrupt):
+        print("interrupted while starting: nothing was written.", file=sys.stderr)
+    else:
+        sys.__excepthook__(kind, value, trace)
+
+
+if __name__ == "__main__":
+    sys.excepthook = _startup_interrupted
+
+import torch  # noqa: E402 (after the hook above)
 
 from utils.configs import CONFIGS, parse_config_list
 from utils.train.course import evaluate, main, train

@@ -170,6 +170,17 @@ class BadValuesAreOneLine(FaultCase):
         self.assertEqual(len(lines), 2, err)
         self.assertIn("no native bf16", lines[0])
 
+    def test_ctrl_c_while_the_command_starts_is_one_line(self):
+        import contextlib
+        import io
+
+        import run_exp
+
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            run_exp._startup_interrupted(KeyboardInterrupt, KeyboardInterrupt(), None)
+        self.assertEqual(err.getvalue(), "interrupted while starting: nothing was written.\n")
+
     def test_epochs_count_from_one_in_the_divergence_message(self):
         self.assertIn("at epoch 1, step 5", str(loop.TrainingDiverged(0, 4)))
 

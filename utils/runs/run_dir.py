@@ -100,9 +100,10 @@ class RunDir:
 
     def is_ours(self):
         """The kit wrote this folder: its marker, or (folders made before the marker) a readable
-        status.json beside an args.json."""
+        status.json beside an args.json, or nothing but files of the kit's names."""
         return os.path.isfile(self.file(schema.MARKER)) or (
-            isinstance(self.status(), dict) and os.path.isfile(self.file(schema.ARGS)))
+            isinstance(self.status(), dict) and os.path.isfile(self.file(schema.ARGS))) or (
+            set(self.contents()) <= set(kit_files()))
 
     def plan(self, settings, force):
         """How a run with `settings` (a dict) goes on from what this folder holds. Raises
@@ -199,7 +200,12 @@ class RunDir:
         for name in kit_files():
             if name not in (schema.LOCK, schema.MARKER) and os.path.isfile(self.file(name)):
                 os.remove(self.file(name))
-        atomic_write_text(self.file(schema.MARKER), "written by this kit: it may delete the files it wrote here\n")
+        self.mark()
+
+    def mark(self):
+        """Say that the kit owns the folder (before anything else is written in it)."""
+        if self.writes and not os.path.isfile(self.file(schema.MARKER)):
+            atomic_write_text(self.file(schema.MARKER), "written by this kit: it may delete the files it wrote here\n")
 
     # ----- writing (nothing when self.writes is False)
     def write_args(self, args):
