@@ -20,8 +20,21 @@ def restore_scaler(run, state):
         return
     fresh = now == "fp16" and not state["scaler"]
     run.resumed["precision_changed"] = {"checkpoint": saved, "now": now, "scaler": "fresh" if fresh else "none"}
-    run.say(f"Note: the checkpoint was trained in {saved}; this run continues in {now} on {run.device}"
-            + (" with a fresh gradient scaler" if fresh else "") + " (recorded in provenance.json).")
+
+
+def resume_notes(run):
+    """One line per change since the checkpoint (none for a plain continuation)."""
+    notes = []
+    if "precision_changed" in run.resumed:
+        change = run.resumed["precision_changed"]
+        notes.append(f"Note: the checkpoint was trained in {change['checkpoint']}; this run continues in "
+                     f"{change['now']} on {run.device}" + (" with a fresh gradient scaler" if change["scaler"] ==
+                                                            "fresh" else "") + " (recorded in provenance.json).")
+    if "code_changed" in run.resumed:
+        change = run.resumed["code_changed"]
+        notes.append(f"Note: the code changed since the checkpoint ({change['checkpoint']} -> {change['now']}); "
+                     "recorded in provenance.json.")
+    return notes
 
 
 def resume_record(run):

@@ -29,7 +29,7 @@ from utils.train.loop import Totals, TrainingDiverged, evaluate_split, train_epo
 from utils.train.optim import make_optimizer
 from utils.train.precision import Precision
 from utils.train.progress import Reporter, perplexity_text
-from utils.train.resume import restore_scaler, write_provenance
+from utils.train.resume import restore_scaler, resume_notes, write_provenance
 from utils.train.settings import UsageError, to_dict, validate
 from utils.train.stop import GracefulStop, RunInterrupted
 
@@ -189,10 +189,8 @@ def start(run):
     run.run_dir.write_args(dict(to_dict(s), device=str(run.device)))
     if run.plan.message:
         run.say(run.plan.message)
-    if "code_changed" in run.resumed:
-        change = run.resumed["code_changed"]
-        run.say(f"Note: the code changed since the checkpoint ({change['checkpoint']} -> {change['now']}); "
-                "recorded in provenance.json.")
+    for note in resume_notes(run):
+        run.say(note)
     devices = run.dist.gather(device_name(run.device))
     write_provenance(run, devices)
     processes = f", {run.dist.world} processes ({run.dist.backend})" if run.dist.world > 1 else ""
