@@ -13,9 +13,22 @@ import signal
 import sys
 import threading
 
-from utils.study.configs import CONFIGS, parse_config_list
+
+def _startup_interrupted(kind, value, trace):
+    """Ctrl-C while the imports load (seconds on a cold machine): one line, not a traceback."""
+    if issubclass(kind, KeyboardInterrupt):
+        print("interrupted while starting: nothing was written.", file=sys.stderr)
+    else:
+        sys.__excepthook__(kind, value, trace)
+
+
+if __name__ == "__main__":
+    sys.excepthook = _startup_interrupted
+
+from utils.study.configs import CONFIGS, parse_config_list  # noqa: E402 (after the hook above)
 from utils.study.parser import parse, study_options
 from utils.train.settings import Arguments, UsageError
+from utils.train.stop import before_training
 
 # The engine's names, imported on first use: parsing (and --help, and a bad flag) never waits for torch.
 _ENGINE = {"main": "utils.train.course", "train": "utils.train.course", "evaluate": "utils.train.course",
@@ -79,16 +92,9 @@ def run(given, study, dist):
     return run_study(numbers, given, study_options(study), dist)
 
 
-def _terminated(signum, frame):
-    """SIGTERM outside training (a run's own handler takes over while it trains): stop like Ctrl-C."""
-    from utils.train.stop import RunInterrupted
-
-    raise RunInterrupted(signum, "before training started (nothing to save)")
-
-
 def cli(argv=None):
     main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
+    previous = signal.signal(signal.SIGTERM, before_training) if main_thread else None
     try:
         return _cli(argv)
     finally:  # a caller in the same process (a test, a notebook) gets its own handler back

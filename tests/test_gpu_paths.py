@@ -176,7 +176,7 @@ class StalledRunStops(unittest.TestCase):
         self.assertIn("--precision bf16", message)
         self.assertIn("fp32", message)
         self.assertEqual(caught.exception.epoch, 2)
-        self.assertEqual(caught.exception.step, STALL_STEPS + 5)
+        self.assertEqual(caught.exception.step, STALL_STEPS + 4)  # 0-based index of the last step done
 
     def test_unchanged_loss_stops(self):
         with self.assertRaises(TrainingDiverged) as caught:

@@ -8,7 +8,7 @@ import torch
 
 from tests import fixtures
 from bench.first_steps import first_steps, load_batches, unigram_loss
-from utils.configs import CONFIGS
+from utils.study.configs import CONFIGS
 from utils.models.registry import model_spec
 
 V, E, P = 50, 24, 16

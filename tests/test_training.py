@@ -186,7 +186,7 @@ class MainTest(RunTestCase):
                 out = io.StringIO()
                 with contextlib.redirect_stdout(out):  # a plain rerun continues, and says so
                     resumed = run_exp.main(tiny_args(self.folder, model=model, exp_id=f"{model}-cut"))
-                self.assertIn("from its checkpoint at epoch 2, step 0", out.getvalue())
+                self.assertIn("from its checkpoint at the start of epoch 2 of 2", out.getvalue())
                 for index in (0, 1, 3, 4, 6, 7):  # losses and perplexities; times differ
                     self.assertEqual(resumed[index], whole[index])
                 keys = ("train_loss", "valid_loss", "train_ppl", "valid_ppl", "epoch")

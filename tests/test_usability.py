@@ -16,7 +16,7 @@ import torch
 
 from tests import fixtures
 import run_exp
-from utils.configs import CONFIGS, parse_config_list
+from utils.study.configs import CONFIGS, parse_config_list
 from utils.data.embeddings import EmbeddingsError, read_embeddings
 from utils.train import progress
 from utils.study.launchers import LAUNCHERS

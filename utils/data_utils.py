@@ -9,6 +9,7 @@ def save_logs(args, *logs):
     if len(logs) != len(TXT_LOGS):
         raise TypeError(f"save_logs expects args and {len(TXT_LOGS)} values ({', '.join(TXT_LOGS)}); got {len(logs)}.")
     run_dir = RunDir(args.log_dir, args.exp_id)
+    run_dir.mark()
     run_dir.write_args(args)
     for name, values in zip(TXT_LOGS, logs):
         run_dir.write_txt(name, values)

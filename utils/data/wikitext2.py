@@ -20,12 +20,30 @@ def load_split(root, split):
     path = os.path.join(root, f"wiki.{split}.npz")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Missing data file {path}: expected {DATA_HINT}.")
-    with np.load(path) as data:
-        tokens = data["tokens"].astype(np.int64)
-        sizes = data["sizes"].astype(np.int64)
+    try:
+        with np.load(path) as data:
+            arrays = {name: data[name] for name in ("tokens", "sizes") if name in data.files}
+    except (OSError, ValueError, EOFError) as err:  # not an .npz, truncated, a pickle
+        raise ValueError(f"{path} is not a readable .npz ({type(err).__name__}): expected {DATA_HINT}.") from None
+    for name in ("tokens", "sizes"):
+        _check_ids(path, name, arrays.get(name))
+    tokens, sizes = arrays["tokens"].astype(np.int64), arrays["sizes"].astype(np.int64)
     if sizes.sum() != len(tokens):
         raise ValueError(f"{path} is corrupt: sizes sum to {sizes.sum()} but there are {len(tokens)} tokens.")
     return tokens, sizes
+
+
+def _check_ids(path, name, values):
+    """ValueError unless `values` is a non-empty 1-d array of non-negative integers (token ids or line sizes)."""
+    if values is None:
+        raise ValueError(f"{path} has no '{name}' array: expected {DATA_HINT}.")
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError(f"{path}: '{name}' must be a non-empty 1-d array (got shape {values.shape}).")
+    if not np.issubdtype(values.dtype, np.integer):  # floats would be truncated to other ids, NaN to garbage
+        raise ValueError(f"{path}: '{name}' holds {values.dtype} values; it must hold integers (remake the file "
+                         "with python -m utils.prepare_data).")
+    if values.min() < 0:
+        raise ValueError(f"{path}: '{name}' holds a negative value ({values.min()}); ids and sizes are >= 0.")
 
 
 def _chunk_spans(start, stop, block):

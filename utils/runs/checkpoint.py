@@ -34,9 +34,9 @@ def load_checkpoint(run_dir, map_location="cpu"):
     try:
         state = torch.load(path, map_location=map_location, weights_only=False)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
-        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise CheckpointError(f"{path} is unreadable ({first_line[:200]}): rerun with --force to start the run "
-                              "over, or restore the file.") from None
+        # torch's own message runs over several lines and ends mid-sentence when cut: name the error only
+        raise CheckpointError(f"{path} is unreadable (truncated or damaged: {type(err).__name__}): rerun with "
+                              "--force to start the run over, or restore the file.") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a checkpoint of this version of the project: rerun with --force "
                               "to start the run over.")

@@ -2,19 +2,27 @@
 writing status, settings, metrics, provenance and checkpoints (file names: utils.runs.schema).
 
 Every file is replaced atomically, and the per-epoch files are rewritten from the metrics held
-in the checkpoint, so a killed run never leaves a log that disagrees with its checkpoint.
+in the checkpoint when a run continues, so a kill between the checkpoint and the logs is
+repaired by the rerun. The kit deletes only files it wrote, in folders that carry its marker;
+a folder is locked (utils.runs.lock) while a process uses it.
 """
 import dataclasses
 import json
 import math
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from typing import Optional
 
 from utils.runs import schema
-from utils.runs.atomic import atomic_write_json, atomic_write_text
+from utils.runs.atomic import TMP_PREFIX, atomic_write_json, atomic_write_text, remove_leftovers
 from utils.runs.checkpoint import load_checkpoint, save_checkpoint
+from utils.runs.lock import FolderLock, FolderLocked
+
+# Settings that must also agree to continue a run (not to group runs in a report): another requested
+# precision is another run; the resolved one may change with the device (recorded in provenance.json).
+RESUME_FIELDS = ("precision",)
 
 
 class RunConflict(ValueError):
@@ -46,8 +54,11 @@ def _lines(values):
 
 class RunDir:
     def __init__(self, log_dir, exp_id, writes=True):
+        self.log_dir = log_dir
         self.path = os.path.join(log_dir, str(exp_id))
         self.writes = writes  # False: --no_log, or a process other than rank 0
+        self.folder_lock = None  # a FolderLock while this process holds the folder
+        self.made_folder = False  # lock() made the folder: unlock() removes it when nothing else was written
 
     def file(self, name):
         return os.path.join(self.path, name)
@@ -78,47 +89,136 @@ class RunDir:
         recorded = recorded if recorded is not None else self.recorded_settings()
         if recorded is None:
             return []
-        return [n for n in schema.SAME_RUN_FIELDS if recorded.get(n, settings.get(n)) != settings.get(n)]
+        return [n for n in schema.SAME_RUN_FIELDS + RESUME_FIELDS if recorded.get(n, settings.get(n)) != settings.get(n)]
+
+    def contents(self):
+        """What the folder holds, without the kit's lock and the temporary files of killed writes."""
+        if not os.path.isdir(self.path):
+            return []
+        leftover = re.compile(re.escape(TMP_PREFIX) + r"[A-Za-z0-9_]{8}")
+        return sorted(n for n in os.listdir(self.path) if n != schema.LOCK and not leftover.match(n))
+
+    def is_ours(self):
+        """The kit wrote this folder: its marker, or (folders made before the marker) a readable
+        status.json beside an args.json, or nothing but files of the kit's names."""
+        return os.path.isfile(self.file(schema.MARKER)) or (
+            isinstance(self.status(), dict) and os.path.isfile(self.file(schema.ARGS))) or (
+            set(self.contents()) <= set(kit_files()))
 
     def plan(self, settings, force):
         """How a run with `settings` (a dict) goes on from what this folder holds. Raises
         RunConflict (or CheckpointError) without touching anything when it must not."""
         where, status = self.path, self.status() or {}
-        if not os.path.isdir(where) or not os.listdir(where):
+        contents = self.contents()
+        if not contents:
             return Plan("start", "")
+        if not self.is_ours():
+            raise self._foreign(contents)
         if force:
-            return Plan("start", f"Starting {where} over (--force): its previous contents are deleted.")
-        differs = self.settings_differ(settings)
-        if differs:  # e.g. a smoke run where a full run is asked for: never mix them silently
-            raise RunConflict(f"{where} holds a run made with other {', '.join(differs)}: pass --force to "
-                              "overwrite it or use another --exp_id/--log_dir.")
+            return Plan("start", f"Starting {where} over (--force): the files the kit wrote there are deleted.")
         if status.get("status") == schema.COMPLETED:
+            differs = self.settings_differ(settings)
+            if differs:
+                raise RunConflict(f"{where} holds a run made with other {', '.join(differs)}: pass --force to "
+                                  "overwrite it or use another --exp_id/--log_dir.")
             raise RunConflict(f"Run {where} is already complete: pass --force to run it again or choose another --exp_id.")
-        was = _describe(status)
-        if not self.has_checkpoint():
+        checkpoint = load_checkpoint(self.path) if self.has_checkpoint() else None
+        # the checkpoint carries the settings it was trained with: args.json may be missing or damaged
+        recorded = checkpoint["settings"] if checkpoint else self.recorded_settings()
+        differs = self.settings_differ(settings, recorded)
+        if differs:  # e.g. a smoke run where a full run is asked for: never mix them silently
+            values = ", ".join(f"{n} {recorded[n]} there, {settings.get(n)} here" for n in differs)
+            raise RunConflict(f"{where} holds a run made with other {', '.join(differs)} ({values}): pass "
+                              "--force to overwrite it or use another --exp_id/--log_dir.")
+        was = describe_status(status)
+        if checkpoint is None:
             return Plan("start", f"Starting {where} over: its last attempt ({was}) left no checkpoint.")
-        checkpoint = load_checkpoint(self.path)
         at = checkpoint["position"]
-        return Plan("resume", f"Continuing {where} ({was}) from its checkpoint at epoch {at['epoch'] + 1}, "
-                              f"step {at['step']}.", checkpoint)
+        where_at = describe_position(at["epoch"], at["step"], checkpoint["settings"]["epochs"])
+        return Plan("resume", f"Continuing {where} ({was}) from its checkpoint {where_at}.", checkpoint)
 
-    # ----- writing (nothing when self.writes is False)
+    def _foreign(self, contents):
+        shown = ", ".join(contents[:3]) + (", ..." if len(contents) > 3 else "")
+        return RunConflict(f"{self.path} holds files this kit did not write ({shown}), so it is left untouched "
+                           "(--force included): choose another --exp_id or --log_dir.")
+
+    # ----- the folder itself
+    def check_writable(self):
+        """RunConflict (nothing written) when the run's folder cannot be made or written."""
+        for path, what in ((self.log_dir, f"--log_dir {self.log_dir}"), (self.path, self.path)):
+            if os.path.exists(path) and not os.path.isdir(path):
+                raise RunConflict(f"{what} is a file, not a folder: choose another --log_dir or --exp_id.")
+        existing = os.path.abspath(self.path)
+        while not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        if not os.path.isdir(existing):
+            raise RunConflict(f"{existing} is a file, so {self.path} cannot be made: choose another --log_dir.")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise RunConflict(f"{existing} is not writable (a read-only file system or no permission): pass a "
+                              "writable --log_dir.")
+
+    def lock(self):
+        """Hold the folder for this process (making it when needed); RunConflict when another has it."""
+        if not self.writes or self.folder_lock is not None:
+            return
+        self.check_writable()
+        contents = self.contents()
+        if contents and not self.is_ours():  # not even a lock file in a user's folder
+            raise self._foreign(contents)
+        self.made_folder = not os.path.isdir(self.path)
+        folder_lock = FolderLock(self.file(schema.LOCK))
+        try:
+            os.makedirs(self.path, exist_ok=True)
+            folder_lock.acquire()
+        except FolderLocked as err:
+            raise RunConflict(str(err)) from None
+        except OSError as err:
+            raise RunConflict(f"cannot write in {self.path} ({err.strerror or err}): pass a writable "
+                              "--log_dir.") from None
+        self.folder_lock = folder_lock
+
+    def unlock(self):
+        """Let the folder go; a folder lock() made and nothing else used is removed again."""
+        if self.folder_lock is None:
+            return
+        self.folder_lock.release()
+        self.folder_lock = None
+        if self.made_folder and not self.contents():
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    def remove_leftovers(self):
+        """Temporary files of writes cut by a kill (only the kit's own names)."""
+        return remove_leftovers(self.path, kit_files()) if self.writes else []
+
     def reset(self):
-        """An empty folder for a new run (a previous one is deleted: the plan said so)."""
+        """The folder ready for a new run: the files the kit wrote there are deleted (the plan said so),
+        anything else is kept; the marker says the kit owns the folder."""
         if not self.writes:
             return
-        if os.path.isdir(self.path):
-            shutil.rmtree(self.path)
         os.makedirs(self.path, exist_ok=True)
+        self.remove_leftovers()
+        for name in kit_files():
+            if name not in (schema.LOCK, schema.MARKER) and os.path.isfile(self.file(name)):
+                os.remove(self.file(name))
+        self.mark()
 
+    def mark(self):
+        """Say that the kit owns the folder (before anything else is written in it)."""
+        if self.writes and not os.path.isfile(self.file(schema.MARKER)):
+            atomic_write_text(self.file(schema.MARKER), "written by this kit: it may delete the files it wrote here\n")
+
+    # ----- writing (nothing when self.writes is False)
     def write_args(self, args):
         if self.writes:
             atomic_write_json(self.file(schema.ARGS), plain_dict(args))
 
-    def write_status(self, status, epoch, step=None, message=""):
+    def write_status(self, status, epoch, step=None, message="", epochs=None):
         if self.writes:
             atomic_write_json(self.file(schema.STATUS), {"status": status, "epoch": epoch, "step": step,
-                                                         "message": message})
+                                                         "epochs": epochs, "message": message})
+
+    def provenance(self):
+        return self._json(schema.PROVENANCE)
 
     def write_provenance(self, provenance):
         if self.writes:
@@ -151,10 +251,31 @@ class RunDir:
             save_checkpoint(self.path, state)
 
 
-def _describe(status):
+def kit_files():
+    """Every file name the kit writes in a run folder."""
+    return (schema.MARKER, schema.LOCK, schema.ARGS, schema.STATUS, schema.METRICS, schema.TEST_METRICS,
+            schema.PROVENANCE, schema.CHECKPOINT, schema.SAMPLES) + tuple(schema.txt_name(n) for n in schema.TXT_LOGS)
+
+
+def describe_position(epoch, step, epochs):
+    """Where a checkpoint stands, epochs counted from 1: "at epoch 2, step 40", "at the start of
+    epoch 2", "after its last epoch (2 of 2)"."""
+    if epoch >= epochs:
+        return f"after its last epoch ({epochs} of {epochs}; the test split is evaluated next)"
+    if step == 0:
+        return f"at the start of epoch {epoch + 1} of {epochs}"
+    return f"at epoch {epoch + 1}, step {step}"
+
+
+def describe_status(status):
     """ "interrupted at epoch 2, step 40" from a status dict (epoch 0-based in the file)."""
     if not status:
         return "no status"
-    epoch, step = status.get("epoch"), status.get("step")
-    where = "" if epoch is None else f" at epoch {epoch + 1}" + ("" if step is None else f", step {step}")
+    epoch, step, epochs = status.get("epoch"), status.get("step"), status.get("epochs")
+    if epoch is None:
+        where = ""
+    elif epochs is not None and epoch >= epochs:
+        where = " after training, in the test evaluation"
+    else:
+        where = f" at epoch {epoch + 1}" + ("" if step is None else f", step {step}")
     return f"{status.get('status', 'unknown')}{where}"

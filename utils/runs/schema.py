@@ -7,12 +7,14 @@ from typing import Optional
 
 # Files of a run folder.
 ARGS = "args.json"  # the run's settings, written once when the run starts
-STATUS = "status.json"  # {"status", "epoch", "step", "message"}: see STATUSES
+STATUS = "status.json"  # {"status", "epoch" (0-based), "epochs", "step", "message"}: see STATUSES
 METRICS = "metrics.jsonl"  # one EPOCH_KEYS record per finished epoch
 TEST_METRICS = "test_metrics.json"  # TEST_KEYS, once the run completed
 PROVENANCE = "provenance.json"  # code, software, hardware, embeddings of the run
 CHECKPOINT = "checkpoint.pt"  # what is learned + optimizer + position in the run (utils.runs.checkpoint)
 SAMPLES = "samples.json"  # optional generated text, shown by the report
+MARKER = ".run-folder"  # written first: the kit wrote this folder and may delete what it wrote there
+LOCK = ".lock"  # held (flock) by the process using the folder; holds its pid, host and boot id
 
 # ----------------------------------------------------------------------------- the metric table
 # Every metric a run records or the report shows is one entry below. The writer (utils.train.runner,

@@ -9,7 +9,7 @@ from utils.runs.run_dir import RunDir
 from utils.study import tuning
 from utils.study.launchers import LAUNCHERS, get_launcher, read_record, recorded_failure
 from utils.train.progress import perplexity_text
-from utils.train.settings import UsageError
+from utils.train.settings import UsageError, validate
 from utils.study.sweep import OK_STATUSES, config_jobs, config_settings, fold_identical, run_jobs
 
 
@@ -60,6 +60,8 @@ def run_study(numbers, given, opts, dist):
     if opts["status"]:
         print(status_table(search + jobs + tuned_jobs(numbers, seeds, given, log_dir)))
         return 0
+    for job in search + jobs:  # every run's settings checked before the first one writes anything
+        validate(job.settings)
     launcher = get_launcher(opts["launcher"])
     summaries, handles = [], []
     if search:
@@ -73,6 +75,8 @@ def run_study(numbers, given, opts, dist):
             print(f"Chosen learning rates ({path}): " + ", ".join(f"{k} {v:g}" for k, v in record["choice"].items()))
             jobs += config_jobs(numbers, seeds, tuned=tuning.tuned_choices(record, path), **given)
     jobs = fold_identical(jobs)
+    for job in jobs:
+        validate(job.settings)
     compute, reused = [j for j in jobs if not j.reuses], [j for j in jobs if j.reuses]
     ran, more = launcher.run(compute, opts, dist, None) if compute else ([], [])
     summaries, handles = summaries + ran, handles + more

@@ -23,7 +23,7 @@ from utils.runs.atomic import atomic_write_json
 from utils.runs.run_dir import RunDir
 from utils.study.configs import CONFIGS
 from utils.train.optim import OPTIMIZERS
-from utils.train.settings import SMOKE, UsageError
+from utils.train.settings import LR_LIMIT, SMOKE, UsageError
 
 DEFAULT_BUDGET = {"epochs": 1, "max_batches": 100}
 SMOKE_BUDGET = {"epochs": 1, "max_batches": SMOKE["max_batches"]}
@@ -38,9 +38,9 @@ def parse_grid(text):
             lrs = tuple(float(v) for v in values.split(","))
         except ValueError:
             lrs = ()
-        if name.strip() not in grids or not lrs or min(lrs) <= 0:
+        if name.strip() not in grids or not lrs or not all(0 < lr <= LR_LIMIT for lr in lrs):  # nan, inf too
             raise UsageError(f"Bad --tune_grid part {part!r}: use optimizer=lr,lr,... with optimizers among "
-                             f"{', '.join(OPTIMIZERS)} and positive lrs, parts joined by ';'.")
+                             f"{', '.join(OPTIMIZERS)} and lrs in (0, {LR_LIMIT:g}], parts joined by ';'.")
         grids[name.strip()] = lrs
     return grids
 

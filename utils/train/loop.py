@@ -26,8 +26,10 @@ class TrainingDiverged(RuntimeError):
     where it was found."""
 
     def __init__(self, epoch, step, reason=None):
-        super().__init__(f"Training stalled at epoch {epoch}, step {step}: {reason}" if reason else
-                         f"Loss became non-finite at epoch {epoch}, step {step}: lower --lr or try another optimizer.")
+        # epoch and step are 0-based in the program and counted from 1 in what the user reads
+        where = f"epoch {epoch + 1}, step {step + 1}"
+        super().__init__(f"Training stalled at {where}: {reason}" if reason else
+                         f"Loss became non-finite at {where}: lower --lr or try another optimizer.")
         self.epoch, self.step = epoch, step
 
 
@@ -171,7 +173,7 @@ def _check(totals, watch, epoch, step):
     try:
         watch.check()
     except TrainingStalled as err:
-        raise TrainingDiverged(epoch, step, str(err)) from None
+        raise TrainingDiverged(epoch, step - 1, str(err)) from None  # step: steps done; the error takes its index
 
 
 @torch.no_grad()

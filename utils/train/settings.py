@@ -5,6 +5,7 @@ utils.train.runner.prepare builds from them. Every field's help text lives here 
 `python run_exp.py --help` prints.
 """
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Optional
@@ -96,6 +97,34 @@ def apply_smoke(settings, explicit=()):
     return dataclasses.replace(settings, **changes)
 
 
+LR_LIMIT = 1e3  # above it lr x gradient overflows float32 in a step or two: never a learning rate
+SEED_LIMIT = 2**32  # numpy's seeds are 32-bit
+
+
+def check_lr(value, flag="--lr"):
+    """UsageError unless `value` is a usable learning rate."""
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 < value <= LR_LIMIT):
+        raise UsageError(f"{flag} must be a number in (0, {LR_LIMIT:g}] (got {value}).")
+
+
+def check_exp_id(exp_id):
+    """A run name is one folder name: never empty, a path, '.' or '..' (the kit would write, or delete, above it)."""
+    name = str(exp_id)
+    seps = [sep for sep in (os.sep, os.altsep, "\0") if sep]
+    if not name.strip() or name in (".", "..") or any(sep in name for sep in seps):
+        raise UsageError(f"--exp_id {exp_id!r} is not a run name: use a plain folder name such as 'lstm-adam' "
+                         "(no '/', not empty, not '.' or '..').")
+
+
+def _check_number(s, name, low, high=math.inf, closed_high=False):
+    value = getattr(s, name)
+    ok = isinstance(value, (int, float)) and math.isfinite(value) and low <= value
+    ok = ok and (value <= high if closed_high else value < high)
+    if not ok:
+        bracket = "]" if closed_high else ")"
+        raise UsageError(f"--{name} must be a number in [{low:g}, {high:g}{bracket} (got {value}).")
+
+
 def validate(settings):
     """Raise UsageError for settings that cannot work; touches no file and no device."""
     s = settings
@@ -110,8 +139,12 @@ def validate(settings):
         raise UsageError(f"--max_batches must be >= 1 (got {s.max_batches}).")
     if int(s.checkpoint_every) < 0:
         raise UsageError(f"--checkpoint_every must be >= 0 (got {s.checkpoint_every}).")
-    if not s.lr > 0:
-        raise UsageError(f"--lr must be > 0 (got {s.lr}).")
+    check_lr(s.lr)
+    _check_number(s, "momentum", 0, 1)
+    _check_number(s, "weight_decay", 0)
+    if not (isinstance(s.seed, int) and 0 <= s.seed < SEED_LIMIT):
+        raise UsageError(f"--seed must be an integer in [0, {SEED_LIMIT - 1}] (got {s.seed}).")
+    check_exp_id(s.exp_id)
     if s.precision not in PRECISIONS:
         raise UsageError(f"Unknown precision {s.precision!r}: use --precision {', '.join(PRECISIONS)}.")
     return settings

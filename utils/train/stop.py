@@ -7,6 +7,7 @@ USR2, and just logs its SIGTERM) and then raises RunInterrupted, which the comma
 into one line and exit code 128 + signal (130 for Ctrl-C, 143 for SIGTERM). A second Ctrl-C
 while waiting for the step boundary stops at once.
 """
+import contextlib
 import signal
 import threading
 
@@ -25,12 +26,19 @@ class RunInterrupted(Exception):
         return 128 + int(self.signum)
 
 
+def before_training(signum, frame):
+    """The command line's SIGTERM handler until a run installs GracefulStop: stop like Ctrl-C."""
+    raise RunInterrupted(signum, "before training started (nothing to save)")
+
+
 class GracefulStop:
     """Context manager installing the recording handlers (main thread only; elsewhere inert)."""
 
     def __init__(self):
         self.signum = None
         self.previous = {}
+        self.writing = False  # inside holding(): a second Ctrl-C waits for the write to end
+        self.hurry = False  # a second Ctrl-C came while writing
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -46,8 +54,23 @@ class GracefulStop:
 
     def _record(self, signum, frame):
         if self.signum == signal.SIGINT and signum == signal.SIGINT:
+            if self.writing:  # a checkpoint cut in the middle would be lost: stop right after it
+                self.hurry = True
+                return
             raise KeyboardInterrupt  # pressed twice: the user does not want to wait
         self.signum = signum
+
+    @contextlib.contextmanager
+    def holding(self):
+        """Writes that a second Ctrl-C must not cut (a checkpoint and the logs that go with it)."""
+        outer, self.writing = self.writing, True
+        try:
+            yield
+        finally:
+            self.writing = outer
+        if self.hurry and not outer:
+            self.hurry = False
+            raise KeyboardInterrupt
 
     @property
     def requested(self):
@@ -58,7 +81,7 @@ class GracefulStop:
         signum: the signal another process received when this one got none (data-parallel runs)."""
         self.signum = self.signum or signum
         previous = self.previous.get(self.signum)
-        if callable(previous) and previous is not signal.default_int_handler:
+        if callable(previous) and previous not in (signal.default_int_handler, before_training):
             try:
                 previous(self.signum, None)  # submitit's requeue ends the process here (SystemExit)
             except Exception as err:  # it could not requeue (too many timeouts, its scontrol killed):

@@ -1,0 +1,102 @@
+"""One process per run folder: a lock file, <run>/.lock, held while a run uses the folder.
+
+The lock is an flock(2) on that file: the kernel drops it when its process ends however it ends
+(kill -9, an out-of-memory kill, a preempted node), so a dead run never blocks a rerun, and
+Linux's NFS client turns flock into an NFS lock, which holds across the nodes of a cluster.
+Where the file system has no locks at all (some FUSE mounts, Lustre without -o flock) the
+file's content decides instead: the holder's pid, host name and boot id. A holder on this
+host is alive when that boot's pid still exists; a holder on another host cannot be checked
+from here, so the message names it and says how to clear a lock it left.
+"""
+import errno
+import fcntl
+import json
+import os
+import socket
+import time
+
+NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
+
+
+class FolderLocked(RuntimeError):
+    """Another process uses the folder; the message is one line naming it."""
+
+
+def boot_id():
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
+
+
+def me():
+    return {"pid": os.getpid(), "host": socket.gethostname(), "boot_id": boot_id(),
+            "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def _alive(holder):
+    """True/False for a holder on this host and boot; None when it cannot be told from here."""
+    if holder.get("host") != socket.gethostname():
+        return None
+    if holder.get("boot_id") != boot_id():
+        return False  # the machine rebooted since: that process is gone
+    try:
+        os.kill(int(holder["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, KeyError, ValueError, TypeError):
+        return True
+    return True
+
+
+class FolderLock:
+    def __init__(self, path):
+        self.path = path  # the lock file
+        self.fd = None
+
+    def _holder(self):
+        try:
+            os.lseek(self.fd, 0, os.SEEK_SET)
+            return json.loads(os.read(self.fd, 4096).decode() or "{}")
+        except (OSError, ValueError):
+            return {}
+
+    def _refuse(self, holder, unsure=False):
+        who = f"process {holder.get('pid', '?')} on {holder.get('host', '?')} (since {holder.get('since', '?')})"
+        folder = os.path.dirname(self.path)
+        os.close(self.fd)  # the holder's record stays as it is
+        self.fd = None
+        if unsure:
+            raise FolderLocked(f"{folder} is in use by {who}, which cannot be checked from this host: wait for it, "
+                               f"or delete {self.path} if that job is gone, then rerun.")
+        raise FolderLocked(f"{folder} is in use by {who}: wait for it to finish, or use another --exp_id.")
+
+    def acquire(self):
+        """Take the lock or raise FolderLocked; OSError when the file cannot be made."""
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno not in NO_LOCKS:  # held by a live process
+                self._refuse(self._holder())
+            holder = self._holder()
+            alive = _alive(holder) if holder else False
+            if alive or alive is None:
+                self._refuse(holder, unsure=alive is None)
+        os.ftruncate(self.fd, 0)
+        os.lseek(self.fd, 0, os.SEEK_SET)
+        os.write(self.fd, json.dumps(me()).encode())
+        os.fsync(self.fd)
+
+    def release(self):
+        """Give the lock up (the file stays: deleting a lock file races with the next process's lock)."""
+        if self.fd is None:
+            return
+        try:
+            if self._holder().get("pid") == os.getpid():
+                os.ftruncate(self.fd, 0)
+        except OSError:
+            pass
+        os.close(self.fd)  # closing drops the flock
+        self.fd = None
