@@ -59,9 +59,11 @@ class Arguments:
     config: Optional[int] = _arg(None, "the study's configuration number 1..12 (set by --config)")
     max_batches: Optional[int] = _arg(None, "cap on batches per split per epoch, so a CPU can finish")
     smoke: bool = _arg(False, f"smoke preset {SMOKE} for fields left at their defaults; logs in {SMOKE_LOG_DIR}")
-    precision: str = _arg("auto", "auto: bf16 on GPUs and bf16 CPUs, fp16 on old GPUs, else fp32", PRECISIONS)
+    precision: str = _arg("auto", "auto: bf16 on GPUs of compute capability 8.0+ (A100, L4, H100) and on CPUs with "
+                                  "native bf16; fp16 with a gradient scaler on older GPUs (T4); else fp32", PRECISIONS)
     resume: bool = _arg(False, "accepted for old commands: a plain rerun already continues an unfinished run")
-    force: bool = _arg(False, "start the run over, deleting its folder (also a completed run)")
+    force: bool = _arg(False, "start the run over (also a completed one): the files the kit wrote in its folder are "
+                              "deleted, anything else there is kept")
     compile: bool = _arg(False, "torch.compile the model's features (slower on CPUs; try it on a GPU)")
     vocab_folder: Optional[str] = _arg(None, "GPT-1 BPE folder, for word-level perplexity (default: data/gpt1_bpe)")
     learn_embeddings: bool = _arg(False, "train the token and position embeddings too (the study freezes them)")
