@@ -203,7 +203,7 @@ class StatusAndStopMessages(FaultCase):
         self.assertNotIn("before training started", err)
         code, out, err = self.cli(*self.argv())
         self.assertEqual(code, 0, err)
-        self.assertIn("(interrupted after training, in the test evaluation) from its checkpoint after its last epoch "
+        self.assertIn("(interrupted after training (all 2 epochs)) from its checkpoint after its last epoch "
                       "(2 of 2", out)
 
 

@@ -275,7 +275,7 @@ def describe_status(status):
     if epoch is None:
         where = ""
     elif epochs is not None and epoch >= epochs:
-        where = " after training, in the test evaluation"
+        where = f" after training (all {epochs} epochs)"
     else:
         where = f" at epoch {epoch + 1}" + ("" if step is None else f", step {step}")
     return f"{status.get('status', 'unknown')}{where}"
