@@ -40,6 +40,11 @@ def kill_at(index, events=None):
     return mock.patch.object(atomic, "fault_point", point)
 
 
+def read_text(path):
+    with open(path) as handle:
+        return handle.read()
+
+
 class FaultCase(RunCase):
     def argv(self, exp_id="run", *extra, model="lstm"):
         return super().argv(exp_id, "--max_batches", "2", *extra, model=model)
@@ -47,11 +52,12 @@ class FaultCase(RunCase):
     def outcome(self, exp_id):
         """Everything a finished run leaves that does not depend on the clock."""
         folder = os.path.join(self.logs, exp_id)
-        texts = {n: open(os.path.join(folder, n)).read() for n in sorted(os.listdir(folder))
+        texts = {n: read_text(os.path.join(folder, n)) for n in sorted(os.listdir(folder))
                  if n.endswith(".txt") and n not in TIME_FILES}
         test = {k: v for k, v in self.read_json(exp_id, "test_metrics.json").items() if k != "test_seconds"}
         status = self.read_json(exp_id, "status.json")
-        return {"metrics": self.metrics(exp_id), "test": test, "txt": texts, "args": {k: v for k, v in self.read_json(exp_id, "args.json").items() if k != "exp_id"},
+        args = {k: v for k, v in self.read_json(exp_id, "args.json").items() if k != "exp_id"}
+        return {"metrics": self.metrics(exp_id), "test": test, "txt": texts, "args": args,
                 "status": (status["status"], status["epoch"], status["message"])}
 
     def kill_and_rerun(self, exp_id, index, *extra, complete=False):
