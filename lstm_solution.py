@@ -34,17 +34,20 @@ class LSTM(TiedLanguageModel):
         self._tie(self.classifier[2], learn_embeddings)
 
     def start_orthogonal(self, forget_bias=1.0):
-        """Orthogonal recurrent and input weights per gate, zero biases but the forget gate's: the
-        input's signal then reaches the top layer at every depth. PyTorch's default uniform weights
-        (+-1/sqrt(H)) shrink the signal several times per layer while each layer's uniform biases add
-        a constant, so a 4-layer stack's top output is the same at every position. Every position's
-        gradient then agrees, Adam's first steps (about lr per weight, whatever the gradient's size)
-        all push that one output the same way and compound through the layers: the features' mean,
-        which the tied rows read as a unigram, overshoots within a few steps (a loss far above ln V).
-        Orthogonal blocks keep each layer's gain near 1 (Saxe et al., 2014) and a forget bias of 1
-        lets the cell carry it (Jozefowicz et al., 2015), so the top output varies with the input and
-        the first steps' updates do not all add up. The engine calls this on every LSTM it builds
-        (utils.models.registry); the constructor keeps the course's initialisation."""
+        """Orthogonal input and recurrent weights per gate block, zero biases but the forget gate's
+        (1): the input's signal then reaches the top layer at every depth, and the first steps of
+        Adam do not all push one output the same way.
+
+        With PyTorch's default uniform weights (+-1/sqrt(H)) each layer shrinks the signal several-fold
+        while its uniform biases add a constant, so a 4-layer stack's top output is nearly the same
+        at every position. Every position's gradient then agrees; Adam moves each weight by about lr
+        whatever the gradient's size, so all its first steps grow that one output together, and the
+        growth compounds through the layers: the ReLU features' mean, which the tied rows read as a
+        unigram, overshoots within 3-4 steps (a loss far above ln V). Orthogonal blocks keep each
+        layer's gain near 1 (Saxe et al., 2014) and a forget bias of 1 lets the cell carry the
+        signal (Jozefowicz et al., 2015); the positions' gradients then partly cancel. The engine
+        calls this on every LSTM it builds (utils.models.registry); the constructor keeps the
+        course's initialisation."""
         H = self.hidden_size
         with torch.no_grad():
             for name, parameter in self.lstm.named_parameters():
