@@ -8,7 +8,8 @@ at steps 10 and 100 (what the optimizer sees there, after 9 and 99 updates), the
 Each configuration is built as the engine builds it (registry, optimizer table, course lr, seed
 42) on the real training split in the engine's shuffled order, sequences cut to --seq_len. A loss
 far above uniform (ln V) in the first steps means confidently wrong logits. --course_init builds
-MiniGPT1 with the course constructor's initialisation (no MiniGPT1.start_uniform), for comparison.
+both models with the course constructors' initialisation (no MiniGPT1.start_uniform, no
+LSTM.start_orthogonal), for comparison.
 """
 import argparse
 import json
@@ -29,7 +30,7 @@ def parse_args(argv=None):
     parser.add_argument("--embeddings", default=os.path.join("data", "embeddings.npz"),
                         help="embeddings file (default: data/embeddings.npz, from quickstart.sh)")
     parser.add_argument("--data_folder", default=None, help="wiki.*.npz folder (default: the project's data/)")
-    parser.add_argument("--course_init", action="store_true", help="MiniGPT1 without start_uniform (the course's init)")
+    parser.add_argument("--course_init", action="store_true", help="the course constructors' initialisation")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--out", default=None, help="also write the figures as JSON here")
     return parser.parse_args(argv)
@@ -65,6 +66,11 @@ def first_steps(number, tokens, position, batches, course_init=False):
         from gpt1_solution import MiniGPT1
 
         model = MiniGPT1(tokens.shape[0], tokens.shape[1], position.shape[0], 12, cfg.layers, False, tokens, position)
+    elif course_init and cfg.model == "lstm":
+        from lstm_solution import LSTM
+        from utils.models.registry import LSTM_HIDDEN_SIZE
+
+        model = LSTM(tokens.shape[0], tokens.shape[1], LSTM_HIDDEN_SIZE, cfg.layers, False, tokens)
     else:
         model = model_spec(cfg.model).build(cfg.layers, tokens, position, False)
     optimizer = make_optimizer(settings, model)

@@ -21,7 +21,9 @@ class ModelSpec:
 def _build_lstm(layers, tokens, position, learn_embeddings):
     from lstm_solution import LSTM
 
-    return LSTM(tokens.shape[0], tokens.shape[1], LSTM_HIDDEN_SIZE, layers, learn_embeddings, tokens)
+    # The top layer's first output varies with the input at every depth (LSTM.start_orthogonal says why).
+    return LSTM(tokens.shape[0], tokens.shape[1], LSTM_HIDDEN_SIZE, layers, learn_embeddings,
+                tokens).start_orthogonal()
 
 
 def _check_lstm(tokens_shape, position_shape, item_length):
