@@ -72,6 +72,7 @@ class FaultCase(RunCase):
         return out
 
 
+@pytest.mark.slow  # in-process training runs: the slow tier (CI runs it)
 class KilledAtWritePoints(FaultCase):
     """The kills the issue saw lose an epoch (after the last epoch's checkpoint, before its logs), and others."""
 
@@ -263,6 +264,7 @@ class TwoRealProcesses(FaultCase):
         self.assertEqual(code, 0, err)
 
 
+@pytest.mark.slow  # in-process training runs: the slow tier (CI runs it)
 class FullDiskAndSecondCtrlC(FaultCase):
     def interrupted(self, exp_id="run"):
         with at_step(3, send(signal.SIGTERM)):  # epoch 2, step 1

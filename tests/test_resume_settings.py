@@ -9,6 +9,7 @@ import unittest
 from unittest import mock
 
 import numpy as np
+import pytest
 import torch
 
 from tests import fixtures
@@ -26,6 +27,7 @@ def resolving_to(name):
     return mock.patch.object(runner.Precision, "resolve", lambda requested, device: Precision(name, "cpu"))
 
 
+@pytest.mark.slow  # in-process training runs: the slow tier (CI runs it)
 class CheckpointCarriesItsSettings(FaultCase):
     def interrupted(self, exp_id="run", *extra):
         with at_step(3, send(signal.SIGTERM)):  # epoch 2, step 1
@@ -72,6 +74,7 @@ class CheckpointCarriesItsSettings(FaultCase):
         self.assertEqual((state["git_commit"], state["origin"]["git_commit"]), ("bbbb", "aaaa"))
 
 
+@pytest.mark.slow  # in-process training runs: the slow tier (CI runs it)
 class ResumeUnderAnotherPrecision(FaultCase):
     """A checkpoint of an A100 (bf16) continued on a T4 (fp16), and the reverse, with --precision auto."""
 
@@ -186,6 +189,7 @@ class BadValuesAreOneLine(FaultCase):
         self.assertIn("at epoch 1, step 5", str(loop.TrainingDiverged(0, 4)))
 
 
+@pytest.mark.slow  # in-process training runs: the slow tier (CI runs it)
 class StatusAndStopMessages(FaultCase):
     def test_status_step_follows_mid_epoch_checkpoints(self):
         seen = []
