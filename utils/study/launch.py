@@ -116,8 +116,7 @@ class Submitted(Launcher):
             print("Already queued or running, not submitted again: "
                   + ", ".join(f"{job.label} (job {active[job.settings.exp_id]})" for job in queued))
             todo = [job for job in todo if job.settings.exp_id not in active]
-        listed = [job for job in jobs if job not in queued]
-        return self.collect(listed, todo, self.submit(todo, opts), title, dist)
+        return self.collect(jobs, todo, self.submit(todo, opts), title, dist)
 
     def active_jobs(self, log_dir):
         """{exp_id: job id} of this sweep's jobs still queued or running."""
@@ -158,7 +157,8 @@ class Submitted(Launcher):
 
     def collect(self, jobs, todo, handles, title, dist):
         """Every submitted job has ended: their summaries, and those of the jobs not submitted
-        (complete runs keep their line, with their recorded numbers)."""
+        (complete runs keep their line, with their recorded numbers; a launcher whose jobs can
+        still be queued elsewhere overrides this, as Slurm does)."""
         ran = {job.settings.exp_id: outcome(handle, job) for handle, job in zip(handles, todo)}
         summaries = [ran[job.settings.exp_id] if job.settings.exp_id in ran else run_job(job, dist) for job in jobs]
         print(((title + "\n") if title else "") + format_summary(summaries))
