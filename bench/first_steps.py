@@ -50,7 +50,7 @@ def unigram_loss(train_tokens, batches, vocabulary_size):
 
 def first_steps(number, tokens, position, batches, course_init=False):
     """{step: loss} for steps 1..len(batches) of configuration `number` (step 1: the initial model)."""
-    from utils.configs import CONFIGS
+    from utils.study.configs import CONFIGS
     from utils.models.base import TokenNLL
     from utils.models.registry import model_spec
     from utils.torch_utils import seed_experiment
@@ -94,7 +94,7 @@ def load_batches(data_folder, batch_size, seq_len, steps):
 
 def main(argv=None):
     args = parse_args(argv)
-    from utils.configs import parse_config_list
+    from utils.study.configs import parse_config_list
     from utils.data import PROJECT_DATA
     from utils.data.embeddings import EmbeddingsError, read_embeddings
 
@@ -116,7 +116,7 @@ def main(argv=None):
     print(f"{'configuration':<24}" + "".join(f"{'step ' + str(s):>10}" for s in shown) + f"{'last 10':>10}{'worst':>10}{'seconds':>9}")
     results = {}
     for number in numbers:
-        from utils.configs import CONFIGS
+        from utils.study.configs import CONFIGS
 
         start = time.perf_counter()
         losses = first_steps(number, tokens, position, batches, args.course_init)

@@ -268,7 +268,7 @@ def concurrent_step_seconds(check, k):
 def study_seconds(epochs):
     """The 12-configuration x 10-epoch study, one run at a time: each configuration's epochs (its
     model and depth, timed in auto precision) plus one test pass."""
-    from utils.configs import CONFIGS
+    from utils.study.configs import CONFIGS
 
     by = {(e["model"], e["layers"]): e for e in epochs}
     return sum(EPOCHS * by[(c.model, c.layers)]["epoch_s"] + by[(c.model, c.layers)]["test_pass_s"]
