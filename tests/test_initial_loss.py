@@ -98,7 +98,7 @@ class OrthogonalStartTest(unittest.TestCase):
         bound = 1 / math.sqrt(16)
         for name, parameter in model.lstm.named_parameters():
             with self.subTest(parameter=name):
-                self.assertLessEqual(float(parameter.abs().max()), bound)
+                self.assertLessEqual(float(parameter.detach().abs().max()), bound)
                 self.assertGreater(float(parameter.abs().min()), 0.0)
 
 
