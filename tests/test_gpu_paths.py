@@ -431,3 +431,21 @@ class GpuCheckDryRun(unittest.TestCase):
         self.assertGreater(record["study_s_one_at_a_time"], 0.0)
         self.assertGreater(record["shared"]["2"]["speedup"], 0.0)
         self.assertIn("12 x 10 study, 2 runs sharing the GPU", table)
+
+
+class OptimizerStateAcrossDevices(unittest.TestCase):
+    def test_a_state_from_an_unfused_optimizer_keeps_the_fused_step(self):
+        from utils.train.optim import load_optimizer_state
+
+        model = torch.nn.Linear(3, 2)
+        settings = Arguments(optimizer="adamw", lr=1e-3)
+        written = make_optimizer(settings, model)  # as on a CPU: the default kernel
+        model(torch.randn(4, 3)).sum().backward()
+        written.step()
+        resumed = make_optimizer(settings, model, fused=True)  # as on CUDA
+        load_optimizer_state(resumed, written.state_dict())
+        self.assertEqual([g["fused"] for g in resumed.param_groups], [True])
+        torch.testing.assert_close(resumed.state_dict()["state"][0]["exp_avg"],
+                                   written.state_dict()["state"][0]["exp_avg"])
+        resumed.load_state_dict(written.state_dict())  # what the runner did before: the flag is lost
+        self.assertEqual([g["fused"] for g in resumed.param_groups], [None])

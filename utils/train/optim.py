@@ -48,3 +48,14 @@ def make_optimizer(settings, model, fused=None):
     if fused is None:
         fused = bool(params) and params[0].is_cuda
     return OPTIMIZERS[settings.optimizer].build(torch.optim, params, settings, **({"fused": True} if fused else {}))
+
+
+def load_optimizer_state(optimizer, state):
+    """optimizer.load_state_dict(state), keeping the kernel this device chose: the state's own
+    `fused` flag is the device's that wrote it, and a CPU checkpoint continued on CUDA would
+    otherwise lose the fused step that the gradient scaler expects there."""
+    chosen = [group.get("fused") for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, fused in zip(optimizer.param_groups, chosen):
+        if "fused" in group:
+            group["fused"] = fused

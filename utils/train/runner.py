@@ -26,7 +26,7 @@ from utils.torch_utils import cpu_has_bf16, rng_state, seed_experiment, set_rng_
 from utils.train.distributed import SINGLE
 from utils.train.inputs import load_embeddings, load_splits, make_batches, resolve_device, word_table
 from utils.train.loop import Totals, TrainingDiverged, evaluate_split, train_epoch
-from utils.train.optim import make_optimizer
+from utils.train.optim import load_optimizer_state, make_optimizer
 from utils.train.precision import Precision
 from utils.train.progress import Reporter, RunClock, Schedule, perplexity_text, plan_text
 from utils.train.resume import restore_scaler, resume_notes, write_provenance
@@ -162,7 +162,7 @@ def _build(s, dist, device, precision, run_dir, plan, tokens, position, embeddin
 def restore(run, state):
     """Put a checkpoint's state into a freshly prepared run (any number of processes)."""
     restore_model(run.model, state, run.embeddings["sha256"])
-    run.optimizer.load_state_dict(state["optimizer"])
+    load_optimizer_state(run.optimizer, state["optimizer"])
     restore_scaler(run, state)
     run.origin = state.get("origin") or dict(run.origin, git_commit="unknown (before checkpoints kept it)")
     if state.get("git_commit", run.commit) != run.commit:
