@@ -82,7 +82,8 @@ if torch.cuda.is_available():
     print("GPU:", torch.cuda.get_device_name(0))
 elif IN_COLAB and os.environ.get("LM_SMOKE") != "1":
     # Stop here rather than train the smoke preset on a CPU in place of the study.
-    raise NoGPU("No GPU in this Colab runtime: choose Runtime > Change runtime type > GPU, then run all cells again.")
+    raise NoGPU("No GPU in this Colab runtime: choose Runtime > Change runtime type > GPU, then run all cells "
+                "again (or, to check the pipeline on this CPU with the smoke preset, run %env LM_SMOKE=1 first).")
 else:
     DEVICE = "cpu"
     print("No GPU: on a CPU only the smoke preset is practical (it is chosen below).")"""
