@@ -25,9 +25,10 @@ import time
 
 import torch
 
+from bench.gpu_epoch_times import TRAIN_ITEMS
+
 DEFAULT_OUT = os.path.join("bench", "results", "gpu_check.json")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-from bench.gpu_epoch_times import TRAIN_ITEMS
 
 VALID_ITEMS, TEST_ITEMS = 958, 1090  # Wikitext-2's validation and test items of 256 targets
 EPOCHS = 10  # the study's epochs per configuration
@@ -83,8 +84,8 @@ class Check:
 
 
 # ----------------------------------------------------------------------------- the pieces
-class _RandomItems:
-    """A split of n random full-length items, as TensorBatches reads it."""
+class RandomItems:
+    """A split of n random full-length items, as TensorBatches reads it (the tests use it too)."""
 
     def __init__(self, n, seq_len, vocab, seed=0):
         generator = torch.Generator().manual_seed(seed)
@@ -111,7 +112,7 @@ def build_run(check, model, layers, precision_name, seed=0):
     network = project_model(model, layers, s["seq_len"], seed, check.device, s["vocab"], s["width"])
     settings = SimpleNamespace(optimizer="adamw", lr=LR, weight_decay=WEIGHT_DECAY, momentum=0.9)
     precision = check.precision(precision_name)
-    items = _RandomItems(s["batch"] * (check.warmup + check.steps + 1), s["seq_len"], s["vocab"], seed)
+    items = RandomItems(s["batch"] * (check.warmup + check.steps + 1), s["seq_len"], s["vocab"], seed)
     batches = TensorBatches(items, s["batch"], shuffle=True, seed=seed, device=check.device)
     fused = True if check.dry else None  # dry: the optimizer CUDA gets
     return TokenNLL(network), make_optimizer(settings, network, fused=fused), precision, precision.make_scaler(), batches

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from bench.host_syncs import count_host_syncs, cuda_branches, cuda_sync_errors
+from bench.gpu_check import RandomItems
 from gpt1_solution import LayerNorm, MiniGPT1
 from lstm_solution import LSTM
 from utils import gpu_usage
@@ -225,20 +226,6 @@ class LstmRecurrenceDtype(unittest.TestCase):
                 self.assertEqual(seen["classifier"], {"bf16": torch.bfloat16, "fp16": torch.float16}[name])
 
 
-class _Items:
-    """A split of n items of length T, as TensorBatches reads it."""
-
-    def __init__(self, n, seed=0):
-        generator = torch.Generator().manual_seed(seed)
-        tokens = torch.randint(1, V, (n, T + 1), generator=generator)
-        self.tensors = {"source": tokens[:, :-1], "target": tokens[:, 1:], "mask": torch.ones(n, T)}
-
-    def __len__(self):
-        return len(self.tensors["source"])
-
-    def as_tensors(self):
-        return self.tensors
-
 
 def syncs_per_step(kind, precision, steps=7, every=3, bar=False):
     """Would-synchronise calls in each training step (batch making, step, sums, progress, hook) and
@@ -246,7 +233,7 @@ def syncs_per_step(kind, precision, steps=7, every=3, bar=False):
     model = tiny(kind)
     nll = TokenNLL(model)
     optimizer = make_optimizer(Arguments(optimizer="adamw", lr=1e-3), model, fused=True)  # as on CUDA
-    batches = TensorBatches(_Items(2 * steps - 1), 2, shuffle=True, device=DEVICE)
+    batches = TensorBatches(RandomItems(2 * steps - 1, T, V), 2, shuffle=True, device=DEVICE)
     reporter = Reporter("train", steps, 0, 1, every=every, bar=bar)
     counts, marks = [], []
 
@@ -305,7 +292,7 @@ class NoHostSyncOnQuietSteps(unittest.TestCase):
         model = TokenNLL(tiny("gpt1"))
         optimizer = make_optimizer(Arguments(optimizer="adamw", lr=1e-3), model.model)
         precision = Precision.resolve("auto", DEVICE)
-        batches = list(TensorBatches(_Items(12), 2, device=DEVICE).iterate(0))
+        batches = list(TensorBatches(RandomItems(12, T, V), 2, device=DEVICE).iterate(0))
         train_epoch(model, batches[:1], optimizer, precision, precision.make_scaler())  # warm-up
         from utils.train.loop import train_step
 
