@@ -1,6 +1,6 @@
 """Seconds per training epoch and peak memory of each of the study's 12 configurations.
 
-    python -m bench.gpu_epoch_times                         # on a CUDA machine (< 5 min on one H200)
+    python -m bench.gpu_epoch_times                         # on a CUDA machine (not yet timed on a GPU)
     python -m bench.gpu_epoch_times --steps 1 --configs 1   # CPU smoke check
 
 For each configuration (utils.study.configs.CONFIGS) it builds the model with random frozen
