@@ -9,7 +9,10 @@ import os
 import pickle
 import shutil
 import signal
+import tempfile
+import unittest
 import warnings
+from unittest import mock
 
 import torch
 
@@ -17,7 +20,15 @@ import generate
 from tests import fixtures
 from tests.test_resilience import RunCase, at_step, send
 from utils.data import BPE_FOLDER
+from utils.data.wikitext2 import SPLITS, Wikitext2
+from utils.errors import UsageError
+from utils.models.base import TokenNLL
+from utils.models.registry import model_spec
+from utils.runs.checkpoint import CheckpointError, check_data
+from utils.runs.provenance import data_identity
 from utils.runs.schema import ARGS, CHECKPOINT, LOCK, MARKER, STATUS
+from utils.train import memory
+from utils.train.precision import Precision
 
 
 class Planted:
@@ -64,7 +75,7 @@ class MaliciousCheckpoint(UntrustedCase):
     def test_a_planted_pickle_never_runs_under_a_rerun_or_generate(self):
         folder = self.interrupted()
         proof = os.path.join(self.tmp, "proof")
-        planted = {"format": 2, "model": Planted(proof)}
+        planted = {"format": 3, "model": Planted(proof)}
         makers = {"torch.save": (lambda f: torch.save(planted, f), lambda p: torch.load(p, weights_only=False)),
                   "plain pickle": (lambda f: pickle.dump(planted, f), lambda p: pickle.load(open(p, "rb")))}
         for kind, (write, unsafe_load) in makers.items():
@@ -188,3 +199,76 @@ class FolderWithKitNames(UntrustedCase):
         code, out, err = self.cli(*self.argv("copy"))
         self.assertEqual(code, 0, err)
         self.assertIn("Continuing", out)
+
+
+class DataIdentity(unittest.TestCase):
+    def setUp(self):
+        tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(tmp.cleanup)
+        self.tmp = tmp.name
+
+    def splits(self, folder):
+        return {name: Wikitext2(folder, split=name) for name in SPLITS}
+
+    def test_the_data_files_sha256_are_recorded_and_checked(self):
+        first = fixtures.write_corpus(os.path.join(self.tmp, "a"))
+        identity = data_identity(self.splits(first))
+        self.assertEqual(sorted(identity), sorted(SPLITS))
+        for name in SPLITS:
+            path = os.path.join(first, f"wiki.{name}.npz")
+            self.assertEqual(identity[name], {"path": os.path.abspath(path), "sha256": digest(path)})
+        state = {"data": identity}
+        copy = shutil.copytree(first, os.path.join(self.tmp, "copy"))
+        check_data(state, data_identity(self.splits(copy)))  # the same content elsewhere is the same data
+        fixtures.write_corpus(first, seed=1)  # other content at the same path: hashed again, refused
+        for folder in (first, fixtures.write_corpus(os.path.join(self.tmp, "b"), seed=2)):
+            now = data_identity(self.splits(folder))
+            self.assertNotEqual(now["train"]["sha256"], identity["train"]["sha256"])
+            with self.assertRaises(CheckpointError) as caught:
+                check_data(state, now)
+            message = str(caught.exception)
+            self.assertEqual(len(message.splitlines()), 1)
+            for shown in (identity["train"]["sha256"][:12], now["train"]["sha256"][:12], now["train"]["path"]):
+                self.assertIn(shown, message)
+
+
+class MemoryEstimate(unittest.TestCase):
+    def setUp(self):
+        torch.manual_seed(0)
+        tokens = torch.randn(fixtures.TINY_VOCAB, fixtures.TINY_WIDTH)
+        position = torch.randn(64, fixtures.TINY_WIDTH)
+        self.nll = TokenNLL(model_spec("gpt1").build(2, tokens, position, False)).train()
+        self.precision = Precision.resolve("fp32", torch.device("cpu"))
+
+    def test_one_items_activations_are_measured_without_touching_the_run(self):
+        rng = torch.get_rng_state()
+        sizes = [memory.saved_bytes(self.nll, n, 32, self.precision) for n in (1, 2, 3)]
+        self.assertTrue(torch.equal(torch.get_rng_state(), rng))
+        self.assertTrue(self.nll.training)
+        per_item = sizes[1] - sizes[0]
+        self.assertEqual(sizes[2] - sizes[1], per_item)  # linear in the batch
+        # at least the (T, E) features per layer and the loss's fp32 gradient rows
+        self.assertGreaterEqual(per_item, 32 * fixtures.TINY_WIDTH * 4 * 3)
+
+    def test_the_largest_batch_named_fits_and_one_more_does_not(self):
+        free = 50 * memory.saved_bytes(self.nll, 1, 32, self.precision)
+        with mock.patch.object(memory, "available_bytes", return_value=free):
+            with self.assertRaises(UsageError) as caught:
+                memory.check_batch_fits(self.nll, 10 ** 12, 10 ** 13, 32, self.precision)
+            message = str(caught.exception)
+            largest = int(message.split("use --batch_size ")[1].split()[0])
+            self.assertGreater(largest, 1)
+            self.assertIn("--batch_size 1000000000000 needs at least", message)
+            memory.check_batch_fits(self.nll, largest, 10 ** 13, 32, self.precision)
+            with self.assertRaises(UsageError):
+                memory.check_batch_fits(self.nll, largest + 1, 10 ** 13, 32, self.precision)
+            memory.check_batch_fits(self.nll, 10 ** 12, largest, 32, self.precision)  # a batch is at most the split
+        with mock.patch.object(memory, "available_bytes", return_value=10):
+            with self.assertRaisesRegex(UsageError, "not even one item fits"):
+                memory.check_batch_fits(self.nll, 1, 100, 32, self.precision)
+
+    def test_exhausted_memory_is_recognised(self):
+        for err in (MemoryError(), torch.OutOfMemoryError("CUDA out of memory"),
+                    RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 bytes")):
+            self.assertTrue(memory.out_of_memory(err), err)
+        self.assertFalse(memory.out_of_memory(RuntimeError("shapes do not match")))
