@@ -141,8 +141,7 @@ if not os.path.isfile(EMBEDDINGS):
     try:
         if not IN_COLAB:
             raise OSError("no download outside Colab")
-        # dl=1 asks Dropbox for the file itself rather than its web page.
-        urllib.request.urlretrieve(EMBEDDINGS_URL.replace("dl=0", "dl=1"), EMBEDDINGS)
+        urllib.request.urlretrieve(EMBEDDINGS_URL, EMBEDDINGS)  # dl=1: the file, not Dropbox's web page
         read_embeddings(EMBEDDINGS)
     except (OSError, EmbeddingsError) as err:
         print(f"No downloaded embeddings ({err}).")
