@@ -34,8 +34,7 @@ def identifying(args):
 
 
 def settings_differ(a, b):
-    """Identifying settings (and the embeddings file) on which two runs differ, the seed aside; a field
-    one of them did not record is no difference."""
+    """Identifying settings (and embeddings file) two runs differ in, the seed aside; unrecorded: no difference."""
     x, y = identifying(a.args), identifying(b.args)
     differ = [k for k in x if k != "seed" and k in y and x[k] != y[k]]
     shas = embeddings_sha(a), embeddings_sha(b)
@@ -195,16 +194,14 @@ def add_not_run(groups):
 
 
 def shown_run(group):
-    """The run standing for a group with no completed seed: the reference if it logged an epoch, else the
-    first that did."""
+    """The run standing for a group with no completed seed: the reference, else the first with an epoch."""
     if group.reference.exp_id in group.rows:
         return group.reference
     return next((run for run in group.runs if run.exp_id in group.rows), group.reference)
 
 
 def build_groups(runs, rows, stubs=()):
-    """SeedGroups (report order) of the runs with their rows and of the stubs; updates rows' counted flags.
-    A configuration whose folders have no completed epoch is left out (listed by read), not tabled."""
+    """SeedGroups (report order) of runs (with their rows) and stubs; a group without an epoch is not kept."""
     groups, by_id = {}, {row["exp_id"]: row for row in rows}
     for run in list(runs) + list(stubs):
         key = (run.config if run.config is not None else what_of(run), run_arm(run.args))
@@ -245,8 +242,7 @@ def fastest(groups):
 
 
 def averages(groups, key, where=lambda group: True):
-    """Per value of `key` (or a tuple of keys): its configurations, seeds and mean numbers, each
-    configuration's seeds reduced first so more seeds do not weigh more."""
+    """Per value of `key` (or keys): configurations, distinct seeds and means of their seed means."""
     keys, by_value = key if isinstance(key, tuple) else (key,), {}
     for g in groups:
         if g.n and where(g):
