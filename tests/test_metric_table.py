@@ -11,7 +11,7 @@ import unittest
 
 from tests import fixtures
 
-from utils.report import aggregate, compute, fmt, latex, tables
+from utils.report import compute, fmt, tables
 from utils.runs import schema
 from utils.runs.run_dir import RunDir
 import run_exp
@@ -67,7 +67,7 @@ class EveryReaderUsesTheTable(unittest.TestCase):
         for m in schema.RUN_METRICS:
             self.assertIn(m.source, known, m.key)
             self.assertIn(m.reduce, compute.REDUCERS, m.key)
-            self.assertIn(m.over_seeds, aggregate.OVER_SEEDS, m.key)
+            self.assertIn(m.over_seeds, compute.OVER_SEEDS, m.key)
         for m in schema.EPOCH_METRICS + schema.TEST_PASS_METRICS + schema.RUN_METRICS:
             self.assertIn(m.fmt, fmt.FORMATS, m.key)
         for m in schema.EPOCH_METRICS:
@@ -83,12 +83,12 @@ class EveryReaderUsesTheTable(unittest.TestCase):
         self.assertEqual([k for k in tables.CSV_KEYS if k in keys], keys)
         self.assertEqual([k for k, _ in tables.GROUP_COLUMNS if k in keys], [m.key for m in schema.RUN_METRICS
                                                                               if m.group])
-        self.assertEqual([h for k, h in latex.COLUMNS if k in keys], [m.latex for m in schema.RUN_METRICS if m.latex])
+        self.assertEqual([h for k, h in tables.LATEX_COLUMNS if k in keys], [m.latex for m in schema.RUN_METRICS if m.latex])
         from tests.report_fixtures import memory_run
 
         run = memory_run("1", 1)
         row = compute.summarise(run)
-        (group,) = aggregate.build_groups([run], [row])
+        (group,) = compute.build_groups([run], [row])
         self.assertEqual(list(group.stats), keys)
         self.assertEqual((row["best_valid_ppl"], row["time_per_epoch_s"], row["train_time_s"]), (200.0, 10.0, 20.0))
 

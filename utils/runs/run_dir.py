@@ -79,7 +79,7 @@ class RunDir:
         return (self.status() or {}).get("status") == schema.COMPLETED
 
     def has_checkpoint(self):
-        return os.path.isfile(self.file(schema.CHECKPOINT))
+        return os.path.lexists(self.file(schema.CHECKPOINT))  # a link too: load_checkpoint refuses it
 
     def recorded_settings(self):
         return self._json(schema.ARGS)
@@ -99,11 +99,9 @@ class RunDir:
         return sorted(n for n in os.listdir(self.path) if n != schema.LOCK and not leftover.match(n))
 
     def is_ours(self):
-        """The kit wrote this folder: its marker, or (folders made before the marker) a readable
-        status.json beside an args.json, or nothing but files of the kit's names."""
-        return os.path.isfile(self.file(schema.MARKER)) or (
-            isinstance(self.status(), dict) and os.path.isfile(self.file(schema.ARGS))) or (
-            set(self.contents()) <= set(kit_files()))
+        """The kit wrote this folder: it carries the marker (files of the kit's names are not enough:
+        a user's own args.json and train_loss.txt are theirs)."""
+        return os.path.isfile(self.file(schema.MARKER))
 
     def plan(self, settings, force):
         """How a run with `settings` (a dict) goes on from what this folder holds. Raises
@@ -139,13 +137,18 @@ class RunDir:
 
     def _foreign(self, contents):
         shown = ", ".join(contents[:3]) + (", ..." if len(contents) > 3 else "")
+        adopt = (f" (a run folder of an older version of the kit: adopt it with touch {self.file(schema.MARKER)})"
+                 if set(contents) <= set(kit_files()) else "")
         return RunConflict(f"{self.path} holds files this kit did not write ({shown}), so it is left untouched "
-                           "(--force included): choose another --exp_id or --log_dir.")
+                           f"(--force included): choose another --exp_id or --log_dir{adopt}.")
 
     # ----- the folder itself
     def check_writable(self):
         """RunConflict (nothing written) when the run's folder cannot be made or written."""
         for path, what in ((self.log_dir, f"--log_dir {self.log_dir}"), (self.path, self.path)):
+            if os.path.islink(path) and not os.path.exists(path):
+                raise RunConflict(f"{what} is a symbolic link to {os.readlink(path)}, which does not exist: make "
+                                  "that folder or remove the link.")
             if os.path.exists(path) and not os.path.isdir(path):
                 raise RunConflict(f"{what} is a file, not a folder: choose another --log_dir or --exp_id.")
         existing = os.path.abspath(self.path)
