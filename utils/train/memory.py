@@ -11,11 +11,13 @@ A step's transient buffers come on top, so the estimate is a lower bound: a refu
 import torch
 
 from utils.errors import UsageError
+from utils.models.losses import tied_token_nll
 
 
-def saved_bytes(nll, items, length, precision):
-    """Bytes autograd keeps for backward in a forward pass of `items` items of `length` tokens."""
-    params = {p.untyped_storage().data_ptr() for p in nll.parameters()}
+def saved_bytes(model, items, length, precision):
+    """Bytes autograd keeps for backward in a forward pass (TokenNLL's: the model's features, then the
+    tied loss) of `items` items of `length` tokens."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     seen = {}
 
     def pack(tensor):
@@ -24,16 +26,17 @@ def saved_bytes(nll, items, length, precision):
             seen[storage.data_ptr()] = storage.nbytes()
         return tensor
 
-    device = next(nll.parameters()).device
+    device = next(model.parameters()).device
     tokens = torch.ones(items, length, dtype=torch.long, device=device)  # (B, T)
-    training = nll.training
-    nll.eval()  # no dropout: the RNG is untouched (and forked besides)
+    training = model.training
+    model.eval()  # no dropout: the RNG is untouched (and forked besides)
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
                 torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), precision.autocast():
-            nll(tokens, tokens)
+            features = model.sequence_features(tokens)  # (B, T, E)
+            tied_token_nll(features.reshape(items * length, -1), model.tied_weight, tokens.reshape(-1))
     finally:
-        nll.train(training)
+        model.train(training)
     return sum(seen.values())
 
 
@@ -48,14 +51,14 @@ def available_bytes(device):
         return None
 
 
-def check_batch_fits(nll, batch_size, items, length, precision, world=1):
+def check_batch_fits(model, batch_size, items, length, precision, world=1):
     """UsageError naming the largest batch that could fit when `batch_size` (global, over `world`
     processes; at most `items` rows, the split's size) cannot; nothing when it may."""
-    one = saved_bytes(nll, 1, length, precision)
-    per_item = max(saved_bytes(nll, 2, length, precision) - one, 1)
-    learnable = sum(p.numel() * p.element_size() for p in nll.parameters() if p.requires_grad)
+    one = saved_bytes(model, 1, length, precision)
+    per_item = max(saved_bytes(model, 2, length, precision) - one, 1)
+    learnable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     fixed = max(one - per_item, 0) + 3 * learnable  # + gradients and up to two optimizer moments (Adam)
-    device = next(nll.parameters()).device
+    device = next(model.parameters()).device
     processes = world if device.type == "cpu" else 1  # on a CPU they share the host's memory
     rows = -(-min(batch_size, items) // world)
     free = available_bytes(device)
