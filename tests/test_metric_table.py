@@ -3,6 +3,7 @@ keys, the report's columns, formats, reductions and seed summaries all come from
 sweep summary reads a skipped run's numbers back from the folder the writer made."""
 import contextlib
 import io
+import json
 import math
 import os
 import tempfile
@@ -13,7 +14,7 @@ from tests import fixtures
 from utils.report import compute, fmt, tables
 from utils.runs import schema
 from utils.runs.run_dir import RunDir
-from utils.train import runner
+import run_exp
 from utils.train.settings import Arguments, to_dict
 from utils.study.sweep import config_job, format_summary, recorded_numbers, run_job
 
@@ -31,19 +32,23 @@ class EpochRecordHasExactlyTheSchemaKeys(unittest.TestCase):
         with tempfile.TemporaryDirectory() as tmp:
             folder = fixtures.write_corpus(tmp)
             fixtures.write_embeddings(os.path.join(folder, "emb.npz"))
-            run = runner.prepare(tiny_settings(folder))
-            record = runner.run_epoch(run, 0)
-            run.metrics.append(record)
-            result = runner.test(run)
+            settings = tiny_settings(folder, log=True)
+            with contextlib.redirect_stdout(io.StringIO()):
+                run_exp.main(settings)
+            run_dir = RunDir(settings.log_dir, settings.exp_id)
+            with open(run_dir.file(schema.METRICS)) as handle:
+                [record] = [json.loads(line) for line in handle]
+            with open(run_dir.file(schema.TEST_METRICS)) as handle:
+                test = json.load(handle)
         self.assertEqual(list(record), list(schema.EPOCH_KEYS))
-        self.assertEqual(list(result.test), list(schema.TEST_KEYS))
+        self.assertEqual(sorted(test), sorted(schema.TEST_KEYS))  # the file is written with sorted keys
         self.assertEqual(record["epoch"], 1)
         for split in ("train", "valid"):
             self.assertAlmostEqual(record[f"{split}_ppl"], math.exp(record[f"{split}_loss"]), places=9)
         self.assertAlmostEqual(record["train_tokens_per_s"], record["train_tokens"] / record["train_seconds"])
-        self.assertEqual(record["lr"], run.settings.lr)
+        self.assertEqual(record["lr"], settings.lr)
         self.assertIsNone(record["peak_memory_mb"])  # a CPU: not measured
-        self.assertAlmostEqual(result.test["test_ppl"], math.exp(result.test["test_loss"]), places=9)
+        self.assertAlmostEqual(test["test_ppl"], math.exp(test["test_loss"]), places=9)
 
     def test_a_key_outside_the_table_or_a_missing_one_is_refused(self):
         splits = {s: {"loss": 1.0, "ppl": math.e, "seconds": 1.0, "tokens": 4, "tokens_per_s": 4.0, "words": 2,

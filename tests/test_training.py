@@ -19,9 +19,8 @@ from lstm_solution import LSTM
 from utils.data.batches import TensorBatches
 from utils.data.wikitext2 import Wikitext2
 from utils.models.base import TokenNLL
-from utils.train import runner
-from utils.train.course import evaluate, train
-from utils.train.loop import TrainingDiverged
+from run_exp import evaluate, train
+from utils.train.watch import TrainingDiverged
 from utils.train.settings import Arguments, UsageError
 from utils.train.stop import RunInterrupted
 
@@ -172,14 +171,14 @@ class MainTest(RunTestCase):
         for model in ("lstm", "gpt1"):
             with self.subTest(model=model):
                 whole = run_exp.main(tiny_args(self.folder, model=model, exp_id=f"{model}-whole"))
-                real_epoch = runner.run_epoch
+                real_train = run_exp.train
 
-                def killed_in_second_epoch(run, epoch, *a, **k):
+                def killed_in_second_epoch(epoch, *a, **k):
                     if epoch == 1:
                         raise KeyboardInterrupt("simulated kill")
-                    return real_epoch(run, epoch, *a, **k)
+                    return real_train(epoch, *a, **k)
 
-                with mock.patch.object(runner, "run_epoch", killed_in_second_epoch):
+                with mock.patch.object(run_exp, "train", killed_in_second_epoch):
                     with self.assertRaises(RunInterrupted):
                         run_exp.main(tiny_args(self.folder, model=model, exp_id=f"{model}-cut"))
                 self.assertEqual(self.read_json(f"{model}-cut", "status.json")["status"], "interrupted")
@@ -214,14 +213,14 @@ class SweepTest(RunTestCase):
         overrides = dict(data_folder=self.folder, embeddings=os.path.join(self.folder, "emb.npz"), epochs=1,
                          batch_size=4, max_batches=2, device="cpu", log_dir=os.path.join(self.folder, "logs"),
                          print_every=1000)
-        real_train = runner.train_epoch
+        real_train = run_exp.train
 
-        def lstm_diverges(nll_model, *a, epoch=0, **k):
-            if isinstance(nll_model.model, LSTM):
+        def lstm_diverges(epoch, model, *a, **k):
+            if isinstance(model, LSTM):
                 raise TrainingDiverged(epoch, 0)
-            return real_train(nll_model, *a, epoch=epoch, **k)
+            return real_train(epoch, model, *a, **k)
 
-        with mock.patch.object(runner, "train_epoch", lstm_diverges):
+        with mock.patch.object(run_exp, "train", lstm_diverges):
             first = run_exp.run_sweep([3, 7], **overrides)
         self.assertEqual([s["status"] for s in first], ["diverged", "completed"])
         self.assertEqual(self.read_json("3", "status.json")["status"], "diverged")

@@ -88,6 +88,8 @@ def load_trained_model(run_dir, device="cpu", embeddings=None):
     """(model in eval mode, settings dict) from run_dir's checkpoint and the embeddings file it was
     trained on (`embeddings`, else the path the run recorded), checked by sha256."""
     from utils.data.embeddings import EmbeddingsError, file_sha256, read_embeddings
+    from types import SimpleNamespace
+
     from utils.models.registry import model_spec
 
     state = load_checkpoint(run_dir)
@@ -97,6 +99,6 @@ def load_trained_model(run_dir, device="cpu", embeddings=None):
         tokens, position = read_embeddings(path)
     except EmbeddingsError as err:
         raise CheckpointError(f"{err} (the run was trained on it; pass --embeddings PATH)") from None
-    model = model_spec(settings["model"]).build(settings["layers"], tokens, position, settings["learn_embeddings"])
+    model = model_spec(settings["model"]).build(SimpleNamespace(**settings), tokens, position)
     restore_model(model, state, file_sha256(path))
     return model.to(device).eval(), settings

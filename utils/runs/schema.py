@@ -17,7 +17,7 @@ MARKER = ".run-folder"  # written first: the kit wrote this folder and may delet
 LOCK = ".lock"  # held (flock) by the process using the folder; holds its pid, host and boot id
 
 # ----------------------------------------------------------------------------- the metric table
-# Every metric a run records or the report shows is one entry below. The writer (utils.train.runner,
+# Every metric a run records or the report shows is one entry below. The writer (utils.train.run,
 # utils.runs.run_dir, utils.data_utils.save_logs) and every report module read these entries, so a
 # new per-epoch metric is one EpochMetric here (and a RunMetric to put it in the report's tables)
 # plus the line that measures it.
@@ -30,6 +30,8 @@ class EpochMetric:
     panel: Optional[str] = None  # the per-run figure's row that draws it (a key of PANELS); None: not drawn
     required: bool = False  # an epoch without it cannot be plotted or ranked
     txt: Optional[str] = None  # the course notebook's file (without .txt) holding it, one value per line
+    step_mean: bool = False  # the training step hands it to the pass (steps.add(..., <quantity>=value) in
+    #                          run_exp.train); the record holds its mean over the pass's steps
 
     @property
     def quantity(self):
@@ -64,6 +66,9 @@ TEST_PASS_METRICS = (
     EpochMetric("test_words", "Test words", "count", "test"),
     EpochMetric("test_word_ppl", "Test word perplexity", "ppl", "test"),
 )
+# What every pass sums over its steps (and its processes, in float64), by name; a step_mean metric
+# adds its own quantity. A mid-epoch checkpoint keeps them (and the pass's seconds so far).
+PASS_SUMS = ("nll_sum", "tokens", "words", "steps")
 # Rows of the per-run figure, top to bottom: panel -> axis label.
 PANELS = {"loss": "Loss (nats/token)", "ppl": "Perplexity"}
 # The course's steady-state GPU memory file (one value, NaN on a CPU), written with the test files.

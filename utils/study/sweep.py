@@ -12,7 +12,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from utils.runs import schema
 from utils.runs.atomic import atomic_write, atomic_write_json
@@ -20,11 +20,10 @@ from utils.runs.run_dir import RunDir
 from utils.runs.schema import seed_run_id, tuned_run_id
 from utils.study.configs import CONFIGS
 from utils.train.distributed import SINGLE
-from utils.train.loop import TrainingDiverged
 from utils.train.progress import perplexity_text
-from utils.train.runner import execute
 from utils.train.settings import Arguments, UsageError, apply_smoke, to_dict
 from utils.train.stop import RunInterrupted
+from utils.train.watch import TrainingDiverged
 
 # Statuses a sweep summary can report, and whether the sweep counts as a success with them.
 OK_STATUSES = ("completed", "skipped", "reused", "pending")  # pending: reuses a run still queued elsewhere
@@ -37,6 +36,7 @@ class Job:
     label: str  # how summaries and the status command name it, e.g. "6: MiniGPT1 x1, adamw, seed 1"
     with_test: bool = True  # False for the learning-rate search, which must never see the test split
     reuses: Optional[str] = None  # exp_id of a run at the same settings whose records stand for this one
+    main: Optional[Callable] = None  # run_exp.main, handed over by run_exp.py: main(settings, dist, with_test)
 
 
 def config_settings(number, **overrides):
@@ -51,7 +51,7 @@ def config_settings(number, **overrides):
     return apply_smoke(Arguments(**fields), explicit=set(overrides))
 
 
-def config_job(number, sweep_seed=None, tuned=None, **overrides):
+def config_job(number, sweep_seed=None, tuned=None, main=None, **overrides):
     """The job of configuration `number`: for one seed of a multi-seed sweep (folder <id>-seed<k>),
     and at a tuned learning rate when `tuned` = (lr, tuning record path) (folder <id>-tuned...)."""
     exp_id, label = CONFIGS[number].exp_id, CONFIGS[number].label
@@ -62,10 +62,10 @@ def config_job(number, sweep_seed=None, tuned=None, **overrides):
         overrides = dict(overrides, seed=sweep_seed)
         exp_id, label = seed_run_id(exp_id, sweep_seed), f"{label}, seed {sweep_seed}"
     overrides.setdefault("exp_id", exp_id)
-    return Job(config_settings(number, **overrides), label)
+    return Job(config_settings(number, **overrides), label, main=main)
 
 
-def config_jobs(numbers, seeds=None, tuned=None, **overrides):
+def config_jobs(numbers, seeds=None, tuned=None, main=None, **overrides):
     """Jobs for configurations × seeds (seeds None: the course's single run, folder <id>).
     tuned: {(model, optimizer): (lr, record path)}; configurations without a choice are left out."""
     jobs = []
@@ -74,7 +74,7 @@ def config_jobs(numbers, seeds=None, tuned=None, **overrides):
         choice = None if tuned is None else tuned.get((cfg.model, cfg.optimizer))
         if tuned is not None and choice is None:
             continue
-        jobs += [config_job(number, seed, choice, **overrides) for seed in (seeds or [None])]
+        jobs += [config_job(number, seed, choice, main, **overrides) for seed in (seeds or [None])]
     return jobs
 
 
@@ -144,7 +144,7 @@ def run_job(job, dist=SINGLE):
         return dict(summary, status=status, message=message, **numbers)
     start = time.perf_counter()
     try:
-        result = execute(s, dist, with_test=job.with_test)
+        values = dict(zip(schema.TXT_LOGS, job.main(s, dist, with_test=job.with_test)))
     except (UsageError, RunInterrupted):  # bad input stops everything; so does Ctrl-C
         raise
     except TrainingDiverged as err:
@@ -152,8 +152,9 @@ def run_job(job, dist=SINGLE):
     except Exception as err:  # the run's status.json says what happened; the sweep goes on
         return dict(summary, status="failed", message=f"{type(err).__name__}: {err}",
                     seconds=time.perf_counter() - start)
-    return dict(summary, status="completed", best_valid_ppl=result.best_valid_ppl,
-                test_ppl=result.test.get("test_ppl"), seconds=time.perf_counter() - start, message="")
+    test_ppl = values["test_ppl"] if job.with_test else None
+    return dict(summary, status="completed", best_valid_ppl=min(values["valid_ppl"]), test_ppl=test_ppl,
+                seconds=time.perf_counter() - start, message="")
 
 
 def recorded_numbers(run_dir):
@@ -191,14 +192,14 @@ def run_jobs(jobs, dist=SINGLE, title=None):
     return summaries
 
 
-def run_config(number, dist=SINGLE, **overrides):
-    """Run configuration `number` unless already complete; continue it if it was not."""
-    return run_job(config_job(number, **overrides), dist)
+def run_config(number, main, dist=SINGLE, **overrides):
+    """Run configuration `number` with `main` unless already complete; continue it if it was not."""
+    return run_job(config_job(number, main=main, **overrides), dist)
 
 
-def run_sweep(numbers, dist=SINGLE, seeds=None, **overrides):
-    """Run several configurations (for each of `seeds`, if given) in order: the notebook's call."""
-    return run_jobs(config_jobs(numbers, seeds, **overrides), dist)
+def run_sweep(numbers, main, dist=SINGLE, seeds=None, **overrides):
+    """Run several configurations (for each of `seeds`, if given) in order with `main`."""
+    return run_jobs(config_jobs(numbers, seeds, main=main, **overrides), dist)
 
 
 def format_summary(summaries):
