@@ -1,23 +1,13 @@
-"""Figures, tables and the assignment's answers from training logs alone.
+"""Figures, tables and the assignment's answers from training logs alone: `python -m utils.report
+--log_dir logs --out plots` writes experiment_<exp_id>.png per run, compare_<group>.png per group of
+utils.study.configs.GROUPS, results.md, results.tex (one row per configuration over seeds), results.csv
+(one row per run) and results_groups.csv (per configuration and arm: n, means, sds, intervals).
 
-    python -m utils.report --log_dir logs --out plots
-
-Reads `logs/<exp_id>/` (run_exp.py's metrics.jsonl, or the course notebook's *.txt files) and writes
-to --out: experiment_<exp_id>.png per run, compare_<group>.png per comparison group of
-utils.study.configs.GROUPS (seeds of a configuration as a mean with a min-max band), results.md,
-results.tex (booktabs, one row per configuration over seeds), results.csv (one row per run) and
-results_groups.csv (one row per configuration and arm: n, means, standard deviations, intervals).
-
-Runs are grouped by configuration and arm (course lr, or an lr tuned by the learning-rate search
-whose record is <log_dir>/tuning/tuning.json) and summarised over seeds with Student-t 95%
-intervals (in log space for perplexities, times and memory, so no bound goes below zero); the
-answers say when two configurations cannot be told apart at 95% (paired over shared seeds).
-
-Exit status: 0 when at least one run was reported; 2 when there was nothing to report (no log folder,
-no run folders, or no run with a completed epoch) — a one-line message then says how to make runs.
-Partial, diverged and failed runs are reported with their status; only completed runs enter the
-answers (fastest, best, averages), and everything left out is listed with its reason.
-This package never imports torch or the training code, so it runs anywhere the logs are.
+The modules, one job each: read (run folders -> RunRecords), stats and compute (rows, seed groups,
+answers, the course's reference runs), fmt (how values read), tables (Markdown, LaTeX, CSV), answers
+and markdown (results.md), plots. Exit status 0 when a run was reported, 2 when there was nothing to
+report (with a line saying how to make runs). Only completed runs enter the answers; everything left
+out is listed with its reason. No torch and no training code is imported, so it runs wherever logs are.
 """
 import os
 from dataclasses import dataclass, field
@@ -26,7 +16,7 @@ from utils.report import markdown
 from utils.report.compute import answers, build_groups, seed_order, summarise
 from utils.report.fmt import is_smoke, log_stat_text, lr_text, run_arm, run_label, run_seed, stat_text
 from utils.report.plots import member_runs, plot_group, plot_run
-from utils.report.read import read_reference, read_runs, read_tuning
+from utils.report.read import read_json, read_runs, read_tuning
 from utils.report.tables import csv_text, group_csv_text, latex_table
 from utils.study.configs import GROUPS
 
@@ -62,7 +52,7 @@ def sort_key(run):
 
 def read_report(log_dir, out_dir):
     """The Report's numbers, before anything is drawn or written."""
-    report, stubs = Report(log_dir, out_dir, reference=read_reference(REFERENCE)), []
+    report, stubs = Report(log_dir, out_dir, reference=read_json(REFERENCE)), []
     runs, report.left_out = read_runs(log_dir, stubs)  # stubs: folders with args.json but no epoch
     report.tuning, report.tuning_problem = read_tuning(log_dir)
     report.runs = sorted(runs, key=sort_key)

@@ -1,10 +1,5 @@
-"""The assignment's answers in words (per arm: course lr or tuned lr) and the learning-rate search.
-
-Every ranking says whether the winner is distinguishable at 95% from the others (paired t interval
-over the seeds both ran); with one seed per configuration it says no interval can be computed.
-The search trained each (model, optimizer) briefly at every lr of a grid; its record is rendered,
-then each configuration at the course's lr beside the same configuration at its tuned lr.
-"""
+"""results.md's answers in words, per arm (course or tuned lr), each ranking with whether the winner is
+distinguishable at 95% (paired over shared seeds); then the learning-rate search and course vs tuned."""
 import math
 import os
 
@@ -14,21 +9,19 @@ from utils.report.stats import paired_difference
 from utils.report.tables import MEMORY_KEYS, METRICS, NOT_LOGGED, NOT_MEASURED
 from utils.runs import schema
 
-METHOD = ("Seeds: each configuration's completed seeds are summarised by their mean and a 95% confidence "
-          "interval from Student's t with n-1 degrees of freedom. Perplexities are averaged in log space "
-          "(the mean of log ppl, i.e. of the loss): the table shows the geometric mean with its interval "
-          "[lo, hi] (exp of the interval of mean log ppl). Times and memory are positive too and are summarised "
-          "the same way, so no interval goes below zero. Two configurations are compared by the paired "
-          "difference over the seeds both ran (a ratio of perplexities, the winner's over the other's, or a "
-          "difference in seconds): they are *not distinguishable* at 95% when its interval contains no "
-          "difference. A seed that diverged, failed, is still running or was not run is listed, never averaged.")
+METHOD = ("Seeds: each configuration's completed seeds give a geometric mean and a 95% interval [lo, hi] from "
+          "Student's t with n-1 degrees of freedom on the logs (of perplexity, i.e. the loss, of seconds and "
+          "of memory, so no bound goes below zero). Two configurations are compared by the paired ratio (or "
+          "difference in seconds) over the seeds both ran: *not distinguishable* at 95% when its interval "
+          "holds no difference. A seed that diverged, failed, is still running or was not run is listed, never "
+          "averaged.")
 ONE_SEED = ("One seed per configuration: no confidence interval can be computed, so these rankings cannot be "
             "tested at 95%; run more seeds (e.g. 3) to tell close configurations apart.")
 BUDGET_WORDS = (("epochs", "epoch(s)"), ("max_batches", "batches per epoch"), ("batch_size", "sequences per batch"),
                 ("seed", "seed"))
 
 
-def detail(c):
+def detail(c):  # e.g. "×1.03 [0.97, 1.09], paired over seeds 1, 2, 3"
     return f"{ratio_text(c)}, paired over seeds {', '.join(map(str, c['seeds']))}"
 
 
@@ -58,8 +51,8 @@ def average_table(entries, keys, headings):
     return lines if entries else ["No completed runs to average yet."]
 
 
-def shown_ppl(group):
-    return ppl_text(group.stats["best_valid_ppl"]["mean"])  # equal as displayed: a tie, never an order
+def shown_ppl(group):  # equal as displayed: a tie, never an order
+    return ppl_text(group.stats["best_valid_ppl"]["mean"])
 
 
 def tied_with(winner, groups):
@@ -81,17 +74,6 @@ def ranking_lines(rankings, one_seed):
             else f"best {first.what[2]}"
         lines.append(f"- **{r['model']}**: {best} (best val ppl, lower is better: {order}). "
                      + ties_sentence(r["versus"], one_seed, lambda g: f"{g.name} ({g.what[2]})"))
-    return lines
-
-
-def pair_lines(pairs, one_seed):
-    lines = []
-    for lstm, gpt, c in pairs:
-        better = gpt if gpt.stats["best_valid_ppl"]["mean"] < lstm.stats["best_valid_ppl"]["mean"] else lstm
-        test = f"ratio {ratio_text(c)} (one seed each: not testable)" if one_seed else verdict(c)
-        lines.append(f"- {lstm.label} {log_stat_text(lstm.stats['best_valid_ppl'])} vs {gpt.label} "
-                     f"{log_stat_text(gpt.stats['best_valid_ppl'])}: lower with {display_name(better.what[0])}; "
-                     f"{display_name(gpt.what[0])}/{display_name(lstm.what[0])} {test}.")
     return lines
 
 
@@ -143,9 +125,6 @@ def arm_lines(a, groups, title):
             *ranking_lines(a["optimizer_rankings"], a["one_seed"]), "",
             "Per optimizer within each model (LSTM and MiniGPT1 are never pooled into one average):", "",
             *average_table(a["per_optimizer"], ("model", "optimizer"), ("Model", "Optimizer")), "",
-            "Per architecture (LSTM vs MiniGPT1 at the same depth and optimizer):", "",
-            *(pair_lines(a["architecture_pairs"], a["one_seed"])
-              or ["- No depth and optimizer has both models completed yet."]), "",
             "Per architecture, pooled over every completed configuration of the model (all optimizers and depths; "
             "Seeds counts distinct seeds):", "",
             *average_table(a["per_architecture"], ("model",), ("Architecture",)), "",

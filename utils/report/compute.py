@@ -1,12 +1,10 @@
-"""The report's numbers, by pure functions: a row per run, SeedGroups over seeds, the assignment's
-answers, the course's reference runs beside them and what a run's start says.
+"""The report's numbers by pure functions: a row per run, SeedGroups over seeds, the assignment's answers,
+the course's reference runs beside them and what a run's start says.
 
-Runs are grouped by configuration (else model, layers, optimizer) and arm (course lr, or an lr the
-search chose: lr_from set). Within a group only runs whose identifying settings all agree (every
-args.json field but the incidental ones and the seed, and the same embeddings file) are seeds of one
-experiment, one completed run per seed. A seed that diverged, failed, is running or was not run is
-listed with its reason, never averaged. Answers say when the winner is not distinguishable at 95%
-from another configuration (paired t interval over the seeds both ran).
+Runs group by configuration (else model, layers, optimizer) and arm (course lr, or lr_from: tuned). In a
+group, runs whose identifying settings all agree (every args.json field but INCIDENTAL ones and the seed,
+and the same embeddings file) are seeds of one experiment, one completed run per seed; a seed that
+diverged, failed, is running or was not run is listed with its reason, never averaged.
 """
 import math
 from dataclasses import dataclass, field
@@ -36,8 +34,7 @@ def identifying(args):
 
 
 def settings_differ(a, b):
-    """Identifying settings (and the embeddings file) on which two runs differ, the seed aside; a field
-    one of them did not record is no difference."""
+    """Identifying settings (and embeddings file) two runs differ in, the seed aside; unrecorded: no difference."""
     x, y = identifying(a.args), identifying(b.args)
     differ = [k for k in x if k != "seed" and k in y and x[k] != y[k]]
     shas = embeddings_sha(a), embeddings_sha(b)
@@ -61,19 +58,13 @@ def logged(run, key):
     return [x for x in (as_float(e[key]) for e in run.epochs if key in e) if finite(x)]
 
 
-def largest(run, key, _best):
-    """A peak: NaN when logged as null (CPU), None when never logged."""
-    if not any(key in e for e in run.epochs):
-        return None
-    return max(logged(run, key), default=math.nan)
-
-
 # How a run's epochs give one number (schema.RunMetric.reduce); None: not logged by this folder.
 REDUCERS = {
     "at_best": lambda run, key, best: as_float(best[key]) if best and key in best else None,
     "sum": lambda run, key, _best: sum(logged(run, key)) if logged(run, key) else None,
     "mean": lambda run, key, _best: mean(logged(run, key)) if logged(run, key) else None,
-    "max": largest,
+    "max": lambda run, key, _best: max(logged(run, key), default=math.nan) if any(key in e for e in run.epochs)
+    else None,  # a peak: NaN when logged as null (CPU)
     "final": lambda run, key, _best: run.steady_memory_mb if key == schema.STEADY_MEMORY else run.test.get(key),
 }
 
@@ -203,16 +194,14 @@ def add_not_run(groups):
 
 
 def shown_run(group):
-    """The run standing for a group with no completed seed: the reference if it logged an epoch, else the
-    first that did."""
+    """The run standing for a group with no completed seed: the reference, else the first with an epoch."""
     if group.reference.exp_id in group.rows:
         return group.reference
     return next((run for run in group.runs if run.exp_id in group.rows), group.reference)
 
 
 def build_groups(runs, rows, stubs=()):
-    """SeedGroups (report order) of the runs with their rows and of the stubs; updates rows' counted flags.
-    A configuration whose folders have no completed epoch is left out (listed by read), not tabled."""
+    """SeedGroups (report order) of runs (with their rows) and stubs; a group without an epoch is not kept."""
     groups, by_id = {}, {row["exp_id"]: row for row in rows}
     for run in list(runs) + list(stubs):
         key = (run.config if run.config is not None else what_of(run), run_arm(run.args))
@@ -253,8 +242,7 @@ def fastest(groups):
 
 
 def averages(groups, key, where=lambda group: True):
-    """Per value of `key` (or a tuple of keys): its configurations, seeds and mean numbers, each
-    configuration's seeds reduced first so more seeds do not weigh more."""
+    """Per value of `key` (or keys): configurations, distinct seeds and means of their seed means."""
     keys, by_value = key if isinstance(key, tuple) else (key,), {}
     for g in groups:
         if g.n and where(g):
@@ -269,31 +257,14 @@ def averages(groups, key, where=lambda group: True):
             for value, members in by_value.items()]
 
 
-def model_order(name):
-    names = [display_name(m) for m in MODELS]
-    return names.index(name) if name in names else len(names)
-
-
-def one_layer(group):
-    return group.what[1] == 1  # the optimizer comparison holds depth fixed (configurations 1-8)
-
-
 def optimizer_rankings(groups):
     out = []
-    for model in dict.fromkeys(g.what[0] for g in groups if g.n and one_layer(g)):
-        ranked = sorted((g for g in groups if g.n and one_layer(g) and g.what[0] == model),
+    for model in dict.fromkeys(g.what[0] for g in groups if g.n and g.what[1] == 1):
+        ranked = sorted((g for g in groups if g.n and g.what[1] == 1 and g.what[0] == model),
                         key=lambda g: g.stats["best_valid_ppl"]["mean"])
         out.append({"model": display_name(model), "ranking": ranked,
                     "versus": versus(ranked[0], ranked, "best_valid_ppl", log=True)})
     return out
-
-
-def architecture_pairs(groups):
-    """(LSTM group, MiniGPT1 group, paired MiniGPT1/LSTM ppl) at the same depth and optimizer."""
-    counted, order = [g for g in groups if g.n], {name: i for i, name in enumerate(MODELS)}
-    rank = lambda g: (order.get(g.what[0], len(order)), g.what[0])  # noqa: E731
-    return [(a, b, paired_difference(b.values("best_valid_ppl"), a.values("best_valid_ppl"), True))
-            for a in counted for b in counted if a.what[1:] == b.what[1:] and rank(a) < rank(b)]
 
 
 def arm_answers(groups):
@@ -305,11 +276,11 @@ def arm_answers(groups):
         "fastest": quickest, "fastest_by": how, "fastest_key": key,
         "fastest_versus": versus(quickest, counted, key, log=False) if quickest else [],
         "best": best, "best_versus": versus(best, counted, "best_valid_ppl", log=True) if best else [],
-        "per_optimizer": sorted(averages(groups, ("model", "optimizer"), one_layer),
-                                key=lambda e: (model_order(e["model"]), e["geomean_best_valid_ppl"])),
+        # one layer (configurations 1-8): depth held fixed; within each model, never pooling two models
+        "per_optimizer": sorted(averages(groups, ("model", "optimizer"), lambda g: g.what[1] == 1), key=lambda e: (
+            ([display_name(m) for m in MODELS] + [e["model"]]).index(e["model"]), e["geomean_best_valid_ppl"])),
         "optimizer_rankings": optimizer_rankings(groups),
         "per_architecture": averages(groups, "model"),
-        "architecture_pairs": architecture_pairs(groups),
         "one_seed": all(g.n <= 1 for g in counted),
     }
 

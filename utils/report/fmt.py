@@ -12,7 +12,7 @@ from utils.train.optim import OPTIMIZERS
 
 SCI_FROM = 1e5
 MISSING = "—"
-COURSE_SEED = 42  # the course notebook's seed: a run whose args.json has none used it
+COURSE_SEED = 42
 COURSE, TUNED = "course", "tuned"
 HYPER_PARAMS = (("lr", "lr"), ("momentum", "momentum"), ("weight_decay", "wd"))  # shown where the optimizer uses them
 STANDIN_PREFIX = "offline stand-in embeddings"
@@ -25,22 +25,14 @@ def finite(x):
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def sci(x, latex=False):
-    mantissa, exponent = f"{x:.2e}".split("e")
-    return rf"${mantissa}\times10^{{{int(exponent)}}}$" if latex else f"{mantissa}e{int(exponent)}"
-
-
 def ppl_text(x, latex=False, missing=MISSING, decimals=2):
     """125.00, 2,170, 1.23e22; inf and nan as words; `missing` for None."""
-    if x is None:
-        return missing
-    if not finite(x):
-        return "nan" if x != x else ("inf" if x > 0 else "-inf")
+    if x is None or not finite(x):
+        return missing if x is None else "nan" if x != x else ("inf" if x > 0 else "-inf")
     if abs(x) >= SCI_FROM:
-        return sci(x, latex)
-    if abs(x) >= 1000:
-        return f"{x:,.0f}".replace(",", "{,}" if latex else ",")
-    return f"{x:.{decimals}f}"
+        mantissa, exponent = f"{x:.2e}".split("e")
+        return rf"${mantissa}\times10^{{{int(exponent)}}}$" if latex else f"{mantissa}e{int(exponent)}"
+    return grouped(f"{x:,.0f}", latex) if abs(x) >= 1000 else f"{x:.{decimals}f}"
 
 
 def lr_text(lr):
@@ -70,10 +62,8 @@ FORMATS = {  # how a value of each schema format (EpochMetric.fmt / RunMetric.fm
 
 
 def number_text(x, fmt, latex=False, missing=MISSING):
-    if x is None:
-        return missing
-    if fmt not in ("raw", "lr") and not finite(x):
-        return "nan" if x != x else ("inf" if x > 0 else "-inf")
+    if x is None or (fmt not in ("raw", "lr") and not finite(x)):
+        return ppl_text(x, missing=missing)  # None, nan, inf as words
     return FORMATS[fmt](x, latex)
 
 
@@ -125,7 +115,7 @@ def is_smoke(args):
 
 
 def run_seed(args):
-    return COURSE_SEED if args.get("seed") is None else args["seed"]
+    return COURSE_SEED if args.get("seed") is None else args["seed"]  # the course notebook's seed
 
 
 def run_arm(args):
@@ -184,8 +174,7 @@ def embeddings_text(run, long=False):
 
 
 def embeddings_sha(run):
-    record = embeddings_record(run)
-    return record.get("sha256") if record else None
+    return (embeddings_record(run) or {}).get("sha256")
 
 
 def device_text(run):

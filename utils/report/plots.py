@@ -1,10 +1,7 @@
-"""Figures: the notebook's figure per run, and per comparison group the validation perplexity of its
-configurations over seeds (geometric mean, min-max band; course lr solid, tuned lr dashed).
-
-Drawn on matplotlib's Agg canvas (no pyplot), so the report needs no display and leaves a notebook's
-backend alone. Panels of one quantity make one log-or-linear decision together. Smoke runs say so in
-the title (red); every figure names the embeddings its numbers rest on.
-"""
+"""Figures on matplotlib's Agg canvas (no pyplot: no display needed, a notebook's backend untouched):
+the notebook's figure per run, and per comparison group its configurations' validation perplexity over
+seeds (geometric mean, min-max band; course lr solid, tuned lr dashed). Panels of one quantity decide
+log or linear together; smoke runs say so in a red title; every figure names its embeddings."""
 import math
 from statistics import mean
 
@@ -53,8 +50,7 @@ def new_figure(width, height):
 
 
 def style_axis(ax, title, xlabel, ylabel, log_values=None):
-    """Titles and grid; a log y axis when log_values (every panel of this quantity) span a decade,
-    labelled 100, 200, 500... over a few moderate decades."""
+    """A log y axis when log_values (every panel of the quantity) span a decade: 100, 200, 500... if moderate."""
     ax.set_title(title, fontsize=12)
     ax.set_xlabel(xlabel, fontsize=11)
     ax.set_ylabel(ylabel, fontsize=11)
@@ -80,7 +76,6 @@ def titles(fig, title, caption=None, smoke=False):
 
 
 def run_caption(run):
-    """Settings the optimizer uses, budget and seed; embeddings and device; best value and status."""
     args = run.args
     text = ", ".join([settings_text(args)] + [f"{k}={args[k]}" for k in ("batch_size", "epochs", "max_batches")
                                               if args.get(k) is not None]
@@ -95,8 +90,7 @@ def run_caption(run):
 
 
 def plot_run(run, path):
-    """Per panel of schema.PANELS (loss, perplexity) a row of each split's metric vs training time, then a
-    row of every panel's metrics vs epoch."""
+    """Per schema.PANELS row (loss, ppl) each split's metric vs training time, then every panel vs epoch."""
     epochs, seconds = [e["epoch"] for e in run.epochs], cumulative_train_seconds(run.epochs)
     div, unit = time_unit(max(seconds or [0.0]))
     times = [t / div for t in seconds]
@@ -145,8 +139,8 @@ def member_runs(group):
 
 
 def group_curve(group):
-    """(runs, curve): per epoch the geometric mean, min and max of the seeds' validation perplexity and their
-    mean cumulative seconds; one run is drawn as logged, gaps included."""
+    """(runs, curve): per epoch the seeds' geometric mean, min and max validation ppl and mean cumulative
+    seconds; one run as logged, gaps included."""
     runs = member_runs(group)
     if len(runs) == 1:
         return runs, {"epoch": [e["epoch"] for e in runs[0].epochs], "gmean": clean([e["valid_ppl"] for e in
@@ -190,7 +184,6 @@ def group_title(name, groups):
 
 
 def group_caption(groups, missing, same=None):
-    """What is missing, the embeddings, how lines read."""
     runs = [r for g in groups for r in member_runs(g)]
     kinds = sorted({embeddings_text(r) for r in runs})
     lines = (["Smoke runs (tiny budget): the numbers only show that the pipeline works."]
@@ -211,8 +204,7 @@ def group_caption(groups, missing, same=None):
 
 
 def plot_group(name, groups, missing, path):
-    """Validation perplexity vs epoch and vs training time of a comparison group's SeedGroups (both arms);
-    missing: configuration numbers of the group with no run to show."""
+    """Validation ppl vs epoch and vs training time of a group's SeedGroups; missing: configurations not shown."""
     fig, same = new_figure(13, 7.5), coinciding(groups)
     titles(fig, group_title(name, groups), None, group_title(name, groups).startswith("SMOKE"))
     ax_epoch, ax_time = fig.subplots(1, 2)

@@ -1,10 +1,6 @@
-"""Read `<log_dir>/<exp_id>/` run folders into plain values (no torch, no plotting).
-
-A run folder holds args.json and either metrics.jsonl (run_exp.py) or the course notebook's
-per-epoch *.txt files (save_logs); both read the same way. `<log_dir>/tuning/` is the learning-rate
-search's (its short runs and tuning.json), never a run. A quantity a folder did not record (written
-before the metric existed) is simply absent: readers downstream use .get, never [key].
-"""
+"""Read `<log_dir>/<exp_id>/` into plain values: args.json and metrics.jsonl (run_exp.py) or the course
+notebook's *.txt files (save_logs). `<log_dir>/tuning/` is the lr search's, never a run. A quantity a
+folder did not record (written before it existed) is absent from its epochs: readers use .get."""
 import json
 import math
 import os
@@ -35,25 +31,20 @@ class RunRecord:
     source: str = schema.METRICS
 
 
-def natural_key(name):
-    return (0, int(name), "") if name.isdigit() else (1, 0, name)
-
-
 def find_run_dirs(log_dir):
-    if not os.path.isdir(log_dir):
-        return []
-    names = [n for n in os.listdir(log_dir) if os.path.isdir(os.path.join(log_dir, n))
-             and not n.startswith(".") and n != schema.TUNING_DIR]
-    return [os.path.join(log_dir, n) for n in sorted(names, key=natural_key)]
+    """Run folders, "2" before "10" and numbered before named."""
+    names = [n for n in (os.listdir(log_dir) if os.path.isdir(log_dir) else [])
+             if os.path.isdir(os.path.join(log_dir, n)) and not n.startswith(".") and n != schema.TUNING_DIR]
+    return [os.path.join(log_dir, n) for n in sorted(names, key=lambda n: (0, int(n), "") if n.isdigit() else (1, 0, n))]
 
 
 def read_json(path):
     """The parsed file, None when absent; ValueError (naming the file) when unreadable."""
-    if not os.path.isfile(path):
-        return None
     try:
         with open(path) as handle:
             return json.load(handle)
+    except FileNotFoundError:
+        return None
     except (OSError, ValueError) as err:
         raise ValueError(f"{os.path.basename(path)} is unreadable ({err})") from None
 
@@ -216,9 +207,3 @@ def read_tuning(log_dir):
     if not isinstance(record, dict) or not isinstance(record.get("results", []), list):
         return None, f"{schema.TUNING_RECORD} is not a search record (no results list)"
     return record, None
-
-
-def read_reference(path):
-    """The course's reference runs (utils/report/course_runs.json): {"sources", "settings", "configs"}."""
-    with open(path) as handle:
-        return json.load(handle)

@@ -1,11 +1,7 @@
-"""The results tables: per run (Markdown, CSV) and per configuration over seeds (Markdown, LaTeX, CSV).
-
-Every identifying setting whose value differs between the rows gets a column of its own, so a new flag
-reaches the tables by itself. Columns every row leaves empty (GPU memory on a CPU, momentum when no
-optimizer uses it) are dropped, and a sentence says which and why. The LaTeX table fits a page:
-\\small, 3pt gaps, perplexities to ~3 digits with their interval as a factor m ×/÷ f, memory in GB,
-scaled down (only ever down) to \\linewidth. The CSV files keep raw floats at full precision.
-"""
+"""The tables: per run (Markdown, CSV) and per configuration over seeds (Markdown, LaTeX, CSV). Every
+identifying setting that differs between rows gets a column, so a new flag reaches the tables by itself;
+columns every row leaves empty are dropped with a reason. LaTeX fits a page (\\small, 3pt gaps, m ×/÷ f,
+GB, scaled only ever down to \\linewidth); the CSV files keep raw floats."""
 import csv
 import io
 
@@ -74,7 +70,7 @@ def run_cell(row, key):
 
 
 def keep_columns(columns, rows, raw):
-    """(columns with a value in some row, [(heading, why)] of the dropped ones); raw(row, key) decides."""
+    """(columns with a value in some row, [(heading, why)] of the dropped ones)."""
     kept, dropped = [], []
     for key, heading in columns:
         values = [raw(row, key) for row in rows]
