@@ -290,10 +290,11 @@ class SwappedDataAndImpossibleBatches(UntrustedCase):
         argv[argv.index("--data_folder") + 1] = other
         fixtures.write_corpus(self.data, seed=4)  # and other content at the same path
         before = self.files(folder)
-        for attempt in (argv, self.argv()):
-            code, _, err = self.cli(*attempt)
-            self.assert_refused(code, err, "trained on train data", recorded["train"]["sha256"][:12])
-            self.assertNotIn("Continuing", err)
+        code, _, err = self.cli(*argv)  # another folder: another run (data_folder identifies one)
+        self.assert_refused(code, err, "data_folder", other)
+        code, _, err = self.cli(*self.argv())  # the same path, other content: the checkpoint's sha256 decide
+        self.assert_refused(code, err, "trained on train data", recorded["train"]["sha256"][:12],
+                            digest(os.path.join(self.data, "wiki.train.npz"))[:12])
         self.assert_untouched(folder, before)
         self.assertEqual(json.load(open(os.path.join(folder, STATUS)))["status"], "interrupted")
 
