@@ -32,7 +32,7 @@ from utils.train.optim import load_optimizer_state, make_optimizer
 from utils.train.passes import steps_of
 from utils.train.precision import Precision
 from utils.train.progress import RunClock, Schedule, perplexity_text, plan_text
-from utils.train.settings import UsageError, from_any, to_dict, validate
+from utils.train.settings import DEFAULTS, UsageError, from_any, to_dict, validate
 from utils.train.stop import GracefulStop, RunInterrupted
 from utils.train.watch import TrainingDiverged
 
@@ -305,14 +305,15 @@ def agreed_plan(run_dir, settings, dist=SINGLE):
     if dist.is_main:
         try:
             run_dir.lock()  # before reading: no other process may change the folder under this decision
-            plan = run_dir.plan(to_dict(settings), settings.force) if settings.log else Plan("start", "")
+            plan = run_dir.plan(to_dict(settings), settings.force, DEFAULTS) if settings.log else Plan("start", "")
             outcome = ("ok", plan)
         except (RunConflict, CheckpointError) as err:
             run_dir.unlock()
             outcome = ("error", str(err))
-    # rank 0 broadcasts the decision, not the (large) checkpoint each process loads itself
-    shared = outcome if dist.world == 1 or outcome[0] == "error" else ("ok", Plan(outcome[1].action, outcome[1].message))
-    kind, value = dist.broadcast(shared if dist.is_main else None)
+    shared = outcome  # rank 0 broadcasts the decision, not the (large) checkpoint each process loads itself
+    if dist.is_main and dist.world > 1 and outcome[0] == "ok":
+        shared = ("ok", Plan(outcome[1].action, outcome[1].message))
+    kind, value = dist.broadcast(shared)
     if kind == "error":
         raise UsageError(value)
     if dist.is_main:
