@@ -1,7 +1,9 @@
 """A shared run folder cannot run code or eat files (issue 25): a planted malicious pickle is never
 unpickled (a rerun, generate.py), a symlinked .lock or checkpoint.pt never reaches its target,
 a user's folder holding only files with the kit's names is not taken over, a dangling-symlink
-run folder is named as such."""
+run folder is named as such; other data at resume is refused, an impossible batch is refused before
+anything is written, memory running out and signals outside training are one line each with the
+right exit code and a consistent status.json."""
 import builtins
 import hashlib
 import json
