@@ -439,3 +439,20 @@ class FaultsAtStartUp(UntrustedCase):
                 if os.path.exists(os.path.join(folder, STATUS)):
                     self.assertEqual(json.load(open(os.path.join(folder, STATUS)))["status"], "failed")
                     self.assertEqual(open(os.path.join(folder, LOCK)).read(), "")
+
+
+class ThreadCountAtResume(UntrustedCase):
+    def test_a_rerun_continues_with_the_runs_thread_count(self):
+        threads = torch.get_num_threads()
+        self.addCleanup(torch.set_num_threads, threads)
+        torch.set_num_threads(1)
+        self.interrupted()
+        with open(os.path.join(self.logs, "run", "provenance.json")) as handle:
+            self.assertEqual(json.load(handle)["cpu_threads"], 1)
+        torch.set_num_threads(2)
+        code, out, err = self.cli(*self.argv())
+        self.assertEqual(code, 0, err)
+        self.assertIn("Note: continuing with the run's 1 CPU threads (this process had 2)", out)
+        self.assertEqual(torch.get_num_threads(), 1)
+        with open(os.path.join(self.logs, "run", "provenance.json")) as handle:
+            self.assertEqual(json.load(handle)["resumes"][0]["threads"], {"checkpoint": 1, "now": 2})
