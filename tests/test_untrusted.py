@@ -89,7 +89,7 @@ class MaliciousCheckpoint(UntrustedCase):
                 self.assertFalse(os.path.exists(proof), f"unpickling {kind} ran code")
                 self.assert_untouched(folder, before)
                 status = json.load(open(os.path.join(folder, STATUS)))
-                self.assertEqual((status["status"], status["epoch"], status["step"]), ("interrupted", 0, 1))
+                self.assertEqual((status["status"], status["epoch"], status["step"]), ("interrupted", 1, 1))
 
     def test_the_kits_own_checkpoint_still_resumes(self):
         folder = self.interrupted()
