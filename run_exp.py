@@ -11,9 +11,10 @@ train and evaluate; the study (--config, seeds, the lr search, SLURM) runs this 
 machinery (run folder, resume, lock, stop, progress, checkpoints) is utils/train/run.py's, called
 by name. A new flag is a field of utils/train/settings.py's Arguments, read here as `s.<field>`.
 """
-import signal
+import os
 import sys
-import threading
+
+os.environ.setdefault("MKL_CBWR", "AUTO")  # before torch loads MKL: its sums do not depend on memory alignment
 
 
 def _startup_interrupted(kind, value, trace):
@@ -30,7 +31,7 @@ if __name__ == "__main__":
 # Parsing imports no torch: --help and a bad flag answer at once; the functions import it when they run.
 from utils.study.parser import check_command, parse, study_options  # noqa: E402 (after the hook above)
 from utils.train.settings import Arguments, UsageError  # noqa: F401 (the course's Arguments)
-from utils.train.stop import before_training
+from utils.train.stop import RunInterrupted, stopping_before_training
 
 
 def train(epoch, model, dataloader, optimizer, args, run=None):
@@ -124,13 +125,12 @@ def run_sweep(numbers, seeds=None, **overrides):
 
 
 def cli(argv=None):
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, before_training) if main_thread else None
-    try:
-        return _cli(argv)
-    finally:  # a caller in the same process (a test, a notebook) gets its own handler back
-        if main_thread:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+    with stopping_before_training():  # SIGTERM, USR2, HUP while torch loads: one line, not a traceback
+        try:
+            return _cli(argv)
+        except RunInterrupted as err:
+            print(f"interrupted by {err}: nothing was written.", file=sys.stderr)
+            return err.exit_code
 
 
 def _cli(argv):
@@ -141,7 +141,7 @@ def _cli(argv):
         print(f"error: {err}", file=sys.stderr)
         return 2
     from utils.train.distributed import Distributed  # the engine, once the command line is known good
-    from utils.train.stop import RunInterrupted
+    from utils.train.memory import out_of_memory
     from utils.train.watch import TrainingDiverged
 
     dist = Distributed.from_env(given.get("device", Arguments.device))
@@ -160,6 +160,11 @@ def _cli(argv):
     except KeyboardInterrupt:
         say("interrupted before training started: nothing was saved, nothing to continue.")
         return 130
+    except Exception as err:
+        if not out_of_memory(err):
+            raise
+        say(f"error: out of memory while starting ({type(err).__name__}): lower --batch_size or free some memory.")
+        return 2
     finally:
         dist.close()
 

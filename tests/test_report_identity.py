@@ -24,16 +24,17 @@ def groups_and_rows(runs):
 class EverySettingIdentifiesARun(unittest.TestCase):
     def test_a_new_setting_keeps_runs_apart_and_gets_a_column(self):
         runs = [memory_run("1", 1, dropout=0.0), memory_run("1-seed1", 1, seed=1, dropout=0.0),
-                memory_run("1-seed2", 1, seed=2, dropout=0.3, valid=(300.0, 120.0))]
+                memory_run("1-seed2", 1, seed=2, dropout=0.3, valid=(300.0, 120.0)),
+                memory_run("1-seed3", 1, seed=3)]  # written before --dropout existed: its default, 0
         (group,), rows = groups_and_rows(runs)
-        self.assertEqual(sorted(group.members), [1, 42])  # the dropout-0.3 run is no seed of the others
+        self.assertEqual(sorted(group.members), [1, 3, 42])  # the dropout-0.3 run is no seed of the others
         self.assertEqual(rows[2]["not_counted_why"], "made with other dropout than 1, the run its configuration's "
                                                      "seeds share")
         table, _ = markdown_table(rows)
         header = table.splitlines()[0].split(" | ")
         at = header.index("dropout")
         self.assertEqual(header[at - 1], "lr")  # after the optimizer's settings (adam reads lr only)
-        self.assertEqual([line.split(" | ")[at] for line in table.splitlines()[2:]], ["0", "0", "0.3"])
+        self.assertEqual([line.split(" | ")[at] for line in table.splitlines()[2:]], ["0", "0", "0.3", "—"])
         self.assertIn("dropout", csv_text(rows).splitlines()[0].split(","))
 
     def test_a_setting_that_differs_between_configurations_shows_in_the_table_over_seeds(self):

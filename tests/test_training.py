@@ -192,6 +192,32 @@ class MainTest(RunTestCase):
                 strip = lambda ms: [{k: m[k] for k in keys} for m in ms]  # noqa: E731
                 self.assertEqual(strip(self.read_metrics(f"{model}-cut")), strip(self.read_metrics(f"{model}-whole")))
 
+    def test_resume_mid_epoch_equals_uninterrupted_with_cosine_warmup_and_clipping(self):
+        from utils.train import passes
+
+        knobs = dict(lr_schedule="cosine", warmup_steps=2, grad_clip=0.5, epochs=2, checkpoint_every=1, lr=0.01)
+        whole = run_exp.main(tiny_args(self.folder, exp_id="whole", **knobs))
+        real, calls = passes.Pass.add, {"n": 0}
+
+        def killed_at_fifth_step(pass_, *a, **k):  # epoch 2, step 2: its step-1 checkpoint stands
+            real(pass_, *a, **k)
+            calls["n"] += pass_.training
+            if pass_.training and calls["n"] == 5:
+                raise KeyboardInterrupt("simulated kill")
+
+        with mock.patch.object(passes.Pass, "add", killed_at_fifth_step), self.assertRaises(RunInterrupted):
+            run_exp.main(tiny_args(self.folder, exp_id="cut", **knobs))
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            resumed = run_exp.main(tiny_args(self.folder, exp_id="cut", **knobs))
+        self.assertIn("checkpoint at epoch 2, step 1", out.getvalue())  # continued in the middle of an epoch
+        for index in (0, 1, 3, 4, 6, 7):  # losses and perplexities, bit for bit
+            self.assertEqual(resumed[index], whole[index])
+        lrs = [m["lr"] for m in self.read_metrics("whole")]
+        self.assertEqual(lrs, [m["lr"] for m in self.read_metrics("cut")])
+        self.assertLess(lrs[1], lrs[0])  # the cosine decays: the schedule ran
+        self.assertEqual(self.read_json("cut", "args.json")["lr_schedule"], "cosine")
+
     def test_non_finite_loss_marks_the_run_diverged(self):
         real = TokenNLL.forward
         calls = {"n": 0}
@@ -253,8 +279,8 @@ class CliErrorTest(RunTestCase):
     def test_bad_inputs_get_one_line_and_exit_code_2(self):
         import numpy as np
 
-        self.assert_refused(["rnn", "lstm"], "--model", "rnn")
-        self.assert_refused(["rmsprop", "adamw"], "--optimizer", "rmsprop")
+        self.assert_refused(["no_such_model", "lstm"], "--model", "no_such_model")
+        self.assert_refused(["no_such_optimizer", "adamw"], "--optimizer", "no_such_optimizer")
         self.assert_refused(["batch_size"], "--batch_size", "0")
         self.assert_refused(["wiki.train.npz"], "--data_folder", os.path.join(self.folder, "nowhere"))
         self.assert_refused(["build_embeddings", "not found"], "--embeddings", os.path.join(self.folder, "x.npz"))

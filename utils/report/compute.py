@@ -2,7 +2,7 @@
 the course's reference runs beside them and what a run's start says.
 
 Runs group by configuration (else model, layers, optimizer) and arm (course lr, or lr_from: tuned). In a
-group, runs whose identifying settings all agree (every args.json field but INCIDENTAL ones and the seed,
+group, runs whose identifying settings all agree (every args.json field but schema.INCIDENTAL ones and the seed,
 and the same embeddings file) are seeds of one experiment, one completed run per seed; a seed that
 diverged, failed, is running or was not run is listed with its reason, never averaged.
 """
@@ -16,12 +16,8 @@ from utils.report.fmt import config_text, embeddings_sha, lr_text, used_settings
 from utils.report.read import as_float
 from utils.report.stats import describe_linear, describe_log, paired_difference
 from utils.runs import schema
+from utils.train.settings import DEFAULTS
 
-# args.json fields that do not make a run another experiment (where logs go, printing, device, ...);
-# every other field identifies it. The seed identifies a run too, but seeds are what a group pools.
-INCIDENTAL = ("exp_id", "log", "log_dir", "embeddings", "num_workers", "device", "progress_bar", "print_every",
-              "resume", "force", "compile", "vocab_folder", "checkpoint_every", "lr_from", "reused_from", "config",
-              "smoke")
 SHOWN = ("model", "layers", "optimizer", "seed", "lr", "momentum", "weight_decay")  # the tables' own columns
 OVER_SEEDS = {"gmean": describe_log, "mean": describe_linear}  # schema.RunMetric.over_seeds
 UNIFORM_NATS = math.log(40479)  # ln V for GPT-1's vocabulary: an untrained model that knows nothing
@@ -29,22 +25,18 @@ FAR_ABOVE_UNIFORM = 20.0  # nats/token at epoch 1: the tied output layer met hug
 STALL = 1.05  # validation perplexity within this factor over 3+ epochs: it never moved
 
 
-def identifying(args):
-    return {k: v for k, v in args.items() if k not in INCIDENTAL}
-
-
 def settings_differ(a, b):
-    """Identifying settings (and embeddings file) two runs differ in, the seed aside; unrecorded: no difference."""
-    x, y = identifying(a.args), identifying(b.args)
-    differ = [k for k in x if k != "seed" and k in y and x[k] != y[k]]
+    """Identifying settings (schema.identity; a field not recorded counts as its default) and the embeddings
+    file two runs differ in, the seed aside: the seed is what a group pools."""
+    differ = [k for k in schema.differing(a.args, b.args, DEFAULTS) if k != "seed"]
     shas = embeddings_sha(a), embeddings_sha(b)
     return differ + (["embeddings"] if None not in shas and shas[0] != shas[1] else [])
 
 
 def varying_settings(arg_dicts, skip=SHOWN):
     """Identifying settings whose value is not the same in every one of `arg_dicts`, in first-seen order."""
-    keys = dict.fromkeys(k for args in arg_dicts for k in identifying(args) if k not in skip)
-    return [k for k in keys if len({repr(args.get(k)) for args in arg_dicts}) > 1]
+    keys = dict.fromkeys(k for args in arg_dicts for k in schema.identity(args) if k not in skip)
+    return [k for k in keys if len({repr(args.get(k, DEFAULTS.get(k))) for args in arg_dicts}) > 1]
 
 
 def best_epoch(epochs):

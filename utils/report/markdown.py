@@ -75,14 +75,13 @@ def reference_lines(report):
     checks = [(g, c) for g, c in ((g, reference_check(g, report.reference)) for g in report.groups) if c]
     if not checks:
         return []
-    ref = report.reference
-    lines = ["## Against the course's reference runs", "", ref["about"] + " Sources: " + "; ".join(
-        f"{k}: {v}" for k, v in ref["sources"].items()) + ".", ""]
+    ref, lines = report.reference, ["## Against the course's reference runs", ""]
     if not any(c["applies"] for _, c in checks):
         why = "the kit's stand-in embeddings" if any(c["applies"] is False for _, c in checks) else \
             "embeddings they did not record"
         return lines + [f"These runs used {why}, not GPT-1's: the reference (made with GPT-1's embeddings) does "
                         "not apply to them.", ""]
+    lines += [ref["about"] + " Sources: " + "; ".join(f"{k}: {v}" for k, v in ref["sources"].items()) + ".", ""]
     span = lambda lo_hi: f"{ppl_text(lo_hi[0])}-{ppl_text(lo_hi[1])}"  # noqa: E731
     lines += ["| Config | Best val ppl | Reference best val ppl | Test ppl | Reference test ppl |", "|---|---|---|---|---|"]
     words = []

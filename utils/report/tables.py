@@ -163,8 +163,8 @@ def group_table(groups):
 def csv_text(rows):
     """One line per run: raw numbers; empty = not logged (or not used by the optimizer), nan = not measured."""
     keys = CSV_KEYS + varying_settings([row["args"] for row in rows])
-    return write_csv(keys, [{k: ("" if row.get(k, row["args"].get(k)) is None else row.get(k, row["args"].get(k)))
-                             for k in keys} for row in rows])
+    values = [{k: row[k] if k in CSV_KEYS else row["args"].get(k) for k in keys} for row in rows]
+    return write_csv(keys, [{k: "" if v is None else v for k, v in record.items()} for record in values])
 
 
 def group_csv_text(groups):

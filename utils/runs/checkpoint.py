@@ -17,7 +17,7 @@ import zipfile
 from utils.runs.atomic import atomic_write
 from utils.runs.schema import CHECKPOINT
 
-FORMAT = 2  # 1: whole state_dict with the embeddings (before checkpoints dropped them)
+FORMAT = 3  # what load_checkpoint reads: tensors and plain values, the data files' sha256 ("data")
 
 
 class CheckpointError(ValueError):
@@ -82,6 +82,16 @@ def restore_model(model, state, embeddings_sha256):
     if set(missing) != set(model.frozen_parameter_names()) or unexpected:
         raise CheckpointError(f"the checkpoint does not fit this model (missing {sorted(missing)[:3]}, "
                               f"unexpected {sorted(unexpected)[:3]}): rerun with --force to start over.")
+
+
+def check_data(state, data):
+    """CheckpointError unless `data` (provenance.data_identity) has the content the checkpoint was trained on."""
+    for split, now in data.items():
+        was = state["data"].get(split, {})
+        if was.get("sha256") != now["sha256"]:
+            raise CheckpointError(f"the checkpoint was trained on {split} data {was.get('path')} (sha256 "
+                                  f"{str(was.get('sha256'))[:12]}...), not {now['path']} (sha256 {now['sha256'][:12]}"
+                                  "...): pass the --data_folder it was trained on, or --force to start over.")
 
 
 def load_trained_model(run_dir, device="cpu", embeddings=None):

@@ -21,13 +21,12 @@ from utils.runs.schema import seed_run_id, tuned_run_id
 from utils.study.configs import CONFIGS
 from utils.train.distributed import SINGLE
 from utils.train.progress import perplexity_text
-from utils.train.settings import Arguments, UsageError, apply_smoke, to_dict
+from utils.train.settings import DEFAULTS, Arguments, UsageError, apply_smoke, to_dict
 from utils.train.stop import RunInterrupted
 from utils.train.watch import TrainingDiverged
 
 # Statuses a sweep summary can report, and whether the sweep counts as a success with them.
 OK_STATUSES = ("completed", "skipped", "reused", "pending")  # pending: reuses a run still queued elsewhere
-REUSED_FROM = "reused_from"  # args.json key of a run that is another run's records at the same settings
 
 
 @dataclass
@@ -78,18 +77,12 @@ def config_jobs(numbers, seeds=None, tuned=None, main=None, **overrides):
     return jobs
 
 
-def computed_settings(settings):
-    """Every setting that changes what a run computes: all but its name and where its lr came from."""
-    fields = {k: v for k, v in to_dict(settings).items() if k not in ("exp_id", "lr_from")}
-    return json.dumps(fields, sort_keys=True, default=str)
-
-
 def fold_identical(jobs):
     """`jobs`, where a job that would compute exactly what an earlier one does (the tuned arm when
     the search chose the course's lr) reuses that run's records instead of training again."""
     first, folded = {}, []
     for job in jobs:
-        same = first.setdefault(computed_settings(job.settings), job)
+        same = first.setdefault(json.dumps(schema.identity(to_dict(job.settings)), sort_keys=True), job)
         other = same.settings.exp_id != job.settings.exp_id  # a configuration listed twice is one run
         folded.append(dataclasses.replace(job, reuses=same.settings.exp_id) if other else job)
     return folded
@@ -97,7 +90,7 @@ def fold_identical(jobs):
 
 def reuse_run(job):
     """Give `job`'s folder the records of the run it reuses (all but the checkpoint), with args.json
-    saying so (REUSED_FROM); status.json is written last, so the copy is complete once it says so.
+    saying so (schema.REUSED_FROM); status.json is written last, so the copy is complete once it says so.
     Returns (status, message)."""
     s = job.settings
     source, target = RunDir(s.log_dir, job.reuses), RunDir(s.log_dir, s.exp_id)
@@ -111,7 +104,7 @@ def reuse_run(job):
             continue
         with open(source.file(name), "rb") as handle:
             atomic_write(target.file(name), lambda out: shutil.copyfileobj(handle, out))
-    atomic_write_json(target.file(schema.ARGS), dict(to_dict(s), **{REUSED_FROM: str(job.reuses)}))
+    atomic_write_json(target.file(schema.ARGS), dict(to_dict(s), **{schema.REUSED_FROM: str(job.reuses)}))
     with open(source.file(schema.STATUS), "rb") as handle:
         atomic_write(target.file(schema.STATUS), lambda out: shutil.copyfileobj(handle, out))
     return "reused", f"the records of {source.path}: same settings, not run again"
@@ -121,7 +114,7 @@ def skip_reason(s, run_dir):
     """(status, message) when the run must not be executed, else None."""
     if not s.log or s.force or not (run_dir.is_completed() or run_dir.has_checkpoint()):
         return None
-    differs = run_dir.settings_differ(to_dict(s))
+    differs = run_dir.settings_differ(to_dict(s), defaults=DEFAULTS)
     if differs:  # e.g. a smoke run where a full run is asked for: never overwrite or mix silently
         return "conflict", (f"{run_dir.path} was run with other {', '.join(differs)}: pass --force to overwrite it "
                             "or use another --log_dir")

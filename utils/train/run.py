@@ -10,6 +10,7 @@ A rerun of an unfinished, interrupted, failed or diverged run continues from its
 """
 import contextlib
 import math
+import os
 import signal
 import sys
 from dataclasses import asdict, dataclass, field
@@ -22,17 +23,18 @@ from utils.models.base import TokenNLL
 from utils.models.registry import model_spec
 from utils.runs import schema
 from utils.runs.atomic import WriteError
-from utils.runs.checkpoint import CheckpointError, learned_state, load_checkpoint, restore_model
-from utils.runs.provenance import count_parameters, device_name, git_commit, provenance
+from utils.runs.checkpoint import CheckpointError, check_data, learned_state, load_checkpoint, restore_model
+from utils.runs.provenance import count_parameters, data_identity, device_name, git_commit, provenance
 from utils.runs.run_dir import Plan, RunConflict, RunDir, describe_position
 from utils.torch_utils import cpu_has_bf16, rng_state, seed_experiment, set_rng_state
 from utils.train.distributed import SINGLE
 from utils.train.inputs import load_embeddings, load_splits, make_batches, resolve_device, word_table
+from utils.train.memory import check_batch_fits, out_of_memory
 from utils.train.optim import load_optimizer_state, make_optimizer
 from utils.train.passes import steps_of
 from utils.train.precision import Precision
 from utils.train.progress import RunClock, Schedule, perplexity_text, plan_text
-from utils.train.settings import UsageError, from_any, to_dict, validate
+from utils.train.settings import DEFAULTS, UsageError, from_any, to_dict, validate
 from utils.train.stop import GracefulStop, RunInterrupted
 from utils.train.watch import TrainingDiverged
 
@@ -59,6 +61,7 @@ class Run:
     run_dir: Optional[RunDir] = None  # None: the course's train/evaluate on their own (nothing written)
     plan: Optional[Plan] = None
     embeddings: dict = field(default_factory=dict)  # path, sha256 and how the file was made
+    data: dict = field(default_factory=dict)  # the data files' paths and sha256 (provenance.data_identity)
     position: Position = field(default_factory=Position)
     metrics: list = field(default_factory=list)
     memories: list = field(default_factory=list)
@@ -83,6 +86,7 @@ class Run:
             self.memory_before = get_gpu_memory_usage(self.device)
             peak_gpu_memory_mb(reset=True, device=self.device)
             yield epoch
+        self.write_status(schema.RUNNING, self.settings.epochs, 0, "training done: evaluating the test split")
 
     def end_epoch(self, train, valid):
         """Record the epoch (metrics.jsonl), checkpoint, say how it went."""
@@ -153,6 +157,7 @@ class Run:
                     "settings": to_dict(self.settings), "position": asdict(self.position),
                     "metrics": self.metrics, "memories": self.memories,
                     "precision": str(self.precision), "git_commit": self.commit, "origin": self.origin,
+                    "data": self.data, "threads": torch.get_num_threads(),
                 })
         self.dist.barrier()
 
@@ -218,6 +223,10 @@ class Run:
         elif issubclass(kind, WriteError):  # writing may fail again: the status is kept when it can be
             with contextlib.suppress(WriteError):
                 self.write_status(schema.FAILED, at, None, str(err))
+        elif out_of_memory(err):  # one line, not torch's page; the last checkpoint stands
+            message = f"out of memory on {self.device} at epoch {at + 1}: lower --batch_size, then rerun to continue"
+            self.write_status(schema.FAILED, at, None, message)
+            raise UsageError(message) from None
         elif issubclass(kind, Exception) and not issubclass(kind, (RunInterrupted, UsageError)):
             self.write_status(schema.FAILED, at, None, f"{kind.__name__}: {err}")
 
@@ -277,6 +286,7 @@ def open_run(args, dist=None):
         except RunConflict as err:
             raise UsageError(str(err)) from None
     splits = load_splits(s.data_folder, dist)
+    data = data_identity(splits)
     tokens, position, embeddings = load_embeddings(s, splits)
     batches = make_batches(splits, s, device, dist)
     plan = agreed_plan(run_dir, s, dist)
@@ -285,7 +295,9 @@ def open_run(args, dist=None):
         model = model_spec(s.model).build(s, tokens, position).to(device)
         run = Run(s, model, None, make_optimizer(s, model), precision, precision.make_scaler(), dist, batches,
                   s.epochs * steps_of(batches["train"], s.max_batches), word_table(s, device, dist), run_dir, plan,
-                  embeddings, commit=git_commit() if dist.is_main else "unknown")
+                  embeddings, data, commit=git_commit() if dist.is_main else "unknown")
+        check_batch_fits(model, s.batch_size, batches["train"].num_items, splits["train"].max_length,
+                         precision, dist.world)
         run.origin = {"git_commit": run.commit, "precision": str(precision), "device_name": device_name(device)}
         if plan.action == "resume":
             try:
@@ -307,14 +319,15 @@ def agreed_plan(run_dir, settings, dist=SINGLE):
     if dist.is_main:
         try:
             run_dir.lock()  # before reading: no other process may change the folder under this decision
-            plan = run_dir.plan(to_dict(settings), settings.force) if settings.log else Plan("start", "")
+            plan = run_dir.plan(to_dict(settings), settings.force, DEFAULTS) if settings.log else Plan("start", "")
             outcome = ("ok", plan)
         except (RunConflict, CheckpointError) as err:
             run_dir.unlock()
             outcome = ("error", str(err))
-    # rank 0 broadcasts the decision, not the (large) checkpoint each process loads itself
-    shared = outcome if dist.world == 1 or outcome[0] == "error" else ("ok", Plan(outcome[1].action, outcome[1].message))
-    kind, value = dist.broadcast(shared if dist.is_main else None)
+    shared = outcome  # rank 0 broadcasts the decision, not the (large) checkpoint each process loads itself
+    if dist.is_main and dist.world > 1 and outcome[0] == "ok":
+        shared = ("ok", Plan(outcome[1].action, outcome[1].message))
+    kind, value = dist.broadcast(shared)
     if kind == "error":
         raise UsageError(value)
     if dist.is_main:
@@ -327,6 +340,11 @@ def agreed_plan(run_dir, settings, dist=SINGLE):
 def restore(run, state):
     """Put a checkpoint's state into a freshly prepared run (any number of processes)."""
     restore_model(run.model, state, run.embeddings["sha256"])
+    check_data(state, run.data)
+    threads = state["threads"]  # the kernels' reductions may split by thread count: keep the run's
+    if threads != torch.get_num_threads() and threads <= (os.cpu_count() or threads):
+        run.resumed["threads"] = {"checkpoint": threads, "now": torch.get_num_threads()}
+        torch.set_num_threads(threads)
     load_optimizer_state(run.optimizer, state["optimizer"])
     # Parameters and optimizer state are fp32 in every precision (autocast casts copies), so a run
     # continues soundly in another precision; only the fp16 loss scale belongs to one precision.
@@ -358,6 +376,9 @@ def resume_notes(run):
         notes.append(f"Note: the checkpoint was trained in {change['checkpoint']}; this run continues in "
                      f"{change['now']} on {run.device}" + (" with a fresh gradient scaler" if change["scaler"] ==
                                                             "fresh" else "") + " (recorded in provenance.json).")
+    if "threads" in run.resumed:
+        notes.append(f"Note: continuing with the run's {run.resumed['threads']['checkpoint']} CPU threads (this "
+                     f"process had {run.resumed['threads']['now']}), so that its numbers stay the same.")
     if "code_changed" in run.resumed:
         change = run.resumed["code_changed"]
         notes.append(f"Note: the code changed since the checkpoint ({change['checkpoint']} -> {change['now']}); "
@@ -368,7 +389,7 @@ def resume_notes(run):
 def write_provenance(run, devices):
     """A new run's provenance.json; a continued run keeps its first attempt's record and appends this one."""
     fresh = provenance(run.settings, run.model, run.device, run.precision, run.embeddings, run.dist, devices)
-    fresh["git_commit"] = run.commit
+    fresh["git_commit"], fresh["data"] = run.commit, run.data
     if run.plan.action != "resume":
         run.run_dir.write_provenance(fresh)
         return
