@@ -1,7 +1,9 @@
 """A shared run folder cannot run code or eat files (issue 25): a planted malicious pickle is never
 unpickled (a rerun, generate.py), a symlinked .lock or checkpoint.pt never reaches its target,
 a user's folder holding only files with the kit's names is not taken over, a dangling-symlink
-run folder is named as such."""
+run folder is named as such; other data at resume is refused, an impossible batch is refused before
+anything is written, memory running out and signals outside training are one line each with the
+right exit code and a consistent status.json."""
 import builtins
 import hashlib
 import json
@@ -77,9 +79,11 @@ class MaliciousCheckpoint(UntrustedCase):
         folder = self.interrupted()
         proof = os.path.join(self.tmp, "proof")
         planted = {"format": 3, "model": Planted(proof)}
-        makers = {"torch.save": (lambda f: torch.save(planted, f), lambda p: torch.load(p, weights_only=False)),
-                  "plain pickle": (lambda f: pickle.dump(planted, f), lambda p: pickle.load(open(p, "rb")))}
-        for kind, (write, unsafe_load) in makers.items():
+        makers = {"torch.save": (lambda f: torch.save(planted, f), lambda p: torch.load(p, weights_only=False),
+                                 ("not loaded", "could run code")),
+                  "plain pickle": (lambda f: pickle.dump(planted, f), lambda p: pickle.load(open(p, "rb")),
+                                   ("unreadable", "--force"))}  # not even a zip, as torch.save writes
+        for kind, (write, unsafe_load, refusal) in makers.items():
             with self.subTest(kind=kind):
                 with open(os.path.join(folder, CHECKPOINT), "wb") as handle:
                     write(handle)
@@ -91,12 +95,12 @@ class MaliciousCheckpoint(UntrustedCase):
                 before = self.files(folder)
                 for argv in (self.argv(), self.argv("run", "--epochs", "3")):
                     code, _, err = self.cli(*argv)
-                    self.assert_refused(code, err, "not loaded", "could run code")
+                    self.assert_refused(code, err, *refusal)
                 with warnings.catch_warnings(record=True) as shown:  # no torch warning on top of the line
                     warnings.simplefilter("always")
                     code, out, err = self.generate(folder)
                 self.assertEqual([str(w.message) for w in shown], [])
-                self.assert_refused(code, err, "not loaded")
+                self.assert_refused(code, err, refusal[0])
                 self.assertEqual(out, "")
                 self.assertFalse(os.path.exists(proof), f"unpickling {kind} ran code")
                 self.assert_untouched(folder, before)
@@ -437,3 +441,20 @@ class FaultsAtStartUp(UntrustedCase):
                 if os.path.exists(os.path.join(folder, STATUS)):
                     self.assertEqual(json.load(open(os.path.join(folder, STATUS)))["status"], "failed")
                     self.assertEqual(open(os.path.join(folder, LOCK)).read(), "")
+
+
+class ThreadCountAtResume(UntrustedCase):
+    def test_a_rerun_continues_with_the_runs_thread_count(self):
+        threads = torch.get_num_threads()
+        self.addCleanup(torch.set_num_threads, threads)
+        torch.set_num_threads(1)
+        self.interrupted()
+        with open(os.path.join(self.logs, "run", "provenance.json")) as handle:
+            self.assertEqual(json.load(handle)["cpu_threads"], 1)
+        torch.set_num_threads(2)
+        code, out, err = self.cli(*self.argv())
+        self.assertEqual(code, 0, err)
+        self.assertIn("Note: continuing with the run's 1 CPU threads (this process had 2)", out)
+        self.assertEqual(torch.get_num_threads(), 1)
+        with open(os.path.join(self.logs, "run", "provenance.json")) as handle:
+            self.assertEqual(json.load(handle)["resumes"][0]["threads"], {"checkpoint": 1, "now": 2})
