@@ -105,7 +105,7 @@ class MaliciousCheckpoint(UntrustedCase):
                 self.assertFalse(os.path.exists(proof), f"unpickling {kind} ran code")
                 self.assert_untouched(folder, before)
                 status = json.load(open(os.path.join(folder, STATUS)))
-                self.assertEqual((status["status"], status["epoch"], status["step"]), ("interrupted", 0, 1))
+                self.assertEqual((status["status"], status["epoch"], status["step"]), ("interrupted", 1, 1))
 
     def test_the_kits_own_checkpoint_still_resumes(self):
         folder = self.interrupted()
@@ -242,7 +242,7 @@ class MemoryEstimate(unittest.TestCase):
         torch.manual_seed(0)
         tokens = torch.randn(fixtures.TINY_VOCAB, fixtures.TINY_WIDTH)
         position = torch.randn(64, fixtures.TINY_WIDTH)
-        settings = SimpleNamespace(model="gpt1", layers=2, learn_embeddings=False, dropout=0.0)
+        settings = SimpleNamespace(model="gpt1", layers=2, learn_embeddings=False, dropout=0.0, init="course")
         self.nll = model_spec("gpt1").build(settings, tokens, position).train()
         self.precision = Precision.resolve("fp32", torch.device("cpu"))
 
@@ -315,7 +315,7 @@ class SwappedDataAndImpossibleBatches(UntrustedCase):
 
     def tiny_model(self):
         from utils.data.embeddings import read_embeddings
-        settings = SimpleNamespace(model="lstm", layers=1, learn_embeddings=False, dropout=0.0)
+        settings = SimpleNamespace(model="lstm", layers=1, learn_embeddings=False, dropout=0.0, init="course")
         return model_spec("lstm").build(settings, *read_embeddings(self.emb))
 
     def test_out_of_memory_during_a_run_is_one_line_and_keeps_the_checkpoint(self):
@@ -329,7 +329,7 @@ class SwappedDataAndImpossibleBatches(UntrustedCase):
                     code, _, err = self.cli(*self.argv("oom"))
                 self.assert_refused(code, err, "out of memory", "lower --batch_size")
                 status = json.load(open(os.path.join(self.logs, "oom", STATUS)))
-                self.assertEqual((status["status"], status["epoch"]), ("failed", 1))
+                self.assertEqual((status["status"], status["epoch"]), ("failed", 2))
                 self.assertIn("lower --batch_size", status["message"])
                 code, out, err = self.cli(*self.argv("oom"))
                 self.assertEqual(code, 0, err)
@@ -360,7 +360,7 @@ class SignalsOutsideTraining(UntrustedCase):
         self.assertEqual(code, 128 + signal.SIGHUP, err)
         self.assertEqual(len(err.strip().splitlines()), 1, err)
         status = json.load(open(os.path.join(self.logs, "hup", STATUS)))
-        self.assertEqual((status["status"], status["epoch"], status["step"]), ("interrupted", 1, 1))
+        self.assertEqual((status["status"], status["epoch"], status["step"]), ("interrupted", 2, 1))
         self.assertEqual(self.cli(*self.argv("hup"))[0], 0)
         self.assertEqual(self.metrics("hup"), self.metrics("whole"))
 
