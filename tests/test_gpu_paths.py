@@ -86,12 +86,13 @@ class PrecisionByCapability(unittest.TestCase):
     def test_provenance_records_what_and_why(self):
         precision = self.resolve("auto", (7, 5))
         with mock.patch("torch.cuda.get_device_name", return_value="Tesla T4"):
-            record = provenance(SimpleNamespace(max_batches=None), tiny("lstm"), torch.device("cuda", 0), precision,
+            record = provenance(SimpleNamespace(max_batches=None, init="course"), tiny("lstm"), torch.device("cuda", 0), precision,
                                 {}, SINGLE, ["Tesla T4"])
         self.assertEqual(record["precision"], "fp16")
         self.assertEqual(record["precision_reason"], precision.reason)
         self.assertIs(record["tf32"], False)
         self.assertEqual(record["recurrence_precision"], "fp32")
+        self.assertEqual(record["init"], "course")
 
 
 def spread_rows(vocab=16384, width=8, scale=8.0, seed=0):

@@ -166,7 +166,9 @@ class Run:
         return self.stop.holding() if self.stop is not None else contextlib.nullcontext()
 
     def write_status(self, status, epoch, step=None, message=""):
-        self.run_dir.write_status(status, epoch, step, message, epochs=self.settings.epochs)
+        """`epoch`: the epochs done (0-based); the file counts from 1, as its message and the console do."""
+        epochs = self.settings.epochs
+        self.run_dir.write_status(status, min(epoch + 1, epochs), step, message, epochs=epochs, done=epoch)
 
     def stop_here(self, steps, done):
         """At a step boundary where a stop was requested: save, mark interrupted, hand over the signal."""
