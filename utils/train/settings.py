@@ -5,6 +5,7 @@ utils.train.run.open_run builds from them. Every field's help text lives here an
 `python run_exp.py --help` prints.
 """
 import dataclasses
+import importlib.util
 import math
 import os
 from dataclasses import dataclass, field
@@ -65,6 +66,8 @@ class Arguments:
     device: str = _arg("cuda", "cpu, cuda or cuda:N; cuda falls back to the CPU, with a notice, where there is none")
     progress_bar: bool = _arg(False, "a tqdm bar per split instead of progress lines")
     print_every: int = _arg(10, "steps between progress lines")
+    tensorboard: bool = _arg(False, "also write TensorBoard event files of each epoch's metrics in the run's folder "
+                                    "(%%tensorboard --logdir LOG_DIR; needs the tensorboard package)")
 
     # Extras (all optional, so the course notebook's own dataclass keeps working)
     config: Optional[int] = _arg(None, "the study's configuration number 1..12 (set by --config)")
@@ -147,6 +150,8 @@ def validate(settings):
         raise UsageError(f"Unknown optimizer {s.optimizer!r}: use --optimizer {', '.join(OPTIMIZERS)}.")
     if s.init not in INITS:
         raise UsageError(f"Unknown --init {s.init!r}: use {' or '.join(INITS)}.")
+    if s.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise UsageError("--tensorboard needs the tensorboard package: pip install tensorboard, then rerun.")
     if s.lr_schedule not in LR_SCHEDULES:
         raise UsageError(f"Unknown --lr_schedule {s.lr_schedule!r}: use {' or '.join(LR_SCHEDULES)}.")
     _check_number(s, "dropout", 0, 1)
