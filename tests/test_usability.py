@@ -217,7 +217,9 @@ class RunSaysItsPlanTest(unittest.TestCase):
         plan = [i for i, line in enumerate(lines) if line.startswith("plan: ")]
         self.assertEqual(len(plan), 1, out)
         self.assertIn("1 epoch(s) x 5 training steps of 2 sequences", lines[plan[0]])
-        self.assertIn("on cpu, fp32", lines[plan[0]])
+        from utils.train.precision import Precision
+
+        self.assertIn(f"on cpu, {Precision.resolve('auto', 'cpu')}", lines[plan[0]])  # bf16 where the CPU has it
         first_train = next(i for i, line in enumerate(lines) if line.startswith("[train]"))
         self.assertLess(plan[0], first_train)
         self.assertTrue(lines[first_train].startswith("[train] epoch 1/1 step 1/5 |"), lines[first_train])

@@ -35,7 +35,7 @@ class EpochMetric:
 
     @property
     def quantity(self):
-        """What the split's pass measured, e.g. "ppl" for "valid_ppl": the runner's name for the value."""
+        """What the split's pass measured, e.g. "ppl" for "valid_ppl": the pass's name for the value (utils.train.passes)."""
         return self.key[len(self.split) + 1:] if self.split else self.key
 
 
