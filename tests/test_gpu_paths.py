@@ -337,13 +337,29 @@ class FusedLossEqualsBlocked(unittest.TestCase):
         results = {}
         for path in ("blocked", "fused"):
             model.zero_grad(set_to_none=True)
-            with mock.patch.dict("utils.models.losses.PATH_FOR", {DEVICE.type: path}), on_gpu(name).autocast():
+            with mock.patch("utils.models.losses.default_path", lambda *_, path=path: path), on_gpu(name).autocast():
                 nll = TokenNLL(model)(source, source)
             nll.mean().backward()
             results[path] = nll.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
         torch.testing.assert_close(results["fused"][0], results["blocked"][0], rtol=2e-2, atol=2e-2)
         for key, grad in results["blocked"][1].items():
             torch.testing.assert_close(results["fused"][1][key], grad, rtol=5e-2, atol=5e-3, msg=key)
+
+
+    def test_half_copy_of_the_table_is_cast_once(self):
+        from utils.models.losses import cast_weight
+
+        weight = torch.randn(V, 12, device=DEVICE)
+        first = cast_weight(weight, torch.bfloat16)
+        self.assertIs(cast_weight(weight, torch.bfloat16), first)  # a frozen table: no recast per call
+        self.assertEqual(first.dtype, torch.bfloat16)
+        self.assertIsNot(cast_weight(weight, torch.float16), first)  # another dtype: another copy
+        with torch.no_grad():
+            weight.mul_(2.0)  # an optimizer step on a learnt table
+        again = cast_weight(weight, torch.bfloat16)
+        self.assertIsNot(again, first)
+        torch.testing.assert_close(again, (weight).bfloat16())
+        self.assertIs(cast_weight(weight, torch.float32), weight)
 
 
 class LayerNormAndMask(unittest.TestCase):
