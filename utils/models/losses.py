@@ -98,37 +98,45 @@ class _Blocked:
 
 class _Fused:
     """The GPU path, at the traffic of a plain half-precision mm + F.cross_entropy or less: (n, V)
-    logits in the compute dtype from one matmul, one log_softmax kernel over them (it accumulates in
-    float32 and writes the compute dtype), its exp in place (the softmax), the one-hot subtracted at
-    n entries, and the second matmul: five (n, V) half-precision passes (12 nV bytes) in training,
-    three in evaluation, against cross-entropy's eight (16 nV) and two float32 copies before. The
-    per-token NLL carries the half log-probability's rounding (unbiased; the logits carry as much).
-    The softmax is normalised before the second matmul, so fp16 cannot overflow there."""
+    logits in the compute dtype from one matmul, one softmax kernel over them (it accumulates in
+    float32), the one-hot subtracted at n entries, and the second matmul. In bf16 the softmax itself
+    gives the NLL, -log p_t (bf16 has float32's range, so p_t keeps 8 bits however small): four
+    (n, V) passes, 8 nV bytes, against cross-entropy's eight (16 nV). fp16's p_t would underflow
+    below 6e-8, so there log_softmax gives the NLL and its exp in place the softmax: 12 nV. The NLL
+    carries the half-precision rounding (unbiased; the logits carry as much). The softmax is
+    normalised before the second matmul, so fp16 cannot overflow there."""
 
     def __init__(self, features, weight, chunk_size, compute_dtype):
         self.weight_c, self.compute_dtype = cast_weight(weight, compute_dtype), compute_dtype
         self.out_dtype = torch.promote_types(compute_dtype, torch.float32)
 
-    def _log_softmax(self, x, t):
-        log_p = torch.log_softmax(x @ self.weight_c.t(), dim=1)  # (n, V) in the compute dtype
-        return log_p, -log_p.gather(1, t[:, None]).squeeze(1).to(self.out_dtype)
+    def _softmax(self, x, t, want_probs=True):
+        """(softmax (n, V) in the compute dtype, or None when not wanted; nll (n,))."""
+        logits = x @ self.weight_c.t()  # (n, V) in the compute dtype
+        if self.compute_dtype == torch.bfloat16:
+            probs = torch.softmax(logits, dim=1)
+            p_t = probs.gather(1, t[:, None]).squeeze(1).to(self.out_dtype)
+            return probs, -p_t.clamp(min=torch.finfo(torch.bfloat16).tiny).log()
+        log_p = torch.log_softmax(logits, dim=1)
+        nll = -log_p.gather(1, t[:, None]).squeeze(1).to(self.out_dtype)
+        return (log_p.exp_() if want_probs else None), nll
 
-    def _softmax_minus_onehot(self, log_p, t):
-        probs = log_p.exp_()  # (n, V) softmax, in place
+    @staticmethod
+    def _minus_onehot(probs, t):
         flat = probs.view(-1)  # (n * V,): n entries touched (scatter_add_ on a CPU copies all of bf16 probs)
         at = torch.arange(len(t), device=t.device) * probs.shape[1] + t
-        flat[at] = flat[at] - 1.0  # - onehot
+        flat[at] = flat[at] - 1.0
         return probs
 
     def nll(self, x, t, grad_out=None):
-        log_p, nll = self._log_softmax(x, t)
+        probs, nll = self._softmax(x, t, want_probs=grad_out is not None)
         if grad_out is not None:
-            _mm_into(self._softmax_minus_onehot(log_p, t), self.weight_c, grad_out)
+            _mm_into(self._minus_onehot(probs, t), self.weight_c, grad_out)
         return nll
 
     def backward(self, x, t, upstream, grad_x, grad_w):
-        log_p, _ = self._log_softmax(x, t)
-        g = self._softmax_minus_onehot(log_p, t).mul_(upstream[:, None].to(log_p.dtype))  # (n, V)
+        probs, _ = self._softmax(x, t)
+        g = self._minus_onehot(probs, t).mul_(upstream[:, None].to(probs.dtype))  # (n, V)
         if grad_x is not None:
             _mm_into(g, self.weight_c, grad_x)
         if g.dtype == grad_w.dtype:

@@ -47,8 +47,7 @@ def provenance(settings, model, device, precision, embeddings, dist, devices):
         "device_name": device_name(device),
         "devices": devices,
         "cpu_threads": torch.get_num_threads(),
-        **precision.describe(),  # precision, precision_reason, tf32
-        "recurrence_precision": model.recurrence_precision,
+        **precision.describe(model),  # precision, precision_reason, tf32, recurrence_precision
         "params_learnable": learnable,
         "params_frozen": frozen,
         "embeddings": embeddings,

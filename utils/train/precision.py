@@ -84,9 +84,16 @@ class Precision:
         """A gradient scaler for fp16; disabled otherwise."""
         return torch.amp.GradScaler(self.device_type, enabled=self.uses_scaler)
 
-    def describe(self):
-        """For provenance.json: what runs and why."""
-        return {"precision": self.name, "precision_reason": self.reason, "tf32": self.tf32}
+    def describe(self, model=None):
+        """For provenance.json: what runs and why, with TF32 as torch's switches stand now (configure()
+        sets them for fp32; cuDNN's allow_tf32 is True by default, so an fp32 recurrence runs cuDNN's
+        LSTM in TF32 on sm_80+ under every precision). tf32: fp32 matmuls may use TF32."""
+        ampere = self.device_type == "cuda" and _capability(torch.cuda.current_device()) >= BF16_CAPABILITY
+        recurrence = getattr(model, "recurrence_precision", None)
+        if recurrence == "fp32" and ampere and torch.backends.cudnn.allow_tf32:
+            recurrence = "tf32"
+        return {"precision": self.name, "precision_reason": self.reason,
+                "tf32": ampere and torch.backends.cuda.matmul.allow_tf32, "recurrence_precision": recurrence}
 
     def __str__(self):
         return self.name
