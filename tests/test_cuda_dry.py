@@ -10,10 +10,12 @@ import pytest
 from tests.cuda_dry.harness import FULL, GPUS, OPTIMIZERS, run_all
 
 pytestmark = pytest.mark.cuda_dry
-# Sizes do not change which code runs: small batches everywhere but the byte-count runs.
+# Sizes do not change which code runs: small ones everywhere but the byte-count runs.
 SMALL = dict(batch_size=2, seq_len=16, vocab=1000, width=96)
 AUTO = {"T4": "float16", "A100": "bfloat16", "H100": "bfloat16"}  # what --precision auto picks
-FUSED_STATE = {"adam": {"step", "exp_avg", "exp_avg_sq"}, "adamw": {"step", "exp_avg", "exp_avg_sq"}}
+NAMES = {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32"}
+STATE = {"sgd": set(), "momentum": {"momentum_buffer"}, "adam": {"step", "exp_avg", "exp_avg_sq"},
+         "adamw": {"step", "exp_avg", "exp_avg_sq"}}
 
 
 def _runs():
@@ -22,6 +24,10 @@ def _runs():
     runs += [dict(gpu=g, model=m, layers=1, optimizer="adamw", **FULL) for g in ("T4", "A100") for m in ("lstm", "gpt1")]
     runs.append(dict(gpu="A100", model="lstm", layers=1, optimizer="adamw", precision="fp32", **SMALL))
     return runs
+
+
+def key(record):
+    return {k: record[k] for k in ("gpu", "model", "layers", "optimizer", "batch_size", "precision")}
 
 
 class CudaDryRun(unittest.TestCase):
@@ -36,87 +42,82 @@ class CudaDryRun(unittest.TestCase):
                 raise
             raise unittest.SkipTest(f"no CUDA dry run here: {err}") from None
 
-    def each(self, **match):
+    def select(self, **match):
         found = [r for r in self.records if all(r.get(k) == v for k, v in match.items())]
         self.assertTrue(found, match)
-        for record in found:
-            with self.subTest(**{k: record[k] for k in ("gpu", "model", "layers", "optimizer", "batch_size")}):
-                yield record
+        return found
 
     def test_every_configuration_ran(self):
-        self.assertEqual(len(self.records), len(_runs()))
+        self.assertEqual([key(r) for r in self.records], [key(dict(r, precision=r.get("precision", "auto")))
+                                                          for r in _runs()])
 
     def test_resumed_cpu_state_lies_on_the_device(self):
         # Finding 1: a CPU checkpoint continued on CUDA keeps `step` beside the moments for the fused kernel.
-        for record in self.each():
-            for when in ("resumed_state", "trained_state"):
-                layout = record[when]
-                self.assertTrue(layout, "no optimizer state" if record["optimizer"] != "sgd" else "")
-                for key, (device, dtype) in layout.items():
-                    self.assertEqual(dtype, "float32", (when, key))
-                    # an unfused stand-in (no fake fused SGD) keeps torch's CPU step counter; fused ones move it
-                    self.assertEqual(device, "cuda" if key != "step" or record["fused"] else "cpu", (when, key))
-            if record["optimizer"] in FUSED_STATE:
-                self.assertTrue(record["fused"])
-                self.assertEqual(set(record["resumed_state"]), FUSED_STATE[record["optimizer"]])
-
-    def test_sgd_entries_run(self):
-        # Finding 3: every entry runs on CUDA; SGD has no fake fused kernel, so its unfused stand-in runs.
-        for record in self.each(optimizer="momentum"):
-            self.assertEqual(set(record["resumed_state"]), {"momentum_buffer"})
+        for record in self.select():
+            with self.subTest(**key(record)):
+                for when in ("resumed_state", "trained_state"):
+                    layout = record[when]
+                    self.assertEqual(set(layout), STATE[record["optimizer"]], when)
+                    for name, (device, dtype) in layout.items():
+                        self.assertEqual(dtype, "float32", (when, name))
+                        # the unfused SGD stand-in has no step; fused Adam/AdamW keep theirs on the device
+                        self.assertEqual(device, "cuda", (when, name))
+                # Finding 3: every entry runs; SGD has no fake fused kernel, so its unfused stand-in runs.
+                self.assertEqual(record["fused"], record["optimizer"] in ("adam", "adamw"))
 
     def test_quiet_steps_never_read_the_host_and_never_touch_the_cpu(self):
-        for record in self.each():
-            phases = record["phases"]
-            quiet = ["train2", "eval1"]  # train1 is the first; train3 prints (reads); eval2 is the last
-            scaled = AUTO[record["gpu"]] == "float16" and record["precision"] == "auto"
-            if record["fused"] or not scaled:  # unfused under the fp16 scaler reads found_inf (real fused SGD: no)
-                for name in quiet:
-                    self.assertEqual(phases[name]["host_reads"], 0, name)
-            for name in ("train2", "train3", "eval2"):
-                self.assertEqual(phases[name]["cpu_ops"], [] if record["fused"] else phases[name]["cpu_ops"], name)
-            self.assertGreater(phases["train3"]["host_reads"], 0)  # the printing step reads, so the count works
+        for record in self.select():
+            with self.subTest(**key(record)):
+                phases = record["phases"]
+                scaled = AUTO[record["gpu"]] == "float16" and record["precision"] == "auto"
+                if record["fused"] or not scaled:  # unfused under the fp16 scaler reads found_inf (real fused SGD: no)
+                    for name in ("train2", "eval1"):  # train1 is the first; train3 prints; eval2 is the last
+                        self.assertEqual(phases[name]["host_reads"], 0, name)
+                for name in ("train2", "train3", "eval1", "eval2"):
+                    self.assertEqual(phases[name]["cpu_ops"], [], name)
+                self.assertGreater(phases["train3"]["host_reads"], 0)  # the printing step reads: the count works
 
     def test_dtypes_used_are_the_recorded_ones(self):
-        for record in self.each():
-            wanted = "float32" if record["precision"] == "fp32" else AUTO[record["gpu"]]
-            provenance = record["provenance"]
-            self.assertEqual(provenance["precision"], {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32"}[wanted])
-            dtypes = record["phases"]["train2"]["dtypes"]
-            self.assertEqual(dtypes["loss"], [wanted])
-            self.assertIn(wanted, dtypes["other"])
-            if record["model"] == "lstm":
-                recurrence = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}[dtypes["recurrence"][-1]]
-                self.assertEqual(len(dtypes["recurrence"]), 1, dtypes["recurrence"])
-                recorded = provenance["recurrence_precision"]
-                self.assertEqual(recorded.replace("tf32", "fp32"), recurrence)
-            else:
-                self.assertNotIn("recurrence", dtypes)
-
-    def test_tf32_recorded_as_in_force(self):
-        # Finding 4: cuDNN's allow_tf32 is True by default: an fp32 recurrence on sm_80+ runs in TF32.
-        for record in self.each(model="lstm", gpu="A100", optimizer="adamw"):
-            recorded = record["provenance"]["recurrence_precision"]
-            self.assertEqual(recorded, "tf32" if record["phases"]["train2"]["dtypes"]["recurrence"] == ["float32"]
-                             else recorded)
-        for record in self.each(model="lstm", gpu="A100", precision="fp32"):
-            self.assertIs(record["provenance"]["tf32"], True)
+        for record in self.select():
+            with self.subTest(**key(record)):
+                wanted = "float32" if record["precision"] == "fp32" else AUTO[record["gpu"]]
+                provenance = record["provenance"]
+                self.assertEqual(provenance["precision"], NAMES[wanted])
+                dtypes = record["phases"]["train2"]["dtypes"]
+                self.assertEqual(dtypes["loss"], [wanted])
+                self.assertIn(wanted, dtypes["other"])
+                if record["model"] == "lstm":
+                    self.assertEqual(len(dtypes["recurrence"]), 1, dtypes["recurrence"])
+                    used = NAMES[dtypes["recurrence"][0]]
+                    # Finding 4: an fp32 recurrence on sm_80+ is recorded as TF32 (cuDNN's allow_tf32 default)
+                    ampere = record["gpu"] != "T4"
+                    self.assertEqual(provenance["recurrence_precision"], "tf32" if used == "fp32" and ampere else used)
+                    # Finding 6: below sm_80 the recurrence runs fp16 under the scaler, else fp32
+                    self.assertEqual(used, "fp16" if wanted == "float16" else "fp32")
+                else:
+                    self.assertNotIn("recurrence", dtypes)
+                    self.assertIsNone(provenance["recurrence_precision"])
+                self.assertIs(provenance["tf32"], record["precision"] == "fp32")  # configure() allows it for fp32
+                self.assertIs(provenance["bitwise_reproducible"], False)
 
     def test_evaluation_and_both_checkpoint_directions(self):
-        for record in self.each():
-            self.assertTrue(record["eval_words"])
-            self.assertEqual(record["checkpoint_devices"], ["cuda"])
-            back = record["back_on_cpu"]
-            self.assertIsNone(back["fused"])
-            for key, (device, dtype) in back["state"].items():
-                self.assertEqual((device, dtype), ("cpu", "float32"), key)
-            self.assertGreater(back["loss"], 1.0)
+        for record in self.select():
+            with self.subTest(**key(record)):
+                self.assertTrue(record["eval_words"])
+                self.assertEqual(record["checkpoint_devices"], ["cuda"])
+                back = record["back_on_cpu"]
+                self.assertIsNone(back["fused"])
+                self.assertEqual(set(back["state"]), STATE[record["optimizer"]])
+                for name, (device, dtype) in back["state"].items():
+                    self.assertEqual((device, dtype), ("cpu", "float32"), name)
+                self.assertGreater(back["loss"], 1.0)
 
     def test_bytes_per_step_at_full_size(self):
         # Finding 2: the loss at no more traffic than a plain half-precision mm + cross-entropy.
-        for record in self.each(batch_size=FULL["batch_size"], model="gpt1"):
-            train, evaluation = record["phases"]["train2"], record["phases"]["eval1"]
-            self.assertLessEqual(train["regions"]["loss"][0], record["reference"]["train"])
-            self.assertLessEqual(evaluation["regions"]["loss"][0], record["reference"]["eval"])
-            if record["gpu"] == "A100":
-                self.assertLessEqual(train["bytes"], 3.2e9)
+        for record in self.select(batch_size=FULL["batch_size"]):
+            with self.subTest(**key(record)):
+                train, evaluation = record["phases"]["train2"], record["phases"]["eval1"]
+                self.assertLessEqual(train["regions"]["loss"][0], record["reference"]["train"])
+                self.assertLessEqual(evaluation["regions"]["loss"][0], record["reference"]["eval"])
+                if record["gpu"] == "A100" and record["model"] == "gpt1":
+                    self.assertLessEqual(train["bytes"], 3.2e9)

@@ -75,7 +75,8 @@ class PrecisionByCapability(unittest.TestCase):
 
     def test_provenance_records_what_and_why(self):
         # TF32 as in force: cuDNN's allow_tf32 defaults to True, so an fp32 LSTM recurrence runs TF32 on sm_80+.
-        for capability, requested, recurrence, tf32 in (((7, 5), "auto", "fp32", False), ((8, 0), "auto", "tf32", False),
+        # Finding 6: below sm_80 fp16 autocast (with its scaler) runs the recurrence on the tensor cores, in fp16.
+        for capability, requested, recurrence, tf32 in (((7, 5), "auto", "fp16", False), ((8, 0), "auto", "tf32", False),
                                                         ((8, 0), "fp32", "tf32", True)):
             precision = self.resolve(requested, capability)
             saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
@@ -92,6 +93,7 @@ class PrecisionByCapability(unittest.TestCase):
                 self.assertEqual(record["precision_reason"], precision.reason)
                 self.assertIs(record["tf32"], tf32)
                 self.assertEqual(record["recurrence_precision"], recurrence)
+                self.assertIs(record["bitwise_reproducible"], False)  # atomics in attention and cuDNN backward
 
 
 def spread_rows(vocab=16384, width=8, scale=8.0, seed=0):
@@ -442,8 +444,13 @@ class GpuCheckDryRun(unittest.TestCase):
             self.assertGreater(epoch["epoch_s"], 0.0)
             self.assertTrue(math.isfinite(epoch["train_loss"]))
         self.assertGreater(record["study_s_one_at_a_time"], 0.0)
-        self.assertGreater(record["shared"]["2"]["speedup"], 0.0)
+        self.assertEqual(set(record["shared"]["2"]["speedup"]), {"lstm", "gpt1"})  # sharing measured per model
+        self.assertTrue(all(v > 0.0 for v in record["shared"]["2"]["speedup"].values()))
         self.assertIn("12 x 10 study, 2 runs sharing the GPU", table)
+        self.assertNotIn("errors", record)  # every guarded row ran
+        self.assertEqual(record["resumed"]["cpu"], {"returncode": 0, "resumes": 1})  # run_exp.py killed, rerun
+        self.assertGreater(record["bandwidth_gb_s"], 0.0)
+        self.assertEqual({(e["model"], e["layers"]) for e in record["epochs"] if e["compile"]}, {("lstm", 1), ("gpt1", 1)})
 
 
 class OptimizerStateAcrossDevices(unittest.TestCase):

@@ -303,10 +303,11 @@ def _reference(log, device, tokens, table, precision):
 
 
 def dry_run(gpu, model, layers, optimizer, precision="auto", batch_size=16, seq_len=256, steps=3, vocab=VOCAB,
-            width=WIDTH):
+            width=WIDTH, resume=True):
     """One configuration's whole path: a CPU run writes a checkpoint; on the fake `gpu` it is resumed,
     trained `steps` steps (the last prints), evaluated with word counts and checkpointed; that
-    checkpoint is resumed on the CPU and trained one real step. Returns a JSON-able record."""
+    checkpoint is resumed on the CPU and trained one real step. Returns a JSON-able record.
+    resume=False: the fake GPU's part alone, from a fresh model (what the benchmark counts)."""
     import io
 
     import torch
@@ -326,12 +327,14 @@ def dry_run(gpu, model, layers, optimizer, precision="auto", batch_size=16, seq_
     tiny = _batches(1, 2, 8, "cpu", vocab)
 
     # 1. A run on the CPU writes its checkpoint (a real step, on a tiny batch).
-    cpu_model = _build(model, layers, tables)
-    cpu_optimizer = make_optimizer(settings, cpu_model)
-    train_epoch(base.TokenNLL(cpu_model), tiny, cpu_optimizer, fp32)
-    buffer = io.BytesIO()
-    torch.save({"model": learned_state(cpu_model), "optimizer": cpu_optimizer.state_dict()}, buffer)
-    written = torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
+    written = None
+    if resume:
+        cpu_model = _build(model, layers, tables)
+        cpu_optimizer = make_optimizer(settings, cpu_model)
+        train_epoch(base.TokenNLL(cpu_model), tiny, cpu_optimizer, fp32)
+        buffer = io.BytesIO()
+        torch.save({"model": learned_state(cpu_model), "optimizer": cpu_optimizer.state_dict()}, buffer)
+        written = torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
 
     # 2. The fake GPU resumes it, trains, prints, evaluates and checkpoints.
     log, record = OpLog(), dict(gpu=gpu, model=model, layers=layers, optimizer=optimizer, batch_size=batch_size,
@@ -349,11 +352,13 @@ def dry_run(gpu, model, layers, optimizer, precision="auto", batch_size=16, seq_
     with fake_gpu(gpu, log), mock.patch.object(base, "tied_token_nll", tagged_nll):
         device = torch.device("cuda")
         net = gpu_model.to(device)
-        net.load_state_dict(written["model"], strict=False)
+        if written:
+            net.load_state_dict(written["model"], strict=False)
         fused = has_fake_fused_kernel(optimizer)
         opt = make_optimizer(settings, net, fused=None if fused else False)
         record["fused"] = bool(opt.param_groups[0].get("fused"))
-        load_optimizer_state(opt, written["optimizer"])
+        if written:
+            load_optimizer_state(opt, written["optimizer"])
         record["resumed_state"] = state_layout(opt)
         chosen = Precision.resolve(precision, device)
         chosen.configure()
@@ -377,6 +382,8 @@ def dry_run(gpu, model, layers, optimizer, precision="auto", batch_size=16, seq_
         record["provenance"] = chosen.describe(net)
         record["reference"] = _reference(log, device, batch_size * seq_len, tables[0], chosen)
     record["phases"] = log.phases
+    if not resume:
+        return record
     cuda_written = _as_cpu_file(state)  # out of the fake mode: real zeros
 
     # 3. Back on the CPU: the GPU's checkpoint continues there.
@@ -402,13 +409,29 @@ def main(argv=None):
 
 
 def run_all(runs, timeout=1200):
-    """Build, then dry-run each of `runs` (dry_run keyword dicts) in one fresh interpreter; the records."""
+    """Build, then dry-run `runs` (dry_run keyword dicts) in fresh interpreters, one per GPU class at
+    once; the records, in the order of `runs`."""
     library = build()
-    done = subprocess.run([sys.executable, "-m", "tests.cuda_dry.harness", "--library", library, "--runs",
-                           json.dumps(runs)], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-    if done.returncode:
-        raise RuntimeError("the CUDA dry run failed:\n" + done.stderr[-4000:])
-    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    groups = {}
+    for index, run in enumerate(runs):
+        groups.setdefault(run["gpu"], []).append((index, run))
+    procs = {gpu: subprocess.Popen([sys.executable, "-m", "tests.cuda_dry.harness", "--library", library, "--runs",
+                                    json.dumps([run for _, run in group])], cwd=ROOT, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True) for gpu, group in groups.items()}
+    records = [None] * len(runs)
+    for gpu, proc in procs.items():
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for other in procs.values():
+                other.kill()
+            raise RuntimeError(f"the CUDA dry run ({gpu}) took over {timeout} s") from None
+        if proc.returncode:
+            raise RuntimeError(f"the CUDA dry run ({gpu}) failed:\n" + err[-4000:])
+        found = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        for (index, _), record in zip(groups[gpu], found):
+            records[index] = record
+    return records
 
 
 if __name__ == "__main__":
