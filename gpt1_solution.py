@@ -97,17 +97,19 @@ class MultiHeadedAttention(nn.Module):
 class Block(nn.Module):
     """GPT-1 post-norm block: y = LN(x + attn(x)); out = LN(y + mlp(y))."""
 
-    def __init__(self, head_size, mlp_hidden_size, num_heads, sequence_length):
+    def __init__(self, head_size, mlp_hidden_size, num_heads, sequence_length, dropout=0.0):
         super().__init__()
         width = head_size * num_heads
+        # on each residual branch, as GPT-1; 0 (the course's): no module, the block unchanged
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
         self.attention = MultiHeadedAttention(head_size, num_heads, sequence_length)
         self.layer_norm_1 = LayerNorm(width)
         self.mlp = nn.Sequential(nn.Linear(width, mlp_hidden_size), nn.GELU(), nn.Linear(mlp_hidden_size, width))
         self.layer_norm_2 = LayerNorm(width)
 
     def forward(self, hidden_states):
-        attended = self.layer_norm_1(hidden_states + self.attention(hidden_states))
-        return self.layer_norm_2(attended + self.mlp(attended))
+        attended = self.layer_norm_1(hidden_states + self.dropout(self.attention(hidden_states)))
+        return self.layer_norm_2(attended + self.dropout(self.mlp(attended)))
 
 
 class MiniGPT1(TiedLanguageModel):
@@ -121,6 +123,7 @@ class MiniGPT1(TiedLanguageModel):
         learn_embeddings=False,
         _tokens_embedding_weight=None,
         _positional_embedding_weight=None,
+        dropout=0.0,
     ):
         super().__init__()
         self.vocabulary_size, self.embedding_size = vocabulary_size, embedding_size
@@ -131,8 +134,10 @@ class MiniGPT1(TiedLanguageModel):
             vocabulary_size, embedding_size, sequence_length, _tokens_embedding_weight, _positional_embedding_weight
         )
         self.layers = nn.ModuleList(
-            [Block(embedding_size // num_heads, 4 * embedding_size, num_heads, sequence_length) for _ in range(num_layers)]
+            [Block(embedding_size // num_heads, 4 * embedding_size, num_heads, sequence_length, dropout)
+             for _ in range(num_layers)]
         )
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()  # on the embeddings
         self.classifier = nn.Linear(embedding_size, vocabulary_size, bias=False)
         self._tie(self.classifier, learn_embeddings)  # token and position tables frozen unless asked
 
@@ -172,7 +177,7 @@ class MiniGPT1(TiedLanguageModel):
 
     def features(self, inputs):
         """Pre-classifier features (B, T, E), for the fast loss."""
-        hidden_states = self.get_embeddings(inputs)
+        hidden_states = self.dropout(self.get_embeddings(inputs))
         for block in self.layers:
             hidden_states = block(hidden_states)
         return hidden_states

@@ -18,6 +18,7 @@ class LSTM(TiedLanguageModel):
         num_layers=1,
         learn_embeddings=False,
         _embedding_weight=None,
+        dropout=0.0,
     ):
         super().__init__()
         self.vocabulary_size, self.embedding_size = vocabulary_size, embedding_size
@@ -25,7 +26,10 @@ class LSTM(TiedLanguageModel):
         self.learn_embeddings = learn_embeddings
 
         self.embedding = nn.Embedding(vocabulary_size, embedding_size, padding_idx=0, _weight=_embedding_weight)
-        self.lstm = nn.LSTM(embedding_size, hidden_size, num_layers=num_layers, batch_first=True)
+        self.lstm = nn.LSTM(embedding_size, hidden_size, num_layers=num_layers, batch_first=True,
+                            dropout=dropout if num_layers > 1 else 0.0)  # between layers
+        # on the embeddings and the top layer's outputs; 0 (the course's): no module, the model unchanged
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
         self.classifier = nn.Sequential(
             nn.Linear(hidden_size, embedding_size),
             nn.ReLU(),
@@ -71,9 +75,9 @@ class LSTM(TiedLanguageModel):
 
     def features(self, inputs, hidden_states):
         """Pre-classifier features (B, T, E) and the new (h, c), for the fast loss."""
-        embedded = self.embedding(inputs)  # (B, T, E)
+        embedded = self.dropout(self.embedding(inputs))  # (B, T, E)
         outputs, hidden_states = self._recurrence(embedded, hidden_states)  # (B, T, H)
-        return self.classifier[1](self.classifier[0](outputs)), hidden_states
+        return self.classifier[1](self.classifier[0](self.dropout(outputs))), hidden_states
 
     def _recurrence(self, embedded, hidden_states):
         device_type = embedded.device.type

@@ -30,19 +30,44 @@ def random_batch(batch_size, seq_len, seed=0, device="cpu", vocab=VOCAB):
 def project_model(model, layers, seq_len, seed=0, device="cpu", vocab=VOCAB, width=WIDTH):
     """The project's model, built through the registry as runs build it, on random frozen embeddings."""
     from utils.models.registry import model_spec
+    from utils.train.settings import Arguments
 
     torch.manual_seed(seed)
     tokens, position = frozen_embeddings(seq_len, seed, vocab, width)
-    return model_spec(model).build(layers, tokens, position, False).to(device)
+    return model_spec(model).build(Arguments(layers=layers), tokens, position).to(device)
+
+
+def loop_run(nll, optimizer, precision, scaler=None, start=0, stop=None, on_step=None):
+    """The Run that run_exp.train and evaluate take (one process, no folder), its batches from step
+    `start` to `stop`; on_step(done) after each step."""
+    from utils.train.run import Position, Run
+    from utils.train.settings import Arguments
+
+    class BenchRun(Run):
+        def after_step(self, steps, done):
+            if on_step is not None:
+                on_step(done)
+
+    s = Arguments(print_every=10**9, max_batches=stop)
+    return BenchRun(s, nll.model, nll, optimizer, precision, scaler or precision.make_scaler(),
+                    position=Position(0, start))
+
+
+def loop_train(nll, batches, optimizer, precision, scaler=None, start=0, stop=None, on_step=None):
+    """run_exp.train (the step runs take) over `batches` from step `start` to `stop`: its EpochResult."""
+    import run_exp
+
+    run = loop_run(nll, optimizer, precision, scaler, start, stop, on_step)
+    return run_exp.train(0, nll.model, batches, optimizer, run.settings, run)
 
 
 def project_step(model, optimizer="adamw", precision="auto"):
-    """step(batch) -> loss: one optimisation step exactly as a run does it (TokenNLL forward, the
-    course loss, the optimizer table, the precision users get with --precision `precision`)."""
+    """step(batch) -> loss: one optimisation step exactly as a run does it (run_exp.train's step on one
+    batch: TokenNLL forward, the course loss, the optimizer table, the precision users get with
+    --precision `precision`); the loss is the batch's mean NLL per token, read at the pass's end."""
     from types import SimpleNamespace
 
     from utils.models.base import TokenNLL
-    from utils.train.loop import train_step
     from utils.train.optim import make_optimizer
     from utils.train.precision import Precision
 
@@ -51,9 +76,8 @@ def project_step(model, optimizer="adamw", precision="auto"):
     device = next(model.parameters()).device
     chosen = Precision.resolve(precision, device)
     chosen.configure()
-    scaler, nll = chosen.make_scaler(), TokenNLL(model)
-    model.train()
-    step = lambda batch: train_step(nll, batch, opt, chosen, scaler)[0]  # noqa: E731
+    nll, scaler = TokenNLL(model), chosen.make_scaler()
+    step = lambda batch: torch.tensor(loop_train(nll, [batch], opt, chosen, scaler).loss)  # noqa: E731
     step.precision = str(chosen)
     return step
 

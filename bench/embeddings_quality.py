@@ -44,6 +44,7 @@ from utils.models.losses import course_loss
 from utils.models.registry import display_name, model_spec
 from utils.runs.atomic import atomic_write_json
 from utils.train.progress import perplexity_text
+from utils.train.settings import Arguments
 
 DEFAULT_OUT = os.path.join("bench", "results", "embeddings_quality.json")
 MODELS = ("lstm", "gpt1")
@@ -96,7 +97,8 @@ def variants(args):
 def build_model(kind, tokens, position, learn, seq_len, seed):
     """One layer of `kind`, built through the registry as runs build it; the nll module of its forward."""
     torch.manual_seed(seed)  # same non-embedding initial weights for every variant
-    model = model_spec(kind).build(1, tokens.clone(), position[:seq_len].clone(), learn)
+    model = model_spec(kind).build(Arguments(layers=1, learn_embeddings=learn), tokens.clone(),
+                                   position[:seq_len].clone())
     return TokenNLL(model)
 
 

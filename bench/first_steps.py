@@ -54,7 +54,7 @@ def first_steps(number, tokens, position, batches, course_init=False):
     from utils.models.base import TokenNLL
     from utils.models.registry import model_spec
     from utils.torch_utils import seed_experiment
-    from utils.train.loop import train_step
+    from bench.common import loop_train
     from utils.train.optim import make_optimizer
     from utils.train.precision import Precision
     from utils.train.settings import Arguments
@@ -72,11 +72,10 @@ def first_steps(number, tokens, position, batches, course_init=False):
 
         model = LSTM(tokens.shape[0], tokens.shape[1], LSTM_HIDDEN_SIZE, cfg.layers, False, tokens)
     else:
-        model = model_spec(cfg.model).build(cfg.layers, tokens, position, False)
+        model = model_spec(cfg.model).build(settings, tokens, position)
     optimizer = make_optimizer(settings, model)
-    nll, precision = TokenNLL(model).train(), Precision("fp32", "cpu")
-    return {step: float(train_step(nll, batch, optimizer, precision)[0].detach())
-            for step, batch in enumerate(batches, 1)}
+    nll, precision = TokenNLL(model), Precision("fp32", "cpu")
+    return {step: loop_train(nll, [batch], optimizer, precision).loss for step, batch in enumerate(batches, 1)}
 
 
 def load_batches(data_folder, batch_size, seq_len, steps):

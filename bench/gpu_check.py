@@ -165,13 +165,13 @@ def quiet_steps(check, model):
     """Train steps 2..n of an epoch with no reporter: under CUDA's sync debug mode ("error") and the
     host-read counter. Returns the number of would-synchronise calls (0 expected)."""
     from bench.host_syncs import count_host_syncs, cuda_branches
-    from utils.train.loop import Totals, train_epoch
+    from bench.common import loop_train
 
     nll, optimizer, precision, scaler, batches = build_run(check, model, 1, "auto")
     steps = check.warmup + check.steps
-    totals, seen = Totals(check.device), {}
+    seen = {}
 
-    def hook(step, _totals):  # steps 2..steps run inside the strict window
+    def hook(step):  # steps 2..steps run inside the strict window
         if step == 1:
             _set_sync_debug(check.device, "error")
             seen["start"] = counter.calls
@@ -182,7 +182,7 @@ def quiet_steps(check, model):
     error = None
     with cuda_branches(), count_host_syncs() as counter:
         try:
-            train_epoch(nll, batches.iterate(0), optimizer, precision, scaler, max_steps=steps, totals=totals, hook=hook)
+            loop_train(nll, batches, optimizer, precision, scaler, stop=steps, on_step=hook)
         except RuntimeError as err:  # what set_sync_debug_mode("error") raises on a synchronisation
             error = (str(err).strip().splitlines() or ["RuntimeError"])[0][:200]
         finally:
@@ -201,17 +201,19 @@ def _set_sync_debug(device, mode):
 
 def time_epoch(check, model, layers, precision_name, compile=False):
     """Seconds per epoch (train + validation), extrapolated from timed steps; peak memory."""
-    from utils.train.loop import evaluate_split, train_epoch
+    import run_exp
+    from bench.common import loop_run, loop_train
 
     nll, optimizer, precision, scaler, batches = build_run(check, model, layers, precision_name, compile=compile)
     s = check.sizes
     batches.set_epoch(0)
-    train_epoch(nll, batches.iterate(0), optimizer, precision, scaler, max_steps=check.warmup)  # warm-up
+    loop_train(nll, batches, optimizer, precision, scaler, stop=check.warmup)  # warm-up
     if check.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(check.device)
-    train = train_epoch(nll, batches.iterate(check.warmup), optimizer, precision, scaler, start_step=check.warmup,
-                        max_steps=check.warmup + check.steps)  # its time is taken after a synchronisation
-    valid = evaluate_split(nll, batches, precision, max_steps=check.steps)
+    train = loop_train(nll, batches, optimizer, precision, scaler, start=check.warmup,
+                       stop=check.warmup + check.steps)  # its time is taken after a synchronisation
+    run = loop_run(nll, optimizer, precision, scaler, stop=check.steps)
+    valid = run_exp.evaluate(0, nll.model, batches, run.settings, "valid", run)
     train_step, valid_step = train[2] / check.steps, valid[2] / check.steps
     per_epoch = _steps(TRAIN_ITEMS, s["batch"]) * train_step + _steps(VALID_ITEMS, s["batch"]) * valid_step
     peak = torch.cuda.max_memory_allocated(check.device) / 2**20 if check.device.type == "cuda" else None
@@ -297,16 +299,16 @@ def _synchronize(device):
 # ----------------------------------------------------------------------------- several runs at once
 def worker(args):
     """One of K concurrent runs: x1 training steps of the model args.worker names; prints its seconds per step."""
-    from utils.train.loop import train_epoch
+    from bench.common import loop_train
 
     check = Check(args)
     nll, optimizer, precision, scaler, batches = build_run(check, args.worker, 1, "auto")
-    train_epoch(nll, batches.iterate(0), optimizer, precision, scaler, max_steps=check.warmup)
+    loop_train(nll, batches, optimizer, precision, scaler, stop=check.warmup)
     open(os.path.join(args.go, f"ready-{os.getpid()}"), "w").close()
     while not os.path.exists(os.path.join(args.go, "go")):
         time.sleep(0.01)
-    result = train_epoch(nll, batches.iterate(check.warmup), optimizer, precision, scaler, start_step=check.warmup,
-                         max_steps=check.warmup + check.steps)
+    result = loop_train(nll, batches, optimizer, precision, scaler, start=check.warmup,
+                        stop=check.warmup + check.steps)
     print("RESULT " + json.dumps({"step_s": result[2] / check.steps}), flush=True)
     return 0
 

@@ -10,9 +10,6 @@ it in a temporary folder.
 import os
 import sys
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "main.ipynb")
 
@@ -29,7 +26,8 @@ Jupyter** (it uses this repository). All the code lives in the project: `run_exp
 from a terminal).
 
 Order: setup → GPU check → **smoke preset switch** → paths → embeddings → configuration 1 →
-all 12 (completed ones are skipped, interrupted ones resume) → report."""
+all 12 (completed ones are skipped, interrupted ones resume) → report. While runs train, their
+validation-perplexity curves are redrawn after each epoch, read from the logs."""
 
 SETUP = """\
 #@title The project: on Colab, a copy on your Google Drive (cloned once); elsewhere, this repository
@@ -119,7 +117,9 @@ from utils.configs import parse_config_list
 CONFIG_NUMBERS = parse_config_list(os.environ.get("LM_CONFIGS", "all"))
 
 # What every run below gets on top of its configuration (model, layers, optimizer, epochs...).
-OVERRIDES = dict(data_folder=DATA_FOLDER, embeddings=EMBEDDINGS, log_dir=LOG_DIR, device=DEVICE, smoke=SMOKE)
+# print_every: no progress lines within a split (its last step still prints): the curves show progress.
+OVERRIDES = dict(data_folder=DATA_FOLDER, embeddings=EMBEDDINGS, log_dir=LOG_DIR, device=DEVICE, smoke=SMOKE,
+                 print_every=10**6)
 OVERRIDES"""
 
 EMBEDDINGS = """\
@@ -141,8 +141,7 @@ if not os.path.isfile(EMBEDDINGS):
     try:
         if not IN_COLAB:
             raise OSError("no download outside Colab")
-        # dl=1 asks Dropbox for the file itself rather than its web page.
-        urllib.request.urlretrieve(EMBEDDINGS_URL.replace("dl=0", "dl=1"), EMBEDDINGS)
+        urllib.request.urlretrieve(EMBEDDINGS_URL, EMBEDDINGS)  # dl=1: the file, not Dropbox's web page
         read_embeddings(EMBEDDINGS)
     except (OSError, EmbeddingsError) as err:
         print(f"No downloaded embeddings ({err}).")
@@ -153,11 +152,75 @@ tokens, position = read_embeddings(EMBEDDINGS)
 print(f"{EMBEDDINGS}: tokens {tuple(tokens.shape)}, positions {tuple(position.shape)}")
 del tokens, position"""
 
+CURVES = """\
+# The validation perplexity of every run so far, read from LOG_DIR/<run>/metrics.jsonl (what the runs
+# wrote, never their training state), redrawn whenever a run finishes an epoch while a cell below trains.
+import io
+import math
+import threading
+from contextlib import contextmanager
+
+from utils.report.plots import integer_epochs, new_figure, style_axis  # Agg, no pyplot: safe in a thread
+from utils.report.read import read_runs
+from utils.runs.schema import METRICS
+
+
+def plot_curves(log_dir):
+    figure = new_figure(8, 4.5)
+    ax, values, epochs = figure.subplots(), [], {1}
+    for run in read_runs(log_dir)[0]:
+        points = [(e["epoch"], e["valid_ppl"]) for e in run.epochs if math.isfinite(e["valid_ppl"])]
+        if points:
+            ax.plot(*zip(*points), marker="o", label=f"{run.exp_id} ({run.status})")
+            values += [ppl for _, ppl in points]
+            epochs |= {epoch for epoch, _ in points}
+    style_axis(ax, f"Validation perplexity so far ({log_dir})", "epoch", "validation perplexity", values)
+    integer_epochs(ax, sorted(epochs))
+    if ax.lines:
+        ax.legend(fontsize=8, ncol=2)
+    return figure
+
+
+def written(log_dir):
+    \"\"\"(folder, size, mtime) of every run's metrics.jsonl: it changes when a run logs an epoch.\"\"\"
+    names = sorted(os.listdir(log_dir)) if os.path.isdir(log_dir) else []
+    files = [os.path.join(log_dir, name, METRICS) for name in names]
+    return [(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in files if os.path.isfile(f)]
+
+
+@contextmanager
+def live_curves(log_dir, seconds=5.0):
+    \"\"\"While the body runs, one figure in the cell, redrawn after each logged epoch (checked every few seconds).\"\"\"
+    from IPython.display import Image, display
+
+    def draw():
+        buffer = io.BytesIO()
+        plot_curves(log_dir).savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+        return Image(data=buffer.getvalue())
+
+    def watch(seen):
+        while not stop.wait(seconds):
+            if written(log_dir) != seen:
+                seen = written(log_dir)
+                handle.update(draw())
+
+    seen, stop = written(log_dir), threading.Event()
+    handle = display(draw(), display_id=True)
+    thread = threading.Thread(target=watch, args=(seen,), daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        handle.update(draw())"""
+
 EPOCH_ONE_NOTE = """\
 ## One configuration
 
-Configuration 1 (LSTM, 1 layer, Adam). What to expect: each epoch prints a line per split with the
-batch loss, the perplexity so far, tokens/s and the time left. Every perplexity rests on the
+Configuration 1 (LSTM, 1 layer, Adam). What to expect: the figure of validation perplexity by
+epoch, redrawn after each epoch, and a few lines per epoch (each split's last step: the batch loss,
+the perplexity, tokens/s and the time left). Every perplexity rests on the
 embeddings: GPT-1's, or the offline stand-in (the report says which). With the stand-in both models
 start near 10 nats per token (perplexity ~20,000) and come below the unigram baseline (about
 1,300) within the first epoch; with embeddings that do not foresee MiniGPT1's
@@ -169,7 +232,8 @@ ONE = """\
 from run_exp import run_config, run_sweep
 
 # Configuration 1 alone first: a broken setup fails here, before eleven more runs are started.
-summary = run_config(1, **OVERRIDES)
+with live_curves(LOG_DIR):
+    summary = run_config(1, **OVERRIDES)
 print(summary)
 if summary["status"] not in ("completed", "skipped"):
     raise RuntimeError(f"Configuration 1 {summary['status']}: {summary['message']}")"""
@@ -177,7 +241,8 @@ if summary["status"] not in ("completed", "skipped"):
 SWEEP = """\
 # All 12 in order: completed runs are skipped, interrupted ones resume from their checkpoint,
 # and a failed or diverged run does not stop the others (the summary says which).
-summaries = run_sweep(CONFIG_NUMBERS, **OVERRIDES)"""
+with live_curves(LOG_DIR):
+    summaries = run_sweep(CONFIG_NUMBERS, **OVERRIDES)"""
 
 REPORT = """\
 from IPython.display import Image, Markdown, display
@@ -205,7 +270,16 @@ To refresh them after more runs finish, rerun the report cells or
 `python -m utils.report --log_dir logs --out plots`."""
 
 
+def new_markdown_cell(source):
+    return {"cell_type": "markdown", "metadata": {}, "source": source}
+
+
+def new_code_cell(source, metadata=None):
+    return {"cell_type": "code", "execution_count": None, "metadata": metadata or {}, "outputs": [], "source": source}
+
+
 def build():
+    """The notebook as a plain dict (nbformat's v4 layout): the fast tier compares it without nbformat."""
     cells = [
         new_markdown_cell(INTRO),
         new_code_cell(SETUP),
@@ -214,6 +288,7 @@ def build():
         new_code_cell(SMOKE),
         new_code_cell(PATHS, metadata={"tags": ["parameters"]}),
         new_code_cell(EMBEDDINGS),
+        new_code_cell(CURVES),
         new_markdown_cell(EPOCH_ONE_NOTE),
         new_code_cell(ONE),
         new_markdown_cell("## All 12 configurations"),
@@ -232,11 +307,13 @@ def build():
         "accelerator": "GPU",  # Colab opens it on a GPU runtime
         "colab": {"provenance": []},
     }
-    return new_notebook(cells=cells, metadata=metadata)
+    return {"cells": cells, "metadata": metadata, "nbformat": 4, "nbformat_minor": 5}
 
 
 def main(out=OUT):
-    notebook = build()
+    import nbformat  # requirements-dev.txt
+
+    notebook = nbformat.from_dict(build())
     nbformat.validate(notebook)
     nbformat.write(notebook, out)
     print(f"wrote {out}")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tests import SLOW_TIERS
-from tests.fixtures import REPO_ROOT
+from tests.fixtures import local_slurm_dir, slurm_problem
 
 # The tests' models are tiny: one thread computes them as fast as two, and OpenMP's spinning
 # threads slow them 10-20x when the other core is busy. Subprocesses (the notebook, torchrun,
@@ -29,22 +29,6 @@ def pytest_collection_modifyitems(config, items):
     if slow:
         config.hook.pytest_deselected(items=slow)
         items[:] = [item for item in items if not in_slow_tier(item)]
-
-
-def local_slurm_dir():
-    """The start/stop scripts of the one-node SLURM cluster: $LOCAL_SLURM_DIR, else ../shared/slurm."""
-    return os.environ.get("LOCAL_SLURM_DIR") or os.path.join(os.path.dirname(REPO_ROOT), "shared", "slurm")
-
-
-def slurm_problem(start):
-    """Why the cluster cannot be started here with the script `start`, in one line; None if it can."""
-    if os.geteuid() != 0:
-        return ("The SLURM tier (-m slurm) needs root: start-local-slurm.sh installs SLURM with apt and starts its "
-                "daemons. Run it as root (as CI does), or leave the tier out.")
-    if not os.path.isfile(start):
-        return (f"No SLURM start script at {start}: set LOCAL_SLURM_DIR to the folder of start-local-slurm.sh "
-                "and stop-local-slurm.sh.")
-    return None
 
 
 @pytest.fixture(scope="session")

@@ -76,3 +76,19 @@ def run_python(*args, env=None, cwd=REPO_ROOT, timeout=600):
     importable (or in `env`): the finished process, with its output as text."""
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env or python_env(), capture_output=True, text=True,
                           timeout=timeout)
+
+
+def local_slurm_dir():
+    """The start/stop scripts of the one-node SLURM cluster: $LOCAL_SLURM_DIR, else ../shared/slurm."""
+    return os.environ.get("LOCAL_SLURM_DIR") or os.path.join(os.path.dirname(REPO_ROOT), "shared", "slurm")
+
+
+def slurm_problem(start):
+    """Why the cluster cannot be started here with the script `start`, in one line; None if it can."""
+    if os.geteuid() != 0:
+        return ("The SLURM tier (-m slurm) needs root: start-local-slurm.sh installs SLURM with apt and starts its "
+                "daemons. Run it as root (as CI does), or leave the tier out.")
+    if not os.path.isfile(start):
+        return (f"No SLURM start script at {start}: set LOCAL_SLURM_DIR to the folder of start-local-slurm.sh "
+                "and stop-local-slurm.sh.")
+    return None

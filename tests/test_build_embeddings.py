@@ -2,6 +2,8 @@
 format, determinism, safety, meaning."""
 import hashlib
 import os
+import re
+import shlex
 import tempfile
 import unittest
 from unittest import mock
@@ -14,7 +16,7 @@ from lstm_solution import LSTM
 from tests import fixtures
 from utils.data import build_embeddings as be
 from utils.data import standins as st
-from utils.data.embeddings import read_embeddings
+from utils.data.embeddings import EmbeddingsError, read_embeddings
 
 VOCAB, DIM = 64, 24  # DIM divisible by MiniGPT1's 12 heads
 SYNONYMS = (10, 11)  # always between "3 4" and "5 6", never elsewhere
@@ -255,6 +257,29 @@ class BuildEmbeddingsTest(unittest.TestCase):
         self.assertEqual(be.file_sha256(self.out), before)
         self.assertEqual(self.run_main("--seed", "1", "--force")[0], 0)
         self.assertEqual(be.describe_embeddings(self.out)["seed"], 1)
+
+    def test_a_web_page_is_named_and_the_suggested_command_replaces_it(self):
+        # What the course's urlretrieve of the dl=0 link leaves: Dropbox's HTML preview page.
+        os.makedirs(os.path.dirname(self.out))
+        with open(self.out, "w") as handle:
+            handle.write("\n  <!DOCTYPE html><html><head><title>Dropbox - embeddings.npz</title></head></html>")
+        with self.assertRaises(EmbeddingsError) as ctx:
+            read_embeddings(self.out)
+        message = str(ctx.exception)
+        self.assertIn("is a web page", message)
+        self.assertIn("embeddings.npz?dl=1", message)
+        self.assertEqual(len(message.splitlines()), 1)
+        command = shlex.split(re.search(r"`([^`]*)`", message).group(1))
+        self.assertEqual(command[:3], ["python", "-m", "utils.build_embeddings"])
+        self.assertEqual(command[command.index("--out") + 1], self.out)
+        small = ["--data_folder", self.folder, "--vocabulary_size", str(VOCAB), "--dim", str(DIM)]
+        without_force = [word for word in command[3:] if word != "--force"]
+        self.assertEqual(fixtures.run_main(be.main, *without_force, *small)[0], 2)  # the page is not overwritten...
+        with self.assertRaises(EmbeddingsError):
+            read_embeddings(self.out)
+        self.assertEqual(fixtures.run_main(be.main, *command[3:], *small)[0], 0)  # ...but the command as given does
+        tokens, position = read_embeddings(self.out)
+        self.assertEqual(tuple(tokens.shape), (VOCAB, DIM))
 
     def test_rejects_bad_sizes(self):
         for extra in (["--window", "0"], ["--scale", "0"], ["--dim", "2"], ["--dim", "7"]):

@@ -28,9 +28,11 @@ from utils.data.batches import TensorBatches
 from utils.data.wikitext2 import Wikitext2
 from utils.models.base import TokenNLL
 from utils.models.registry import model_spec
-from utils.train import loop, runner
+from utils.train import passes
 from utils.train.distributed import SINGLE, Distributed
 from utils.train.precision import Precision
+from utils.train.run import Run
+from utils.train.settings import Arguments
 
 GLOBAL_BATCH, EPOCHS = 4, 2
 
@@ -60,7 +62,7 @@ def train_and_evaluate(folder, model_name, dist):
     torch.manual_seed(0)
     tokens = torch.randn(fixtures.TINY_VOCAB, fixtures.TINY_WIDTH, dtype=torch.float64) * 0.5
     position = torch.randn(32, fixtures.TINY_WIDTH, dtype=torch.float64) * 0.05
-    model = model_spec(model_name).build(1, tokens, position, False).double()
+    model = model_spec(model_name).build(Arguments(), tokens, position).double()
     nll = dist.wrap(TokenNLL(model))
     # SGD with momentum, not Adam: Adam divides by sqrt(v), so a parameter whose true gradient is 0
     # (MiniGPT1's key bias: softmax ignores a shift shared by a row of scores) turns rounding noise of
@@ -69,21 +71,24 @@ def train_and_evaluate(folder, model_name, dist):
     shard = dict(rank=dist.rank, world=dist.world)
     batches = TensorBatches(splits["train"], GLOBAL_BATCH, shuffle=True, seed=3, **shard)
     losses, epochs = [], []
-    real_step = loop.train_step
+    real_loss = passes.batch_loss
 
-    def recording_step(*args, **kwargs):
-        loss, token_nll = real_step(*args, **kwargs)
+    def recording_loss(*args, **kwargs):
+        loss = real_loss(*args, **kwargs)
         losses.append(float(dist.all_reduce_sum(loss.detach().clone())) / dist.world)  # the global batch's loss
-        return loss, token_nll
+        return loss
 
     fp64 = Precision("fp32", "cpu")  # no autocast: the model itself is float64
-    with mock.patch.object(loop, "train_step", recording_step):
+    settings = Arguments(epochs=EPOCHS, print_every=10**6)
+    run = Run(settings, model, nll, optimizer, fp64, fp64.make_scaler(), dist)  # the loop's run, without a folder
+    with mock.patch.object(passes, "batch_loss", recording_loss):
         for epoch in range(EPOCHS):
             batches.set_epoch(epoch)
-            train = loop.train_epoch(nll, batches, optimizer, fp64, epoch=epoch, dist=dist)
-            valid = loop.evaluate_split(nll, TensorBatches(splits["validation"], GLOBAL_BATCH, **shard), fp64, dist=dist)
+            train = run_exp.train(epoch, model, batches, optimizer, settings, run)
+            valid = run_exp.evaluate(epoch, model, TensorBatches(splits["validation"], GLOBAL_BATCH, **shard),
+                                     settings, "valid", run)
             epochs.append((train.nll_sum, train.tokens, valid.nll_sum, valid.tokens, valid[1]))
-    test = loop.evaluate_split(nll, TensorBatches(splits["test"], GLOBAL_BATCH, **shard), fp64, dist=dist)
+    test = run_exp.evaluate(None, model, TensorBatches(splits["test"], GLOBAL_BATCH, **shard), settings, "test", run)
     weights = {k: v.clone() for k, v in model.state_dict().items()}
     return {"losses": losses, "epochs": epochs, "test": (test.nll_sum, test.tokens, test[1]), "weights": weights}
 
@@ -100,14 +105,14 @@ def cli_worker(rank, world, port, argv, kill_epoch):
     """run_exp.cli in one process of the group; kill_epoch: every process is interrupted as that epoch
     starts (a Ctrl-C reaching all of them, as torchrun forwards it)."""
     join_group(rank, world, port)
-    real = runner.run_epoch
+    real = run_exp.train
 
-    def run_epoch(run, epoch, *args, **kwargs):
+    def train(epoch, *args, **kwargs):
         if epoch == kill_epoch:
             raise KeyboardInterrupt
-        return real(run, epoch, *args, **kwargs)
+        return real(epoch, *args, **kwargs)
 
-    with mock.patch.object(runner, "run_epoch", run_epoch):
+    with mock.patch.object(run_exp, "train", train):
         code = run_exp.cli(argv)
     sys.exit(code)
 
@@ -115,7 +120,7 @@ def cli_worker(rank, world, port, argv, kill_epoch):
 def failing_worker(rank, world, port, argv):
     """Rank 1 raises in its second training step; rank 0 must not hang or leave a broken folder."""
     join_group(rank, world, port)
-    real, calls = loop.train_step, {"n": 0}
+    real, calls = passes.batch_loss, {"n": 0}
 
     def step(*args, **kwargs):
         calls["n"] += 1
@@ -123,7 +128,7 @@ def failing_worker(rank, world, port, argv):
             raise RuntimeError("rank 1 failed on purpose")
         return real(*args, **kwargs)
 
-    with mock.patch.object(loop, "train_step", step):
+    with mock.patch.object(passes, "batch_loss", step):
         run_exp.cli(argv)
 
 

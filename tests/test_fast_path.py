@@ -1,4 +1,4 @@
-"""The fast training path (utils.models.losses.tied_token_nll via TokenNLL and utils.train.loop.train_step)
+"""The fast training path (utils.models.losses.tied_token_nll via TokenNLL and run_exp.train's step)
 against the course's plain path (model(x) -> log-probabilities -> model.loss): same loss, same
 gradients, same perplexity; plus fused attention, bf16 causality, precision and frozen weights."""
 import math
@@ -11,12 +11,24 @@ from gpt1_solution import MiniGPT1
 from lstm_solution import LSTM
 from utils.models.base import TokenNLL
 from utils.models.losses import course_loss, tied_token_nll
-from utils.train.loop import evaluate_split, train_step
+from run_exp import evaluate, train
 from utils.train.optim import make_optimizer
 from utils.train.precision import Precision
+from utils.train.run import course_run
 from utils.train.settings import Arguments
 
 FP32 = Precision("fp32", "cpu")
+QUIET = Arguments(print_every=10**6)
+
+
+def evaluate_split(model, batches, precision="fp32"):
+    """run_exp.evaluate over `batches` in `precision`, one process."""
+    return evaluate(0, model, batches, QUIET, "valid", course_run(model, None, QUIET, batches, precision))
+
+
+def train_step(model, batch, optimizer):
+    """One step of run_exp.train on `batch`; its EpochResult."""
+    return train(0, model, [batch], optimizer, QUIET)
 
 V, T = 60, 16
 TOLERANCE = {torch.float32: dict(rtol=1e-4, atol=1e-6), torch.float64: dict(rtol=1e-10, atol=1e-12)}
@@ -195,7 +207,7 @@ class BF16OnCPU(unittest.TestCase):
         for kind in ("lstm", "gpt1"):
             with self.subTest(kind=kind):
                 model, batches = tiny(kind), [padded_batch(seed=s) for s in range(3)]
-                ppl = {p: evaluate_split(TokenNLL(model), batches, Precision(p, "cpu"))[1] for p in ("fp32", "bf16")}
+                ppl = {p: evaluate_split(model, batches, p)[1] for p in ("fp32", "bf16")}
                 self.assertGreater(ppl["fp32"], 10.0)
                 self.assertLess(abs(ppl["bf16"] / ppl["fp32"] - 1), 0.02, ppl)
 
@@ -212,14 +224,15 @@ class FrozenTiedClassifier(unittest.TestCase):
                 model = tiny(kind)
                 optimizer = make_optimizer(Arguments(optimizer="adamw", lr=1e-2), model)
                 frozen = model.tied_weight.detach().clone()
-                loss, nll = train_step(TokenNLL(model), padded_batch(), optimizer, FP32)
+                batch = padded_batch()
+                result = train_step(model, batch, optimizer)
                 self.assertIsNone(model.tied_weight.grad)
                 in_groups = [p for group in optimizer.param_groups for p in group["params"]]
                 self.assertFalse(any(p is model.tied_weight for p in in_groups))
                 self.assertEqual(len(in_groups), sum(1 for p in model.parameters() if p.requires_grad))
                 self.assertTrue(torch.equal(model.tied_weight, frozen))
-                self.assertTrue(math.isfinite(float(loss.detach())))
-                self.assertEqual(tuple(nll.shape), (3, T))
+                self.assertTrue(math.isfinite(result.loss))
+                self.assertEqual(result.tokens, int(batch["mask"].sum()))  # every real target of the (3, T) batch
 
     def test_train_step_is_the_course_step(self):
         # One SGD step by train_step lands where the plain course step does.
@@ -229,7 +242,7 @@ class FrozenTiedClassifier(unittest.TestCase):
                 batch = padded_batch(dtype=torch.float64)
                 opt_fast = make_optimizer(Arguments(optimizer="sgd", lr=0.5, weight_decay=0.0), fast)
                 opt_course = make_optimizer(Arguments(optimizer="sgd", lr=0.5, weight_decay=0.0), course)
-                train_step(TokenNLL(fast), batch, opt_fast, FP32)
+                train_step(fast, batch, opt_fast)
                 course_path_loss(course, batch).backward()
                 opt_course.step()
                 for (name, a), b in zip(fast.named_parameters(), course.parameters()):
@@ -242,7 +255,7 @@ class EvaluationPerplexity(unittest.TestCase):
             with self.subTest(kind=kind):
                 model = tiny(kind)
                 batches = [padded_batch(seed=s, lengths=(T, 11, 3)) for s in range(4)]
-                result = evaluate_split(TokenNLL(model), batches, FP32)
+                result = evaluate_split(model, batches)
                 nll_sum, count = 0.0, 0.0
                 with torch.no_grad():
                     for batch in batches:

@@ -23,11 +23,12 @@ from utils.models.base import TokenNLL
 from utils.models.losses import tied_token_nll
 from utils.runs.provenance import provenance
 from utils.train.distributed import POLL_EVERY, SINGLE, Distributed
-from utils.train.loop import Totals, TrainingDiverged, train_epoch
+import run_exp
 from utils.train.optim import make_optimizer
-from utils.train.precision import STALL_STEPS, Precision
-from utils.train.progress import Reporter
+from utils.train.precision import Precision
+from utils.train.run import Run
 from utils.train.settings import Arguments
+from utils.train.watch import STALL_STEPS, TrainingDiverged
 
 DEVICE = torch.device(os.environ.get("LM_TEST_DEVICE", "cpu"))
 V, T = 60, 16
@@ -38,6 +39,15 @@ def tiny(kind, seed=0):
     if kind == "lstm":
         return LSTM(vocabulary_size=V, embedding_size=16, hidden_size=8).to(DEVICE)
     return MiniGPT1(vocabulary_size=V, embedding_size=24, sequence_length=T, num_heads=3, num_layers=2).to(DEVICE)
+
+
+def train_epoch(nll, batches, optimizer, precision, epoch=0, **settings):
+    """run_exp.train over `batches` with `nll` as the run's NLL module (one process, no folder):
+    (its EpochResult, the Run)."""
+    s = Arguments(**dict(dict(print_every=10**6), **settings))
+    model = getattr(nll, "model", nll)
+    run = Run(s, model, nll, optimizer, precision, precision.make_scaler())
+    return run_exp.train(epoch, model, batches, optimizer, s, run), run
 
 
 def on_gpu(name):
@@ -177,8 +187,7 @@ class StalledRunStops(unittest.TestCase):
     def run_stuck(self, inf_grad, precision):
         model = _Stuck(inf_grad)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-        return train_epoch(model, constant_batches(STALL_STEPS + 5), optimizer, precision, precision.make_scaler(),
-                           epoch=2)
+        return train_epoch(model, constant_batches(STALL_STEPS + 5), optimizer, precision, epoch=2)
 
     def test_scaler_skipping_every_step_stops_with_one_line(self):
         with self.assertRaises(TrainingDiverged) as caught:
@@ -201,10 +210,9 @@ class StalledRunStops(unittest.TestCase):
         model = TokenNLL(tiny("lstm"))
         precision = on_gpu("fp16")
         optimizer = make_optimizer(Arguments(optimizer="adamw", lr=1e-3), model.model, fused=True)
-        scaler = precision.make_scaler()
-        result = train_epoch(model, constant_batches(STALL_STEPS + 5), optimizer, precision, scaler)
+        result, run = train_epoch(model, constant_batches(STALL_STEPS + 5), optimizer, precision)
         self.assertTrue(math.isfinite(result[0]))
-        self.assertGreater(scaler.get_scale(), 2.0**-20)  # the scaler kept stepping
+        self.assertGreater(run.scaler.get_scale(), 2.0**-20)  # the scaler kept stepping
 
 
 class LstmRecurrenceDtype(unittest.TestCase):
@@ -246,18 +254,16 @@ def syncs_per_step(kind, precision, steps=7, every=3, bar=False):
     nll = TokenNLL(model)
     optimizer = make_optimizer(Arguments(optimizer="adamw", lr=1e-3), model, fused=True)  # as on CUDA
     batches = TensorBatches(RandomItems(2 * steps - 1, T, V), 2, shuffle=True, device=DEVICE)
-    reporter = Reporter("train", steps, 0, 1, every=every, bar=bar)
     counts, marks = [], []
 
-    def hook(step, totals):
+    def hook(run, pass_, done):  # Run.after_step: what a run does between steps
         counts.append(counter.calls)
-        marks.append(reporter.reads(step))  # with a bar, due() is every step: the bar moves
+        marks.append(pass_.reporter.reads(done))  # with a bar, due() is every step: the bar moves
 
-    totals = Totals(DEVICE)  # once per epoch: made from host numbers, before the first step
-    with mock.patch("builtins.print"), cuda_branches(), \
+    with mock.patch("builtins.print"), cuda_branches(), mock.patch.object(Run, "after_step", hook), \
             count_host_syncs() as counter:
-        train_epoch(nll, batches.iterate(0), optimizer, precision, precision.make_scaler(), reporter=reporter,
-                    hook=hook, max_steps=steps, totals=totals)
+        train_epoch(nll, batches, optimizer, precision, epochs=1, max_batches=steps, print_every=every,
+                    progress_bar=bar)
     per_step = [b - a for a, b in zip([0] + counts, counts)]
     return per_step, marks, counter
 
@@ -305,13 +311,9 @@ class NoHostSyncOnQuietSteps(unittest.TestCase):
         optimizer = make_optimizer(Arguments(optimizer="adamw", lr=1e-3), model.model)
         precision = Precision.resolve("auto", DEVICE)
         batches = list(TensorBatches(RandomItems(12, T, V), 2, device=DEVICE).iterate(0))
-        train_epoch(model, batches[:1], optimizer, precision, precision.make_scaler())  # warm-up
-        from utils.train.loop import train_step
-
-        scaler = precision.make_scaler()
-        with cuda_sync_errors(DEVICE):
-            for batch in batches[1:]:
-                train_step(model, batch, optimizer, precision, scaler)
+        _, run = train_epoch(model, batches[:1], optimizer, precision)  # warm-up
+        with cuda_sync_errors(DEVICE), mock.patch.object(Run, "after_step", lambda *a: None):
+            run_exp.train(0, model.model, batches[1:], optimizer, run.settings, run)  # the Pass's end reads: after
 
 
 class FusedLossEqualsBlocked(unittest.TestCase):

@@ -10,6 +10,7 @@ from tests import fixtures
 from bench.first_steps import first_steps, load_batches, unigram_loss
 from utils.study.configs import CONFIGS
 from utils.models.registry import model_spec
+from utils.train.settings import Arguments
 
 V, E, P = 50, 24, 16
 
@@ -25,7 +26,7 @@ class UniformStartTest(unittest.TestCase):
         for layers in (1, 2, 4):
             with self.subTest(layers=layers):
                 torch.manual_seed(0)
-                model = model_spec("gpt1").build(layers, tokens, position, False)
+                model = model_spec("gpt1").build(Arguments(layers=layers), tokens, position)
                 with torch.no_grad():
                     log_probas = model(inputs)
                 torch.testing.assert_close(log_probas, torch.full_like(log_probas, -math.log(V)))
@@ -35,7 +36,7 @@ class UniformStartTest(unittest.TestCase):
     def test_the_gain_learns_from_the_first_step(self):
         generator = torch.Generator().manual_seed(1)
         tokens, position = torch.randn(V, E, generator=generator), torch.randn(P, E, generator=generator)
-        model = model_spec("gpt1").build(2, tokens, position, False)
+        model = model_spec("gpt1").build(Arguments(layers=2), tokens, position)
         inputs = torch.randint(1, V, (2, P), generator=generator)
         targets = torch.randint(1, V, (2, P), generator=generator)
         loss = -model(inputs).gather(-1, targets[..., None]).mean()
@@ -69,7 +70,7 @@ class OrthogonalStartTest(unittest.TestCase):
 
     def test_gate_blocks_are_orthogonal_and_biases_zero_but_forget(self):
         torch.manual_seed(0)
-        model = model_spec("lstm").build(2, self.tokens, self.position, False)
+        model = model_spec("lstm").build(Arguments(layers=2), self.tokens, self.position)
         for name, parameter in model.lstm.named_parameters():
             for gate, block in enumerate(parameter.detach().split(self.H)):
                 with self.subTest(parameter=name, gate=gate):
@@ -84,7 +85,7 @@ class OrthogonalStartTest(unittest.TestCase):
         from lstm_solution import LSTM
 
         torch.manual_seed(0)
-        engine = self.top_output_spread(model_spec("lstm").build(4, self.tokens, self.position, False))
+        engine = self.top_output_spread(model_spec("lstm").build(Arguments(layers=4), self.tokens, self.position))
         torch.manual_seed(0)
         course = self.top_output_spread(LSTM(V, E, self.H, 4, False, self.tokens))
         self.assertGreater(engine, 0.6)

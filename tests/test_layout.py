@@ -33,11 +33,17 @@ def imported_modules(path):
 class EngineNeverImportsTheStudy(unittest.TestCase):
     def test_no_file_of_utils_train_imports_utils_study(self):
         files = sorted(f for f in os.listdir(ENGINE) if f.endswith(".py"))
-        self.assertIn("loop.py", files)
+        self.assertIn("run.py", files)
         for name in files:
             study_imports = [m for m in imported_modules(os.path.join(ENGINE, name))
-                             if m.startswith(("utils.study", "utils.configs")) or m in ("utils.study", "utils.configs")]
-            self.assertEqual(study_imports, [], f"utils/train/{name} imports the study")
+                             if m.startswith(("utils.study", "utils.configs", "run_exp"))]
+            self.assertEqual(study_imports, [], f"utils/train/{name} imports the study or the entry script")
+
+    def test_no_library_module_imports_the_entry_script(self):
+        for folder, _, files in os.walk(os.path.join(fixtures.REPO_ROOT, "utils")):
+            for name in (f for f in files if f.endswith(".py")):
+                self.assertNotIn("run_exp", [m.split(".")[0] for m in imported_modules(os.path.join(folder, name))],
+                                 os.path.join(folder, name))
 
     def test_the_check_sees_function_level_imports(self):
         with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as handle:
@@ -136,7 +142,7 @@ class EpochResultHasNamedFields(unittest.TestCase):
     def test_names_and_the_course_tuple_agree(self):
         import math
 
-        from utils.train.loop import EpochResult
+        from utils.train.passes import EpochResult
 
         result = EpochResult(nll_sum=12.0, tokens=4, seconds=2.5, words=3)
         loss, ppl, seconds = result  # as the course notebook unpacks it

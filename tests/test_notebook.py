@@ -14,17 +14,17 @@ import json
 import os
 import sys
 import tempfile
+import threading
 import time
+import types
 import unittest
 from unittest import mock
 
-
-import nbformat
 import numpy as np
 import pytest
-from nbclient import NotebookClient
 
 from tests import fixtures
+from tests.report_fixtures import config_args, write_run
 from utils.study.configs import GROUPS, parse_config_list
 
 NOTEBOOKS = os.path.join(fixtures.REPO_ROOT, "notebooks")
@@ -51,20 +51,71 @@ def outputs_of(notebook, output_type):
 
 class NotebookIsGenerated(unittest.TestCase):
     def test_main_ipynb_matches_its_generator(self):
-        spec = importlib.util.spec_from_file_location("make_notebook", os.path.join(NOTEBOOKS, "make_notebook.py"))
-        make_notebook = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(make_notebook)
-
-        expected = [c.source for c in make_notebook.build().cells]
-        with open(NOTEBOOK) as handle:
-            actual = [c.source for c in nbformat.read(handle, as_version=4).cells]
+        expected = [c["source"] for c in make_notebook_module().build()["cells"]]
+        with open(NOTEBOOK) as handle:  # json, not nbformat: the fast tier needs only requirements.txt
+            actual = ["".join(c["source"]) for c in json.load(handle)["cells"]]
         self.assertEqual(actual, expected, "main.ipynb is stale: run python notebooks/make_notebook.py")
+
+
+def make_notebook_module():
+    spec = importlib.util.spec_from_file_location("make_notebook", os.path.join(NOTEBOOKS, "make_notebook.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class LiveCurves(unittest.TestCase):
+    """The notebook's curves cell, run as the notebook runs it (its source, in a namespace of its own)."""
+
+    def setUp(self):
+        self.cell = {"os": os}
+        exec(make_notebook_module().CURVES, self.cell)
+        self.tmp = tempfile.TemporaryDirectory()
+        self.logs = self.tmp.name
+        write_run(self.logs, "1", config_args(1), [300.0, 200.0, 150.0], [400.0, 250, 180], [1.0] * 3)
+        write_run(self.logs, "5", config_args(5), [500.0, float("nan")], [600.0, 550.0], [1.0] * 2, status="diverged")
+        os.makedirs(os.path.join(self.logs, "7"))  # started, nothing logged yet
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def test_one_line_per_run_with_its_logged_validation_perplexities(self):
+        ax = self.cell["plot_curves"](self.logs).axes[0]
+        lines = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in ax.lines}
+        self.assertEqual(lines, {"1 (completed)": ([1, 2, 3], [300.0, 200.0, 150.0]),
+                                 "5 (diverged)": ([1], [500.0])})  # a NaN epoch is not drawn
+        self.assertEqual(ax.get_yscale(), "linear")  # 150-500: not a decade (the report's rule)
+
+    def test_redrawn_when_a_run_logs_an_epoch(self):
+        shown = []
+        updated = threading.Event()
+
+        class Handle:
+            def update(self, image):
+                shown.append(image)
+                updated.set()
+
+        display = types.ModuleType("IPython.display")
+        display.Image = lambda data: data
+        display.display = lambda image, display_id: shown.append(image) or Handle()
+        ipython = types.ModuleType("IPython")  # a stand-in: IPython comes with requirements-dev.txt's ipykernel
+        ipython.version_info = (9, 0)  # matplotlib asks
+        with mock.patch.dict(sys.modules, {"IPython": ipython, "IPython.display": display}):
+            with self.cell["live_curves"](self.logs, seconds=0.01):
+                self.assertEqual(len(shown), 1)  # drawn once at the start
+                write_run(self.logs, "7", config_args(7), [900.0], [950.0], [1.0], status="running")
+                self.assertTrue(updated.wait(60), "no redraw after run 7 logged its first epoch")
+        self.assertGreaterEqual(len(shown), 3)  # the start, the new epoch, the end
+        self.assertTrue(all(image.startswith(b"\x89PNG") for image in shown))
 
 
 @pytest.mark.notebook
 class NotebookSmokeRun(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
+        import nbformat  # requirements-dev.txt: imported by the notebook tier only
+        from nbclient import NotebookClient
+
         cls.tmp = tempfile.TemporaryDirectory()
         cls.logs, cls.plots = os.path.join(cls.tmp.name, "logs"), os.path.join(cls.tmp.name, "plots")
         embeddings = os.path.join(cls.tmp.name, "embeddings.npz")
@@ -111,9 +162,22 @@ class NotebookSmokeRun(unittest.TestCase):
         self.assertTrue(all(float(r["best_valid_ppl"]) > 1 for r in rows))
 
     def test_figures_and_tables_are_shown_inline(self):
-        shown = outputs_of(self.notebook, "display_data")
+        report = [c for c in self.notebook.cells if c.cell_type == "code" and "generate_report" in c.source]
+        figures = self.notebook.cells[self.notebook.cells.index(report[0]):]
+        shown = [o for c in figures if c.cell_type == "code" for o in c.outputs if o.output_type == "display_data"]
         self.assertEqual(sum("image/png" in o.data for o in shown), len(self.expected_figures()))
         self.assertTrue(any("Fastest configuration" in o.data.get("text/markdown", "") for o in shown))
+
+    def test_the_training_cells_show_curves_and_few_lines(self):
+        cells = [c for c in self.notebook.cells if c.cell_type == "code" and "with live_curves(LOG_DIR)" in c.source]
+        self.assertEqual(len(cells), 2)  # configuration 1, then the sweep
+        for cell in cells:
+            images = [o for o in cell.outputs if o.output_type == "display_data" and "image/png" in o.data]
+            self.assertEqual(len(images), 1, "one figure per cell, redrawn in place")
+            self.assertTrue(images[0].data["image/png"])
+        lines = "".join(o.text for c in cells for o in c.outputs if o.output_type == "stream").splitlines()
+        print(f"\nthe training cells printed {len(lines)} lines for {len(CONFIGS_RUN)} runs", file=sys.stderr)
+        self.assertLessEqual(len(lines), 20 * len(CONFIGS_RUN), "\n".join(lines))
 
 
 if __name__ == "__main__":

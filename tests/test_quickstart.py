@@ -16,6 +16,36 @@ from utils.data.wikitext2 import Wikitext2
 from utils.train.settings import SMOKE
 
 
+FAKE_PYTHON = """#!/bin/bash
+echo "$*" >> "$(dirname "$0")/calls"
+[ "$1 $2" = "-m pip" ] && { echo "ERROR: No matching distribution found for torch>=2.3" >&2; exit 1; }
+exit 1  # -c "import torch": no torch installed
+"""
+
+
+@pytest.mark.slow
+class QuickStartWithoutPyTorchsIndex(unittest.TestCase):
+    def test_a_failed_torch_install_ends_with_what_to_do(self):
+        for gpu in (False, True):  # the CPU index, and the default index where nvidia-smi exists
+            with self.subTest(gpu=gpu), tempfile.TemporaryDirectory() as tmp:
+                for name, text in [("python", FAKE_PYTHON)] + [("nvidia-smi", "#!/bin/bash\n")] * gpu:
+                    with open(os.path.join(tmp, name), "w") as handle:
+                        handle.write(text)
+                    os.chmod(os.path.join(tmp, name), 0o755)
+                env = dict(os.environ, PATH=f"{tmp}:/usr/bin:/bin")
+                env.pop("SKIP_INSTALL", None)
+                done = subprocess.run(["bash", os.path.join(fixtures.REPO_ROOT, "quickstart.sh")], env=env,
+                                      capture_output=True, text=True, timeout=60)
+                self.assertEqual(done.returncode, 1, done.stderr)
+                last = done.stderr.strip().splitlines()[-1]
+                self.assertIn("install torch yourself (e.g. pip install torch", last)
+                self.assertIn("then rerun bash quickstart.sh", last)
+                with open(os.path.join(tmp, "calls")) as handle:
+                    calls = handle.read().splitlines()
+                self.assertEqual(len(calls), 2, calls)  # the torch check and the torch install, nothing after
+                self.assertEqual("download.pytorch.org/whl/cpu" in calls[1], not gpu)
+
+
 @pytest.mark.slow
 class QuickStartFromAClone(unittest.TestCase):
     def test_quickstart_in_a_clean_copy(self):

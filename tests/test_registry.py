@@ -40,7 +40,7 @@ class TinyGRU(TiedLanguageModel):
         return self.project(self.gru(self.embedding(inputs))[0])  # (B, T, E)
 
 
-GRU_SPEC = ModelSpec("GRU", lambda layers, tokens, position, learn: TinyGRU(tokens, learn), lambda *shapes: None)
+GRU_SPEC = ModelSpec("GRU", lambda s, tokens, position: TinyGRU(tokens, s.learn_embeddings), lambda *shapes: None)
 RMSPROP = OptimizerSpec(lambda o, p, s, **kw: o.RMSprop(p, lr=s.lr, weight_decay=s.weight_decay, **kw),
                         ("lr", "weight_decay"), (1e-4, 1e-3))
 
@@ -74,11 +74,15 @@ class OnePlaceToAdd(unittest.TestCase):
         self.assertIn("gru", err)
 
     def test_unknown_names_are_errors_never_fallbacks(self):
-        model = model_spec("lstm").build(1, torch.zeros(10, 4), torch.zeros(8, 4), False)
-        with self.assertRaisesRegex(KeyError, "rmsprop.*sgd, momentum, adam, adamw"):
-            make_optimizer(Arguments(optimizer="rmsprop"), model)
-        with self.assertRaisesRegex(KeyError, "rnn.*lstm or gpt1"):
-            model_spec("rnn")
+        model = model_spec("lstm").build(Arguments(), torch.zeros(10, 4), torch.zeros(8, 4))
+        with self.assertRaises(KeyError) as caught:
+            make_optimizer(Arguments(optimizer="no_such_optimizer"), model)
+        self.assertIn("no_such_optimizer", str(caught.exception))  # names it, and every choice
+        self.assertTrue(all(name in str(caught.exception) for name in OPTIMIZERS))
+        with self.assertRaises(KeyError) as caught:
+            model_spec("no_such_model")
+        self.assertIn("no_such_model", str(caught.exception))
+        self.assertTrue(all(name in str(caught.exception) for name in MODELS))
 
 
 if __name__ == "__main__":

@@ -14,9 +14,8 @@ from tests.report_fixtures import ReportCase, config_args, memory_run, write_not
 
 from utils import report
 from utils.report.__main__ import main as report_main
-from utils.report.aggregate import build_groups
-from utils.report.compute import averages, best_epoch, fastest, summarise
-from utils.report.latex import latex_escape
+from utils.report.compute import averages, best_epoch, build_groups, fastest, summarise
+from utils.report.tables import latex_escape
 from utils.report.plots import spans_decade, time_unit
 from utils.report.read import read_run
 

@@ -16,13 +16,11 @@ from tests import fixtures
 from tests.report_fixtures import ReportCase, config_args, seed_study, write_notebook_run, write_run, write_seed_run
 
 from utils.report import markdown, read_report, summary_lines
-from utils.report.describe import EPOCH1_NOTE, settings_text
-from utils.report.fmt import ppl_text
-from utils.report.latex import latex_table
-from utils.report.plots import plot_run, run_caption
-from utils.report.plots_group import group_caption, group_title, plot_group
+from utils.report.fmt import ppl_text, settings_text
+from utils.report.markdown import EPOCH1_NOTE
+from utils.report.plots import group_caption, group_title, plot_group, plot_run, run_caption
 from utils.report.read import read_run
-from utils.report.tables import csv_text, markdown_table
+from utils.report.tables import csv_text, latex_table, markdown_table
 
 SMALL_PT_PER_CHAR, TABCOLSEP_PT, ONE_INCH_MARGINS_PT = 4.5, 3.0, 6.5 * 72.27
 

@@ -11,11 +11,9 @@ from urllib.parse import unquote
 from tests.report_fixtures import memory_run
 
 from utils.report import Report, markdown
-from utils.report.aggregate import build_groups
-from utils.report.answers_md import headline_lines, ranking_lines
-from utils.report.compute import arm_answers, summarise
-from utils.report.plots import plot_run
-from utils.report.plots_group import coinciding, plot_group
+from utils.report.answers import headline_lines, ranking_lines
+from utils.report.compute import arm_answers, build_groups, summarise
+from utils.report.plots import coinciding, plot_group, plot_run
 from utils.report.stats import describe_linear, describe_log
 from utils.report.tables import group_table
 

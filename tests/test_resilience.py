@@ -15,7 +15,7 @@ from tests import fixtures
 import run_exp
 from utils.models.base import TokenNLL
 from utils.runs.schema import CHECKPOINT
-from utils.train import loop
+from utils.train import passes
 from utils.train.progress import perplexity_text
 from utils.study.sweep import format_summary
 
@@ -23,17 +23,17 @@ TIME_KEYS = ("train_seconds", "valid_seconds", "train_tokens_per_s")
 
 
 def at_step(n, action):
-    """Patch the training step so that `action()` runs right after the n-th step (counted from 1)."""
-    real, calls = loop.train_step, {"n": 0}
+    """Patch the training pass so that `action()` runs right after the n-th step (counted from 1)."""
+    real, calls = passes.Pass.add, {"n": 0}
 
-    def step(*args, **kwargs):
-        out = real(*args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] == n:
-            action()
-        return out
+    def add(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] == n:
+                action()
 
-    return mock.patch.object(loop, "train_step", step)
+    return mock.patch.object(passes.Pass, "add", add)
 
 
 def in_evaluation(n, action):

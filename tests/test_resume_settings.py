@@ -17,7 +17,8 @@ from tests.test_faults import FaultCase
 from tests.test_resilience import at_step, send
 from utils.runs.schema import CHECKPOINT
 from utils.study import tuning
-from utils.train import loop, runner
+from utils.train import run as runner
+from utils.train import watch
 from utils.train.precision import Precision
 from utils.train.settings import UsageError
 
@@ -186,7 +187,7 @@ class BadValuesAreOneLine(FaultCase):
         self.assertEqual(err.getvalue(), "interrupted while starting: nothing was written.\n")
 
     def test_epochs_count_from_one_in_the_divergence_message(self):
-        self.assertIn("at epoch 1, step 5", str(loop.TrainingDiverged(0, 4)))
+        self.assertIn("at epoch 1, step 5", str(watch.TrainingDiverged(0, 4)))
 
 
 @pytest.mark.slow  # in-process training runs: the slow tier (CI runs it)

@@ -70,6 +70,19 @@ class SyntheticBPETest(unittest.TestCase):
         self.assertEqual(tok.encode("a<unk>b"), ids)
         self.assertEqual(tok.decode([0] + ids + [0, 0]), "a<unk>b")  # padding skipped
 
+    def test_an_unknown_word_is_spaced_from_the_next(self):
+        tok = tiny_tokenizer()
+        cases = [(["a</w>", "<unk>", "b</w>"], "a <unk> b"),  # generate.py printed "a <unk>b"
+                 (["<unk>", "ab</w>", "c</w>"], "<unk> ab c"),
+                 (["a</w>", "<unk>", "<unk>", "c</w>"], "a <unk><unk> c"),  # one unknown word of two characters
+                 (["a", "<unk>", "b</w>", "<unk>"], "a<unk>b <unk>"),  # inside a word: glued
+                 (["a</w>", "<unk>"], "a <unk>")]
+        for pieces, text in cases:
+            with self.subTest(pieces=pieces):
+                ids = [TINY_ENCODER[p] + 1 for p in pieces]
+                self.assertEqual(tok.decode(ids), text)
+                self.assertEqual(tok.encode(text), ids)
+
     def test_pre_tokenizer(self):
         self.assertEqual(
             pre_tokenize("The U.S.-led Café,\tnaïve\n3°C"),
@@ -145,6 +158,11 @@ class RealDataTest(unittest.TestCase):
         self.assertEqual(self.tok.decode(tokens[:sizes[0]]), "= valkyria chronicles iii =")
         second = self.tok.decode(tokens[sizes[0]:sizes[0] + sizes[1]])
         self.assertTrue(second.startswith("senjo no valkyria 3 : unrecorded chronicles ( japanese : <unk>"))
+
+    def test_unknown_dashes_read_as_words(self):
+        tokens, _ = load_split("validation")
+        at = int(next(i for i in range(1, len(tokens)) if tokens[i] == 1))  # the split's first <unk>: "5 – 6"
+        self.assertEqual(self.tok.decode(tokens[at - 4:at + 4]), "weighing up to 5 <unk> 6 kilograms")
 
     def test_raw_wikitext_encodes_like_the_course_files(self):
         # The start of Wikitext-2-raw's second line, as published (accents, capitals, CJK).

@@ -19,9 +19,8 @@ from lstm_solution import LSTM
 from utils.data.batches import TensorBatches
 from utils.data.wikitext2 import Wikitext2
 from utils.models.base import TokenNLL
-from utils.train import runner
-from utils.train.course import evaluate, train
-from utils.train.loop import TrainingDiverged
+from run_exp import evaluate, train
+from utils.train.watch import TrainingDiverged
 from utils.train.settings import Arguments, UsageError
 from utils.train.stop import RunInterrupted
 
@@ -172,14 +171,14 @@ class MainTest(RunTestCase):
         for model in ("lstm", "gpt1"):
             with self.subTest(model=model):
                 whole = run_exp.main(tiny_args(self.folder, model=model, exp_id=f"{model}-whole"))
-                real_epoch = runner.run_epoch
+                real_train = run_exp.train
 
-                def killed_in_second_epoch(run, epoch, *a, **k):
+                def killed_in_second_epoch(epoch, *a, **k):
                     if epoch == 1:
                         raise KeyboardInterrupt("simulated kill")
-                    return real_epoch(run, epoch, *a, **k)
+                    return real_train(epoch, *a, **k)
 
-                with mock.patch.object(runner, "run_epoch", killed_in_second_epoch):
+                with mock.patch.object(run_exp, "train", killed_in_second_epoch):
                     with self.assertRaises(RunInterrupted):
                         run_exp.main(tiny_args(self.folder, model=model, exp_id=f"{model}-cut"))
                 self.assertEqual(self.read_json(f"{model}-cut", "status.json")["status"], "interrupted")
@@ -192,6 +191,32 @@ class MainTest(RunTestCase):
                 keys = ("train_loss", "valid_loss", "train_ppl", "valid_ppl", "epoch")
                 strip = lambda ms: [{k: m[k] for k in keys} for m in ms]  # noqa: E731
                 self.assertEqual(strip(self.read_metrics(f"{model}-cut")), strip(self.read_metrics(f"{model}-whole")))
+
+    def test_resume_mid_epoch_equals_uninterrupted_with_cosine_warmup_and_clipping(self):
+        from utils.train import passes
+
+        knobs = dict(lr_schedule="cosine", warmup_steps=2, grad_clip=0.5, epochs=2, checkpoint_every=1, lr=0.01)
+        whole = run_exp.main(tiny_args(self.folder, exp_id="whole", **knobs))
+        real, calls = passes.Pass.add, {"n": 0}
+
+        def killed_at_fifth_step(pass_, *a, **k):  # epoch 2, step 2: its step-1 checkpoint stands
+            real(pass_, *a, **k)
+            calls["n"] += pass_.training
+            if pass_.training and calls["n"] == 5:
+                raise KeyboardInterrupt("simulated kill")
+
+        with mock.patch.object(passes.Pass, "add", killed_at_fifth_step), self.assertRaises(RunInterrupted):
+            run_exp.main(tiny_args(self.folder, exp_id="cut", **knobs))
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            resumed = run_exp.main(tiny_args(self.folder, exp_id="cut", **knobs))
+        self.assertIn("checkpoint at epoch 2, step 1", out.getvalue())  # continued in the middle of an epoch
+        for index in (0, 1, 3, 4, 6, 7):  # losses and perplexities, bit for bit
+            self.assertEqual(resumed[index], whole[index])
+        lrs = [m["lr"] for m in self.read_metrics("whole")]
+        self.assertEqual(lrs, [m["lr"] for m in self.read_metrics("cut")])
+        self.assertLess(lrs[1], lrs[0])  # the cosine decays: the schedule ran
+        self.assertEqual(self.read_json("cut", "args.json")["lr_schedule"], "cosine")
 
     def test_non_finite_loss_marks_the_run_diverged(self):
         real = TokenNLL.forward
@@ -214,14 +239,14 @@ class SweepTest(RunTestCase):
         overrides = dict(data_folder=self.folder, embeddings=os.path.join(self.folder, "emb.npz"), epochs=1,
                          batch_size=4, max_batches=2, device="cpu", log_dir=os.path.join(self.folder, "logs"),
                          print_every=1000)
-        real_train = runner.train_epoch
+        real_train = run_exp.train
 
-        def lstm_diverges(nll_model, *a, epoch=0, **k):
-            if isinstance(nll_model.model, LSTM):
+        def lstm_diverges(epoch, model, *a, **k):
+            if isinstance(model, LSTM):
                 raise TrainingDiverged(epoch, 0)
-            return real_train(nll_model, *a, epoch=epoch, **k)
+            return real_train(epoch, model, *a, **k)
 
-        with mock.patch.object(runner, "train_epoch", lstm_diverges):
+        with mock.patch.object(run_exp, "train", lstm_diverges):
             first = run_exp.run_sweep([3, 7], **overrides)
         self.assertEqual([s["status"] for s in first], ["diverged", "completed"])
         self.assertEqual(self.read_json("3", "status.json")["status"], "diverged")
@@ -254,8 +279,8 @@ class CliErrorTest(RunTestCase):
     def test_bad_inputs_get_one_line_and_exit_code_2(self):
         import numpy as np
 
-        self.assert_refused(["rnn", "lstm"], "--model", "rnn")
-        self.assert_refused(["rmsprop", "adamw"], "--optimizer", "rmsprop")
+        self.assert_refused(["no_such_model", "lstm"], "--model", "no_such_model")
+        self.assert_refused(["no_such_optimizer", "adamw"], "--optimizer", "no_such_optimizer")
         self.assert_refused(["batch_size"], "--batch_size", "0")
         self.assert_refused(["wiki.train.npz"], "--data_folder", os.path.join(self.folder, "nowhere"))
         self.assert_refused(["build_embeddings", "not found"], "--embeddings", os.path.join(self.folder, "x.npz"))

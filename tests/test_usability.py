@@ -111,7 +111,7 @@ class FakeTotals:
     """What Reporter.show reads: the pass's sums and seconds."""
 
     def __init__(self, tokens):
-        self.sums = torch.tensor([tokens * 7.0, tokens, 0.0], dtype=torch.float64)
+        self.sums = {"nll_sum": torch.tensor(tokens * 7.0, dtype=torch.float64), "tokens": torch.tensor(float(tokens))}
 
     def seconds(self):
         return 1.0

@@ -100,7 +100,7 @@ class OpLog:
         region[1] += flops
         if on_cpu:
             entry["cpu_ops"].append(name)
-        if dtypes and (flops or self.region == "recurrence"):
+        if dtypes and flops:  # what the matmuls run in
             group = entry["dtypes"].setdefault(self.region or "other", [])
             for dtype in dtypes:
                 if dtype not in group:
@@ -231,9 +231,10 @@ def _build(model, layers, tables):
     by .to("cuda") inside fake_gpu (FakeTensorMode cannot swap a fake parameter's device)."""
     import torch
     from utils.models.registry import model_spec
+    from utils.train.settings import Arguments
 
     torch.manual_seed(0)
-    return model_spec(model).build(layers, *tables, False)
+    return model_spec(model).build(Arguments(model=model, layers=layers), *tables)
 
 
 def has_fake_fused_kernel(optimizer):
@@ -312,16 +313,25 @@ def dry_run(gpu, model, layers, optimizer, precision="auto", batch_size=16, seq_
 
     import torch
     from unittest import mock
-    from types import SimpleNamespace
 
+    import run_exp
     import utils.models.base as base
     from utils.runs.checkpoint import learned_state
-    from utils.train.loop import evaluate_split, train_epoch
     from utils.train.optim import load_optimizer_state, make_optimizer
     from utils.train.precision import Precision
-    from utils.train.progress import Reporter
+    from utils.train.run import Run
+    from utils.train.settings import Arguments
 
-    settings = SimpleNamespace(optimizer=optimizer, lr=1e-3, weight_decay=5e-4, momentum=0.9)
+    settings = Arguments(optimizer=optimizer, print_every=steps, epochs=1)  # the printing step: the last
+
+    class DryRun(Run):
+        def after_step(self, steps, done):  # the op log's phases: train1, train2, ..., train_end, eval1, ...
+            mode = "train" if steps.training else "eval"
+            log.start(f"{mode}{done + 1}" if done < steps.total else f"{mode}_end")
+
+    def train(net, batches, opt, precision, scaler=None, run_class=Run, **extra):
+        run = run_class(settings, net, base.TokenNLL(net), opt, precision, scaler or precision.make_scaler(), **extra)
+        return run_exp.train(0, net, batches, opt, settings, run), run
     tables = _embeddings(seq_len, vocab, width)
     fp32 = Precision("fp32", "cpu")
     tiny = _batches(1, 2, 8, "cpu", vocab)
@@ -331,7 +341,7 @@ def dry_run(gpu, model, layers, optimizer, precision="auto", batch_size=16, seq_
     if resume:
         cpu_model = _build(model, layers, tables)
         cpu_optimizer = make_optimizer(settings, cpu_model)
-        train_epoch(base.TokenNLL(cpu_model), tiny, cpu_optimizer, fp32)
+        train(cpu_model, tiny, cpu_optimizer, fp32)
         buffer = io.BytesIO()
         torch.save({"model": learned_state(cpu_model), "optimizer": cpu_optimizer.state_dict()}, buffer)
         written = torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
@@ -365,16 +375,14 @@ def dry_run(gpu, model, layers, optimizer, precision="auto", batch_size=16, seq_
         if getattr(net, "lstm", None) is not None:
             net.lstm.register_forward_pre_hook(lambda *_: setattr(log, "region", "recurrence"))
             net.lstm.register_forward_hook(lambda *_: setattr(log, "region", None))
-        scaler, nll = chosen.make_scaler(), base.TokenNLL(net)
+        scaler = chosen.make_scaler()
         batches = _batches(steps, batch_size, seq_len, device, vocab)
-        log.start("train1")
-        train_epoch(nll, batches, opt, chosen, scaler, reporter=Reporter("train", steps, every=steps),
-                    hook=lambda done, totals: log.start(f"train{done + 1}" if done < steps else "train_end"))
-        record["trained_state"] = state_layout(opt)
         table = (torch.arange(vocab, device=device) % 3 == 0)  # words end at every third id
+        log.start("train1")
+        _, run = train(net, batches, opt, chosen, scaler, DryRun, word_table=table)
+        record["trained_state"] = state_layout(opt)
         log.start("eval1")
-        result = evaluate_split(nll, batches[:2], chosen, word_table=table,
-                                hook=lambda done, totals: log.start("eval2" if done < 2 else "eval_end"))
+        result = run_exp.evaluate(0, net, batches[:2], settings, "valid", run)
         record["eval_words"] = result.words is not None
         log.start("checkpoint")
         state = {"model": learned_state(net), "optimizer": opt.state_dict(), "scaler": scaler.state_dict()}
@@ -391,7 +399,7 @@ def dry_run(gpu, model, layers, optimizer, precision="auto", batch_size=16, seq_
     back.load_state_dict(cuda_written["model"], strict=False)
     back_optimizer = make_optimizer(settings, back)
     load_optimizer_state(back_optimizer, cuda_written["optimizer"])
-    loss = train_epoch(base.TokenNLL(back), tiny, back_optimizer, fp32).loss
+    loss = train(back, tiny, back_optimizer, fp32)[0].loss
     record["back_on_cpu"] = dict(state=state_layout(back_optimizer), fused=back_optimizer.param_groups[0].get("fused"),
                                  loss=loss)
     return record

@@ -1,6 +1,7 @@
 """Frozen GPT-1 token + position embeddings, and loading them from `embeddings.npz`."""
 import hashlib
 import os
+import shlex
 import zipfile
 
 import numpy as np
@@ -9,7 +10,8 @@ import torch.nn as nn
 
 GPT1_VOCABULARY_SIZE = 40479
 GPT1_EMBEDDING_SIZE = 768
-EMBEDDINGS_URL = "https://www.dropbox.com/s/g91502hubcmb4ob/embeddings.npz?dl=0"
+# dl=1: the file itself (the course's dl=0 link downloads Dropbox's HTML preview page).
+EMBEDDINGS_URL = "https://www.dropbox.com/s/g91502hubcmb4ob/embeddings.npz?dl=1"
 BUILD_COMMAND = "python -m utils.build_embeddings --out data/embeddings.npz"
 
 
@@ -33,14 +35,27 @@ def missing_embeddings_message(filename):
     )
 
 
+def rebuild_command(filename):
+    """The build command that replaces an existing, unusable `filename` (build_embeddings refuses to overwrite)."""
+    return f"python -m utils.build_embeddings --out {shlex.quote(filename)} --force"
+
+
 def not_embeddings_message(filename, why):
     """One line for a file that exists but is no embeddings .npz; never suggests an unsafe pickle load."""
     return (f"{filename} is not an .npz of embeddings ({why}): pass the GPT-1 embeddings.npz "
-            f"(arrays 'tokens' (V, E) and 'position' (P, E)) or build one with `{BUILD_COMMAND}`.")
+            f"(arrays 'tokens' (V, E) and 'position' (P, E)) or build one over it with `{rebuild_command(filename)}`.")
+
+
+def _is_web_page(filename):
+    with open(filename, "rb") as handle:
+        return handle.read(512).lstrip().lower().startswith((b"<!doctype html", b"<html"))
 
 
 def _read_arrays(filename):
     """(tokens, position) numpy arrays of an .npz, or EmbeddingsError; object arrays are refused unread."""
+    if _is_web_page(filename):
+        raise EmbeddingsError(f"{filename} is a web page, not the embeddings: download with dl=1 ({EMBEDDINGS_URL}), "
+                              f"or build a stand-in over it with `{rebuild_command(filename)}`.")
     if not zipfile.is_zipfile(filename):  # text, a .npy, a pickle: numpy's own error would advise allow_pickle
         raise EmbeddingsError(not_embeddings_message(filename, "not a NumPy .npz archive"))
     try:

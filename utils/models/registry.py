@@ -14,29 +14,29 @@ GPT1_HEADS = 12  # GPT-1's attention heads
 @dataclass(frozen=True)
 class ModelSpec:
     display_name: str  # in tables, legends and progress lines
-    build: Callable  # (layers, tokens (V, E), position (P, E), learn_embeddings) -> TiedLanguageModel
+    build: Callable  # (settings, tokens (V, E), position (P, E)) -> TiedLanguageModel; reads the fields it needs
     check: Callable  # (tokens shape, position shape, item length) -> a problem to report, or None
 
 
-def _build_lstm(layers, tokens, position, learn_embeddings):
+def _build_lstm(s, tokens, position):
     from lstm_solution import LSTM
 
     # The top layer's first output varies with the input at every depth (LSTM.start_orthogonal says why).
-    return LSTM(tokens.shape[0], tokens.shape[1], LSTM_HIDDEN_SIZE, layers, learn_embeddings,
-                tokens).start_orthogonal()
+    return LSTM(tokens.shape[0], tokens.shape[1], LSTM_HIDDEN_SIZE, s.layers, s.learn_embeddings, tokens,
+                dropout=s.dropout).start_orthogonal()
 
 
 def _check_lstm(tokens_shape, position_shape, item_length):
     return None  # any (V, E) table works; positions are not used
 
 
-def _build_gpt1(layers, tokens, position, learn_embeddings):
+def _build_gpt1(s, tokens, position):
     from gpt1_solution import MiniGPT1
 
     # As the course skeleton's load_embeddings_from: one position per row of the file; the first
     # logits are uniform at every depth (MiniGPT1.start_uniform says why).
-    return MiniGPT1(tokens.shape[0], tokens.shape[1], position.shape[0], GPT1_HEADS, layers, learn_embeddings,
-                    tokens, position).start_uniform()
+    return MiniGPT1(tokens.shape[0], tokens.shape[1], position.shape[0], GPT1_HEADS, s.layers, s.learn_embeddings,
+                    tokens, position, dropout=s.dropout).start_uniform()
 
 
 def _check_gpt1(tokens_shape, position_shape, item_length):

@@ -1,42 +1,30 @@
-"""Figures, tables and the assignment's answers from training logs alone.
+"""Figures, tables and the assignment's answers from training logs alone: `python -m utils.report
+--log_dir logs --out plots` writes experiment_<exp_id>.png per run, compare_<group>.png per group of
+utils.study.configs.GROUPS, results.md, results.tex (one row per configuration over seeds), results.csv
+(one row per run) and results_groups.csv (per configuration and arm: n, means, sds, intervals).
 
-    python -m utils.report --log_dir logs --out plots
-
-Reads `logs/<exp_id>/` (run_exp.py's metrics.jsonl, or the course notebook's *.txt files) and writes
-to --out: experiment_<exp_id>.png per run, compare_<group>.png per comparison group of
-utils.study.configs.GROUPS (seeds of a configuration as a mean with a min-max band), results.md,
-results.tex (booktabs, one row per configuration over seeds), results.csv (one row per run) and
-results_groups.csv (one row per configuration and arm: n, means, standard deviations, intervals).
-
-Runs are grouped by configuration and arm (course lr, or an lr tuned by the learning-rate search
-whose record is <log_dir>/tuning/tuning.json) and summarised over seeds with Student-t 95%
-intervals (in log space for perplexities, times and memory, so no bound goes below zero); the
-answers say when two configurations cannot be told apart at 95% (paired over shared seeds).
-
-Exit status: 0 when at least one run was reported; 2 when there was nothing to report (no log folder,
-no run folders, or no run with a completed epoch) — a one-line message then says how to make runs.
-Partial, diverged and failed runs are reported with their status; only completed runs enter the
-answers (fastest, best, averages), and everything left out is listed with its reason.
-This package never imports torch or the training code, so it runs anywhere the logs are.
+The modules, one job each: read (run folders -> RunRecords), stats and compute (rows, seed groups,
+answers, the course's reference runs), fmt (how values read), tables (Markdown, LaTeX, CSV), answers
+and markdown (results.md), plots. Exit status 0 when a run was reported, 2 when there was nothing to
+report (with a line saying how to make runs). Only completed runs enter the answers; everything left
+out is listed with its reason. No torch and no training code is imported, so it runs wherever logs are.
 """
 import os
 from dataclasses import dataclass, field
 
-from utils.study.configs import GROUPS
 from utils.report import markdown
-from utils.report.aggregate import build_groups, seed_order
-from utils.report.answers_md import tied_with
-from utils.report.compute import answers, summarise
-from utils.report.describe import is_smoke, run_arm, run_label, run_seed
-from utils.report.fmt import log_stat_text, lr_text, stat_text
-from utils.report.latex import latex_table
-from utils.report.plots import plot_run
-from utils.report.plots_group import member_runs, plot_group
-from utils.report.read import read_runs, read_tuning
-from utils.report.tables import csv_text, group_csv_text
+from utils.report.compute import answers, build_groups, seed_order, summarise
+from utils.report.fmt import is_smoke, log_stat_text, lr_text, run_arm, run_label, run_seed, stat_text
+from utils.report.plots import member_runs, plot_group, plot_run
+from utils.report.read import read_json, read_runs, read_tuning
+from utils.report.tables import csv_text, group_csv_text, latex_table
+from utils.study.configs import GROUPS
 
-HOW_TO_RUN = ("train some first: `python run_exp.py --config 1 --log_dir {log_dir}` "
-              "(or `--config all --smoke` for a quick CPU check), then rerun this report.")
+# The course's reference runs: figures from three public copies of the assignment, with their sources.
+REFERENCE = os.path.join(os.path.dirname(__file__), "course_runs.json")
+# Both commands write into the folder being reported (a smoke run without --log_dir goes to logs_smoke/).
+HOW_TO_RUN = ("train some first: `python run_exp.py --config 1 --log_dir {log_dir}` (or `python run_exp.py "
+              "--config all --smoke --log_dir {log_dir}` for a quick CPU check), then rerun this report.")
 
 
 @dataclass
@@ -51,6 +39,7 @@ class Report:
     answers: dict = field(default_factory=dict)  # "course"/"tuned" -> compute.arm_answers (or None)
     tuning: dict | None = None  # <log_dir>/tuning/tuning.json, when the search ran
     tuning_problem: str | None = None  # why tuning.json could not be used
+    reference: dict = field(default_factory=lambda: {"configs": {}})  # utils/report/course_runs.json
     figures: list = field(default_factory=list)
     figure_notes: list = field(default_factory=list)
     tables: dict = field(default_factory=dict)  # "md"/"tex"/"csv"/"groups_csv" -> path
@@ -61,30 +50,10 @@ def sort_key(run):
             seed_order(run_seed(run.args)), run.exp_id)
 
 
-def group_figures(report):
-    """One comparison figure per group that has a run to draw; notes say what is missing."""
-    for name, numbers in GROUPS.items():
-        members = [g for g in report.groups if g.config in numbers and member_runs(g)]
-        missing = [n for n in numbers if all(g.config != n for g in members)]
-        if not members:
-            report.figure_notes.append(f"compare_{name}.png not drawn: none of configurations "
-                                       f"{', '.join(map(str, numbers))} has a run yet.")
-            continue
-        path = os.path.join(report.out_dir, f"compare_{name}.png")
-        plot_group(name, members, missing, path)
-        report.figures.append(path)
-
-
-def write_text(path, text):
-    with open(path, "w") as handle:
-        handle.write(text)
-
-
 def read_report(log_dir, out_dir):
     """The Report's numbers, before anything is drawn or written."""
-    report = Report(log_dir, out_dir)
-    stubs = []  # left-out folders with args.json: a seed that failed before its first epoch
-    runs, report.left_out = read_runs(log_dir, stubs)
+    report, stubs = Report(log_dir, out_dir, reference=read_json(REFERENCE)), []
+    runs, report.left_out = read_runs(log_dir, stubs)  # stubs: folders with args.json but no epoch
     report.tuning, report.tuning_problem = read_tuning(log_dir)
     report.runs = sorted(runs, key=sort_key)
     report.rows = [summarise(run) for run in report.runs]
@@ -94,26 +63,36 @@ def read_report(log_dir, out_dir):
     return report
 
 
+def write_text(path, text):
+    with open(path, "w") as handle:
+        handle.write(text)
+
+
 def generate_report(log_dir="logs", out_dir="plots", command=None):
     """Read every run under log_dir, write figures and tables to out_dir, and return the Report."""
     report = read_report(log_dir, out_dir)
     if not report.runs and not report.left_out and report.tuning is None and report.tuning_problem is None:
         return report  # nothing there at all: write nothing
     os.makedirs(out_dir, exist_ok=True)
-    if report.runs:
-        for run in report.runs:
-            path = os.path.join(out_dir, f"experiment_{run.exp_id}.png")
-            plot_run(run, path)
-            report.figures.append(path)
-        group_figures(report)
-        for kind, name, text in (("tex", "results.tex", latex_table(report.groups)),
-                                 ("csv", "results.csv", csv_text(report.rows)),
-                                 ("groups_csv", "results_groups.csv", group_csv_text(report.groups))):
-            report.tables[kind] = os.path.join(out_dir, name)
-            write_text(report.tables[kind], text)
-    command = command or f"python -m utils.report --log_dir {log_dir} --out {out_dir}"
+    for run in report.runs:
+        report.figures.append(os.path.join(out_dir, f"experiment_{run.exp_id}.png"))
+        plot_run(run, report.figures[-1])
+    for name, numbers in GROUPS.items() if report.runs else ():
+        members = [g for g in report.groups if g.config in numbers and member_runs(g)]
+        if not members:
+            report.figure_notes.append(f"compare_{name}.png not drawn: none of configurations "
+                                       f"{', '.join(map(str, numbers))} has a run yet.")
+            continue
+        report.figures.append(os.path.join(out_dir, f"compare_{name}.png"))
+        plot_group(name, members, [n for n in numbers if all(g.config != n for g in members)], report.figures[-1])
+    tables = (("tex", "results.tex", latex_table), ("csv", "results.csv", lambda _: csv_text(report.rows)),
+              ("groups_csv", "results_groups.csv", group_csv_text)) if report.runs else ()
+    for kind, name, text in tables:
+        report.tables[kind] = os.path.join(out_dir, name)
+        write_text(report.tables[kind], text(report.groups))
     report.tables["md"] = os.path.join(out_dir, "results.md")
-    write_text(report.tables["md"], markdown.render(report, command))
+    write_text(report.tables["md"], markdown.render(report, command or
+                                                    f"python -m utils.report --log_dir {log_dir} --out {out_dir}"))
     return report
 
 
@@ -122,18 +101,14 @@ def answer_summary(a, prefix):
     if not a or a["fastest"] is None:
         return []
     f, b, key = a["fastest"], a["best"], a["fastest_key"]
-    ties = lambda versus: [g.name for g, c in versus if c["distinguishable"] is False]
-    lines = [f"{prefix}Fastest ({a['fastest_by']}): {f.label}, {stat_text(f.stats[key], 'seconds')} s"
-             + (f" (geometric mean [95% t interval], n={f.n})" if f.n > 1 else ""),
-             f"{prefix}Best generalising: {b.label}, val ppl {log_stat_text(b.stats['best_valid_ppl'])}"
-             + (f" (geometric mean [95% t interval], n={b.n})" if b.n > 1 else "")
-             + "".join(f"; tied as shown with {g.label}" for g in tied_with(b, [g for g, _ in a["best_versus"]]))]
-    for i, versus in enumerate((a["fastest_versus"], a["best_versus"])):
-        if ties(versus):
-            lines[i] += f"; not distinguishable at 95% from {', '.join(ties(versus))}"
-    if a["one_seed"]:
-        lines.append(f"{prefix}One seed per configuration: no confidence interval can be computed.")
-    return lines
+    lines = [f"{prefix}Fastest ({a['fastest_by']}): {f.label}, {stat_text(f.stats[key], 'seconds')} s",
+             f"{prefix}Best generalising: {b.label}, val ppl {log_stat_text(b.stats['best_valid_ppl'])}"]
+    for i, (g, versus) in enumerate(((f, a["fastest_versus"]), (b, a["best_versus"]))):
+        ties = [other.name for other, c in versus if c["distinguishable"] is False]
+        lines[i] += (f" (geometric mean [95% t interval], n={g.n})" if g.n > 1 else "") + (
+            f"; not distinguishable at 95% from {', '.join(ties)}" if ties else "")
+    return lines + ([f"{prefix}One seed per configuration: no confidence interval can be computed."]
+                    if a["one_seed"] else [])
 
 
 def summary_lines(report):
@@ -151,9 +126,6 @@ def summary_lines(report):
     elif report.tuning_problem:
         lines.append(f"Learning-rate search record unusable: {report.tuning_problem}")
     smoke = sum(is_smoke(r.args) for r in report.runs)
-    if smoke:
-        lines.append(f"Note: {smoke} smoke run(s) (tiny budget): their numbers only show that the pipeline works.")
-    if report.figures or report.tables:
-        lines.append(f"Wrote {len(report.figures)} figure(s) and {len(report.tables)} table file(s) "
-                     f"to {report.out_dir}")
-    return lines
+    lines += [f"Note: {smoke} smoke run(s) (tiny budget): their numbers only show that the pipeline works."] * bool(smoke)
+    return lines + [f"Wrote {len(report.figures)} figure(s) and {len(report.tables)} table file(s) to "
+                    f"{report.out_dir}"] * bool(report.figures or report.tables)

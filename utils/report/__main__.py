@@ -16,20 +16,19 @@ def main(argv=None):
     parser.add_argument("--log_dir", default="logs", help="folder of run folders (default: logs)")
     parser.add_argument("--out", default="plots", help="folder for figures and tables (default: plots)")
     options = parser.parse_args(argv)
+    hint = HOW_TO_RUN.format(log_dir=options.log_dir)
     if not os.path.isdir(options.log_dir):
-        print(f"No runs found: {options.log_dir} does not exist; " + HOW_TO_RUN.format(log_dir=options.log_dir))
+        print(f"No runs found: {options.log_dir} does not exist; {hint}")
         return 2
     report = generate_report(options.log_dir, options.out)
     if not report.runs and not report.left_out:
         search = f" (only the learning-rate search's record: see {report.tables['md']})" if report.tables else ""
-        print(f"No runs found in {options.log_dir}{search}; " + HOW_TO_RUN.format(log_dir=options.log_dir))
+        print(f"No runs found in {options.log_dir}{search}; {hint}")
         return 2
     print("\n".join(summary_lines(report)))
     if not report.runs:
-        print(f"Nothing to plot yet (see {report.tables['md']}); " + HOW_TO_RUN.format(log_dir=options.log_dir))
-        return 2
-    return 0
-
+        print(f"Nothing to plot yet (see {report.tables['md']}); {hint}")
+    return 0 if report.runs else 2
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,80 +1,55 @@
-"""How numbers read in tables, the console and figure titles (the CSV keeps raw floats).
+"""How numbers and runs read in tables, the console and figures (the CSV files keep raw floats).
 
-Perplexities run from ~100 to 1e22 (a first MiniGPT1 epoch, a smoke run): 2 decimals where small,
-thousands separators up to SCI_FROM, then scientific notation, so a wide number never pushes a
-table off the page and 1e22 never prints as 23 digits.
+Perplexities run from ~100 to 1e22: 2 decimals where small, thousands separators up to SCI_FROM,
+then 1.23e22. A run reads as its configuration, model, depth and optimizer ("3 [3-seed1]: LSTM x1,
+sgd"), from args.json and provenance.json only.
 """
 import math
+import os
 
-SCI_FROM = 1e5  # from here on perplexities are written 1.23e22
+from utils.models.registry import display_name
+from utils.train.optim import OPTIMIZERS
+
+SCI_FROM = 1e5
 MISSING = "—"
+COURSE_SEED = 42
+COURSE, TUNED = "course", "tuned"
+HYPER_PARAMS = (("lr", "lr"), ("momentum", "momentum"), ("weight_decay", "wd"))  # shown where the optimizer uses them
+STANDIN_PREFIX = "offline stand-in embeddings"
+STANDIN_COST = ("The offline stand-in is not GPT-1's pretrained table: perplexities rest on it. What it costs "
+                "against learnable embeddings at a fixed budget is measured by bench/embeddings_quality.py "
+                "(README, section Embeddings).")
 
 
 def finite(x):
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def sci(x, latex=False):
-    """1.23e22 (or $1.23\\times10^{22}$): 3 significant digits, no '+' or leading zeros in the exponent."""
-    mantissa, exponent = f"{x:.2e}".split("e")
-    exponent = int(exponent)
-    return rf"${mantissa}\times10^{{{exponent}}}$" if latex else f"{mantissa}e{exponent}"
-
-
 def ppl_text(x, latex=False, missing=MISSING, decimals=2):
-    """A perplexity: 125.00, 2,170, 1.23e22; inf and nan as words; `missing` for None.
-    `decimals` applies below 1000 (the LaTeX table uses fewer to stay narrow)."""
-    if x is None:
-        return missing
-    if not finite(x):
-        return "nan" if x != x else ("inf" if x > 0 else "-inf")
+    """125.00, 2,170, 1.23e22; inf and nan as words; `missing` for None."""
+    if x is None or not finite(x):
+        return missing if x is None else "nan" if x != x else ("inf" if x > 0 else "-inf")
     if abs(x) >= SCI_FROM:
-        return sci(x, latex)
-    if abs(x) >= 1000:
-        return f"{x:,.0f}".replace(",", "{,}" if latex else ",")
-    return f"{x:.{decimals}f}"
+        mantissa, exponent = f"{x:.2e}".split("e")
+        return rf"${mantissa}\times10^{{{int(exponent)}}}$" if latex else f"{mantissa}e{int(exponent)}"
+    return grouped(f"{x:,.0f}", latex) if abs(x) >= 1000 else f"{x:.{decimals}f}"
 
 
 def lr_text(lr):
-    """A learning rate as people write it: 1e-3, 3e-4, 0.3, 1.5e-3; '?' when unknown."""
+    """1e-3, 3e-4, 0.3, 1.5e-3; '?' when unknown."""
     if not finite(lr):
         return "?" if lr is None else str(lr)
     if lr == 0 or 1e-2 <= abs(lr) < 1e3:
         return f"{lr:g}"
     mantissa, exponent = f"{lr:.6e}".split("e")
-    mantissa = mantissa.rstrip("0").rstrip(".")
-    return f"{mantissa}e{int(exponent)}"
-
-
-def log_stat_text(stat, latex=False, missing=MISSING):
-    """A log-space summary (stats.describe_log): the geometric mean and, with 2+ seeds, [lo, hi]."""
-    if stat is None:
-        return missing
-    if stat["lo"] is None:
-        return ppl_text(stat["mean"], latex)
-    # The bounds take the mean's precision: "1,789 [433, 7,383]", not "1,789 [433.41, 7,383]".
-    decimals = 2 if finite(stat["mean"]) and abs(stat["mean"]) < 1000 else 0
-    bounds = [ppl_text(stat[k], latex, decimals=decimals) for k in ("lo", "hi")]
-    return f"{ppl_text(stat['mean'], latex)} [{bounds[0]}, {bounds[1]}]"
-
-
-def lin_stat_text(stat, digits=1, latex=False, missing=MISSING):
-    """A linear summary (stats.describe_linear): the mean and, with 2+ seeds, ± the 95% half-width."""
-    if stat is None:
-        return missing
-    text = f"{stat['mean']:,.{digits}f}"
-    if stat["half_width"] is not None:
-        text += (r" $\pm$ " if latex else " ± ") + f"{stat['half_width']:,.{digits}f}"
-    return text.replace(",", "{,}") if latex else text
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 
 
 def grouped(text, latex=False):
-    """Thousands separators as LaTeX wants them ({,}) or as written."""
     return text.replace(",", "{,}") if latex else text
 
 
-# How a value of each schema format reads (utils.runs.schema's EpochMetric.fmt / RunMetric.fmt).
-FORMATS = {
+FORMATS = {  # how a value of each schema format (EpochMetric.fmt / RunMetric.fmt) reads
     "ppl": lambda x, latex: ppl_text(x, latex),
     "loss": lambda x, latex: f"{x:.3f}",
     "seconds": lambda x, latex: grouped(f"{x:,.1f}", latex),
@@ -87,17 +62,34 @@ FORMATS = {
 
 
 def number_text(x, fmt, latex=False, missing=MISSING):
-    """One value in its metric's format; `missing` for None, words for inf and nan."""
-    if x is None:
-        return missing
-    if fmt not in ("raw", "lr") and not finite(x):
-        return "nan" if x != x else ("inf" if x > 0 else "-inf")
+    if x is None or (fmt not in ("raw", "lr") and not finite(x)):
+        return ppl_text(x, missing=missing)  # None, nan, inf as words
     return FORMATS[fmt](x, latex)
 
 
+def log_stat_text(stat, latex=False, missing=MISSING):
+    """A stats.describe_log summary: the geometric mean and, with 2+ seeds, [lo, hi] at its precision."""
+    if stat is None:
+        return missing
+    if stat["lo"] is None:
+        return ppl_text(stat["mean"], latex)
+    decimals = 2 if finite(stat["mean"]) and abs(stat["mean"]) < 1000 else 0
+    lo, hi = (ppl_text(stat[k], latex, decimals=decimals) for k in ("lo", "hi"))
+    return f"{ppl_text(stat['mean'], latex)} [{lo}, {hi}]"
+
+
+def lin_stat_text(stat, digits=1, latex=False, missing=MISSING):
+    """A stats.describe_linear summary: the mean and, with 2+ seeds, ± the 95% half-width."""
+    if stat is None:
+        return missing
+    text = f"{stat['mean']:,.{digits}f}"
+    if stat["half_width"] is not None:
+        text += (r" $\pm$ " if latex else " ± ") + f"{stat['half_width']:,.{digits}f}"
+    return grouped(text, latex)
+
+
 def stat_text(stat, fmt, latex=False, missing=MISSING):
-    """A summary over seeds in its metric's format: a log-space one (stats.describe_log: perplexities,
-    times, memory) as the geometric mean and, with 2+ seeds, [lo, hi]; a linear one as mean ± half-width."""
+    """A summary over seeds in its metric's format (log-space ones as geometric mean [lo, hi])."""
     if stat is None:
         return missing
     if fmt == "ppl":
@@ -105,17 +97,97 @@ def stat_text(stat, fmt, latex=False, missing=MISSING):
     if "sd_log" not in stat:
         return lin_stat_text(stat, 1, latex, missing)
     text = number_text(stat["mean"], fmt, latex)
-    if stat["lo"] is not None:
-        text += f" [{number_text(stat['lo'], fmt, latex)}, {number_text(stat['hi'], fmt, latex)}]"
-    return text
+    return text + (f" [{number_text(stat['lo'], fmt, latex)}, {number_text(stat['hi'], fmt, latex)}]"
+                   if stat["lo"] is not None else "")
 
 
-def ratio_text(comparison):
-    """A paired comparison (stats.paired_difference) as 'x0.87 [0.80, 0.95]' (log) or '-1.2 s [...]'."""
-    if comparison["mean"] is None:
+def ratio_text(c):
+    """A stats.paired_difference as '×0.87 [0.80, 0.95]' (log) or '-1.2 s [...]'."""
+    if c["mean"] is None:
         return MISSING
-    if comparison["log"]:
-        body = f"×{comparison['mean']:.3g}"
-        return body + (f" [{comparison['lo']:.3g}, {comparison['hi']:.3g}]" if comparison["lo"] is not None else "")
-    body = f"{comparison['mean']:+.1f} s"
-    return body + (f" [{comparison['lo']:+.1f}, {comparison['hi']:+.1f}]" if comparison["lo"] is not None else "")
+    if c["log"]:
+        return f"×{c['mean']:.3g}" + (f" [{c['lo']:.3g}, {c['hi']:.3g}]" if c["lo"] is not None else "")
+    return f"{c['mean']:+.1f} s" + (f" [{c['lo']:+.1f}, {c['hi']:+.1f}]" if c["lo"] is not None else "")
+
+
+def is_smoke(args):
+    return bool(args.get("smoke")) or args.get("max_batches") not in (None, 0)
+
+
+def run_seed(args):
+    return COURSE_SEED if args.get("seed") is None else args["seed"]  # the course notebook's seed
+
+
+def run_arm(args):
+    """TUNED when the lr came from a learning-rate search (lr_from set): never decided by folder names."""
+    return TUNED if args.get("lr_from") else COURSE
+
+
+def config_text(args):
+    return f"{display_name(args.get('model'))} x{args.get('layers')}, {args.get('optimizer')}"
+
+
+def run_name(run):
+    """"3", "3 [3-seed1]", or a custom run's folder."""
+    if run.config is None:
+        return run.exp_id
+    return str(run.config) if run.exp_id == str(run.config) else f"{run.config} [{run.exp_id}]"
+
+
+def run_label(run):
+    tuned = f", tuned lr {lr_text(run.args.get('lr'))}" if run_arm(run.args) == TUNED else ""
+    return f"{run_name(run)}: {config_text(run.args)}{tuned}"
+
+
+def used_settings(args):
+    """[(short name, value)] of the optimizer settings the run's optimizer reads."""
+    spec = OPTIMIZERS.get(args.get("optimizer"))
+    uses = spec.uses if spec else tuple(key for key, _ in HYPER_PARAMS)
+    return [(short, args.get(key)) for key, short in HYPER_PARAMS if key in uses and key in args]
+
+
+def settings_text(args):
+    """E.g. "lr=1e-3, momentum=0.9, wd=5e-4"."""
+    return ", ".join(f"{name}={lr_text(value) if finite(value) else value}" for name, value in used_settings(args))
+
+
+def embeddings_record(run):
+    value = run.provenance.get("embeddings")
+    return value if isinstance(value, dict) else None
+
+
+def is_standin(run):
+    """True for the kit's stand-in embeddings (their builder records a kind), False for any other file
+    (GPT-1's), None when the run recorded no embeddings."""
+    record = embeddings_record(run)
+    return None if record is None else not str(record.get("kind") or "unknown").startswith("unknown")
+
+
+def embeddings_text(run, long=False):
+    record = embeddings_record(run)
+    if record is None:
+        return "embeddings not recorded (old run)"
+    if not is_standin(run):
+        return f"GPT-1 pretrained embeddings, presumably ({os.path.basename(str(record.get('path')))}: no sidecar)"
+    method = f": {record['method']}" if long and record.get("method") else ""
+    return f"{STANDIN_PREFIX} ({record['kind']}){method}"
+
+
+def embeddings_sha(run):
+    return (embeddings_record(run) or {}).get("sha256")
+
+
+def device_text(run):
+    """The CPU or GPU model, with the data-parallel world size when more than one process ran."""
+    p = run.provenance
+    name = p.get("device_name") or p.get("device") or run.args.get("device")
+    dist = p.get("distributed") if isinstance(p.get("distributed"), dict) else {}
+    if name and isinstance(dist.get("world_size"), int) and dist["world_size"] > 1:
+        name += f" ×{dist['world_size']} data-parallel" + (f" ({dist['backend']})" if dist.get("backend") else "")
+    return name
+
+
+def smoke_text(args):
+    budget = [f"{args[k]} {what}" for k, what in (("epochs", "epoch(s)"), ("max_batches", "batches/epoch"))
+              if args.get(k)]
+    return "SMOKE RUN" + (f" ({', '.join(budget)})" if budget else "") + ": numbers only show the pipeline works"

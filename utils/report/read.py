@@ -1,24 +1,16 @@
-"""Read training runs from `<log_dir>/<exp_id>/` into plain Python values (no torch, no plotting).
-
-A run folder holds `args.json` and either `metrics.jsonl` (run_exp.py, one JSON object per epoch)
-or the course notebook's per-epoch `*.txt` files; both are read the same way here so old
-notebook runs and new ones appear side by side in the report. `<log_dir>/tuning/` is the
-learning-rate search's (its short runs and tuning.json), never a run: read_tuning reads its record.
-"""
+"""Read `<log_dir>/<exp_id>/` into plain values: args.json and metrics.jsonl (run_exp.py) or the course
+notebook's *.txt files (save_logs). `<log_dir>/tuning/` is the lr search's, never a run. A quantity a
+folder did not record (written before it existed) is absent from its epochs: readers use .get."""
 import json
 import math
 import os
 from dataclasses import dataclass, field
 
-from utils.study.configs import CONFIGS
 from utils.runs import schema
+from utils.study.configs import CONFIGS
 
-# The course notebook's per-epoch text files, keyed by the metrics.jsonl field they hold.
 TXT_FILES = {key: schema.txt_name(name) for name, key in schema.EPOCH_TXT.items()}
-# Without these an epoch cannot be plotted or ranked; the time files are optional.
-REQUIRED_KEYS = schema.REQUIRED_EPOCH_KEYS
-# Filled in every epoch (NaN when absent): the ones both formats hold.
-FLOAT_KEYS = tuple(schema.EPOCH_TXT.values())
+FLOAT_KEYS = tuple(schema.EPOCH_TXT.values())  # the keys both formats hold: NaN where absent
 NAN = float("nan")
 
 
@@ -31,7 +23,7 @@ class RunRecord:
     epochs: list  # one dict per completed epoch, sorted by its 1-based "epoch"
     test: dict = field(default_factory=dict)  # schema.TEST_TXT's keys ("test_ppl"...) once the run finished
     steady_memory_mb: float | None = None  # None: not logged; NaN: not measured (CPU)
-    status: str = "incomplete"  # running | completed | diverged | failed | incomplete
+    status: str = "incomplete"  # running | completed | diverged | failed | incomplete | unreadable
     status_message: str = ""
     provenance: dict = field(default_factory=dict)
     samples: list = field(default_factory=list)
@@ -39,43 +31,33 @@ class RunRecord:
     source: str = schema.METRICS
 
 
-def natural_key(name):
-    """Sort "2" before "10", and numbered runs before named ones."""
-    return (0, int(name), "") if name.isdigit() else (1, 0, name)
-
-
 def find_run_dirs(log_dir):
-    if not os.path.isdir(log_dir):
-        return []
-    # The search's folder holds grid-point runs at a tiny budget: they must not enter the study.
-    names = [n for n in os.listdir(log_dir) if os.path.isdir(os.path.join(log_dir, n))
-             and not n.startswith(".") and n != schema.TUNING_DIR]
-    return [os.path.join(log_dir, n) for n in sorted(names, key=natural_key)]
+    """Run folders, "2" before "10" and numbered before named."""
+    names = [n for n in (os.listdir(log_dir) if os.path.isdir(log_dir) else [])
+             if os.path.isdir(os.path.join(log_dir, n)) and not n.startswith(".") and n != schema.TUNING_DIR]
+    return [os.path.join(log_dir, n) for n in sorted(names, key=lambda n: (0, int(n), "") if n.isdigit() else (1, 0, n))]
 
 
 def read_json(path):
-    """The parsed file, None when absent; ValueError (with the file name) when unreadable."""
-    if not os.path.isfile(path):
-        return None
+    """The parsed file, None when absent; ValueError (naming the file) when unreadable."""
     try:
         with open(path) as handle:
             return json.load(handle)
+    except FileNotFoundError:
+        return None
     except (OSError, ValueError) as err:
         raise ValueError(f"{os.path.basename(path)} is unreadable ({err})") from None
 
 
 def read_floats(path, notes):
-    """Floats one per line; None when the file is absent. Stops at a bad line (a half-written file)."""
+    """Floats one per line, None when absent; stops at a bad line (a half-written file)."""
     if not os.path.isfile(path):
         return None
     values = []
     with open(path) as handle:
         for number, line in enumerate(handle, 1):
-            text = line.strip()
-            if not text:
-                continue
             try:
-                values.append(float(text))
+                values += [float(line)] if line.strip() else []
             except ValueError:
                 notes.append(f"{os.path.basename(path)} line {number} is not a number; read up to there")
                 break
@@ -102,35 +84,29 @@ def epochs_from_jsonl(path, notes):
             except (ValueError, KeyError, TypeError):
                 notes.append(f"metrics.jsonl line {number} is unreadable and was skipped")
                 continue
-            if not all(k in record for k in REQUIRED_KEYS):
-                lacking = ", ".join(k for k in REQUIRED_KEYS if k not in record)
-                notes.append(f"metrics.jsonl epoch {epoch} lacks {lacking}")
+            lacking = [k for k in schema.REQUIRED_EPOCH_KEYS if k not in record]
+            if lacking:
+                notes.append(f"metrics.jsonl epoch {epoch} lacks {', '.join(lacking)}")
                 continue
-            # A resumed run may log an epoch again: the later line is the one that counts.
-            by_epoch[epoch] = dict(record, epoch=epoch)
+            by_epoch[epoch] = dict(record, epoch=epoch)  # a resumed run may log an epoch again: the later counts
     epochs = [by_epoch[e] for e in sorted(by_epoch)]
     for record in epochs:
-        for key in FLOAT_KEYS:
-            record[key] = as_float(record.get(key))
+        record.update({key: as_float(record.get(key)) for key in FLOAT_KEYS})
     return epochs
 
 
 def epochs_from_txt(run_dir, notes):
     columns = {key: read_floats(os.path.join(run_dir, name), notes) for key, name in TXT_FILES.items()}
-    missing = [TXT_FILES[k] for k in REQUIRED_KEYS if columns[k] is None]
+    missing = [TXT_FILES[k] for k in schema.REQUIRED_EPOCH_KEYS if columns[k] is None]
     if missing:
         notes.append(f"no {', '.join(missing)}")
         return []
-    # Files of a run killed mid-epoch differ in length: keep the epochs every file has.
-    count = min(len(v) for v in columns.values() if v is not None)
-    return [
-        {"epoch": i + 1, **{k: (v[i] if v is not None else NAN) for k, v in columns.items()}} for i in range(count)
-    ]
+    count = min(len(v) for v in columns.values() if v is not None)  # a run killed mid-epoch: whole epochs only
+    return [{"epoch": i + 1, **{k: (v[i] if v is not None else NAN) for k, v in columns.items()}} for i in range(count)]
 
 
 def config_number(args):
-    """The configuration a run belongs to: args["config"] (run_exp.py), else recognised by what it
-    trained (old notebook runs have no "config" key; the 12 differ in model, layers or optimizer)."""
+    """args["config"] (run_exp.py), else recognised by model, layers and optimizer (the course notebook)."""
     if "config" in args:
         try:
             number = int(args["config"])
@@ -142,45 +118,29 @@ def config_number(args):
     return matches[0] if len(matches) == 1 else None
 
 
-def read_test(run_dir, notes):
-    test = {}
-    for name, key in schema.TEST_TXT.items():
-        values = read_floats(os.path.join(run_dir, schema.txt_name(name)), notes)
-        if values:
-            test[key] = values[0]
-    return test
-
-
 def read_status(run, run_dir):
-    """status.json when run_exp.py wrote one; otherwise inferred from what the old notebook left."""
-    status = read_json(os.path.join(run_dir, schema.STATUS))
-    if isinstance(status, dict) and status.get("status"):
-        run.status, run.status_message = str(status["status"]), str(status.get("message") or "")
+    """status.json when the kit wrote one (unusable: status "unreadable"); without one (the course
+    notebook's folders) inferred from the logs."""
+    try:
+        status = read_json(os.path.join(run_dir, schema.STATUS))
+    except ValueError as err:
+        run.status, run.status_message = "unreadable", str(err)
         return
-    finite = all(math.isfinite(e[k]) for e in run.epochs for k in REQUIRED_KEYS)
-    if not finite:
+    if isinstance(status, dict) and status.get("status") in schema.STATUSES:
+        run.status, run.status_message = status["status"], str(status.get("message") or "")
+    elif status is not None:
+        run.status, run.status_message = "unreadable", f"{schema.STATUS} names no known status"
+    elif not all(math.isfinite(e[k]) for e in run.epochs for k in schema.REQUIRED_EPOCH_KEYS):
         run.status, run.status_message = "diverged", "non-finite loss or perplexity in the logs"
     elif "test_ppl" in run.test:
         run.status = "completed"
 
 
-def read_run(run_dir, stubs=None):
-    """(RunRecord, None) for a run with at least one completed epoch, else (None, why it is left out).
-    A left-out folder that has args.json is also appended to `stubs` (a list), epochs empty, so the
-    report can say which seed of a configuration failed before finishing an epoch."""
-    exp_id = os.path.basename(os.path.normpath(run_dir))
-    try:
-        args = read_json(os.path.join(run_dir, schema.ARGS))
-    except ValueError as err:
-        return None, str(err)
-    if not isinstance(args, dict):
-        return None, "no args.json (not a run folder?)"
-    notes = []
-    jsonl = os.path.join(run_dir, schema.METRICS)
-    source = schema.METRICS if os.path.isfile(jsonl) else "txt"
-    epochs = epochs_from_jsonl(jsonl, notes) if source == schema.METRICS else epochs_from_txt(run_dir, notes)
-    run = RunRecord(exp_id, run_dir, args, config_number(args), epochs, notes=notes, source=source)
-    run.test = read_test(run_dir, notes)
+def read_extras(run, run_dir, notes):
+    for name, key in schema.TEST_TXT.items():
+        values = read_floats(os.path.join(run_dir, schema.txt_name(name)), notes)
+        if values:
+            run.test[key] = values[0]
     memory = read_floats(os.path.join(run_dir, schema.txt_name(schema.STEADY_MEMORY)), notes)
     run.steady_memory_mb = memory[0] if memory else None
     for name, attr, kind in ((schema.PROVENANCE, "provenance", dict), (schema.SAMPLES, "samples", list)):
@@ -190,29 +150,38 @@ def read_run(run_dir, stubs=None):
             notes.append(str(err))
             value = None
         setattr(run, attr, value if isinstance(value, kind) else kind())
+
+
+def read_run(run_dir, stubs=None):
+    """(RunRecord, None) for a run with a completed epoch, else (None, why it is left out); a left-out
+    folder with args.json is also appended to `stubs`, so the report can name a seed that failed early."""
     try:
-        read_status(run, run_dir)
+        args = read_json(os.path.join(run_dir, schema.ARGS))
     except ValueError as err:
-        notes.append(str(err))
+        return None, str(err)
+    if not isinstance(args, dict):
+        return None, "no args.json (not a run folder?)"
+    notes, jsonl = [], os.path.join(run_dir, schema.METRICS)
+    source = schema.METRICS if os.path.isfile(jsonl) else "txt"
+    epochs = epochs_from_jsonl(jsonl, notes) if source == schema.METRICS else epochs_from_txt(run_dir, notes)
+    run = RunRecord(os.path.basename(os.path.normpath(run_dir)), run_dir, args, config_number(args), epochs,
+                    notes=notes, source=source)
+    read_extras(run, run_dir, notes)
+    read_status(run, run_dir)
     if not epochs:
-        # Say what the run itself reports; "no train_loss.txt" would only confuse a run still in epoch 1.
         detail = f": {run.status_message}" if run.status_message else ""
         still = " yet" if run.status in ("running", "incomplete") else ""
         if stubs is not None:
             stubs.append(run)
         return None, f"no completed epoch{still} (status {run.status}{detail})"
-    add_gap_notes(run)
-    return run, None
-
-
-def add_gap_notes(run):
-    numbers = [e["epoch"] for e in run.epochs]
+    numbers = [e["epoch"] for e in epochs]
     missing = sorted(set(range(1, max(numbers) + 1)) - set(numbers))
     if missing:
-        run.notes.append(f"epoch(s) {', '.join(map(str, missing))} missing from the logs")
-    planned = run.args.get("epochs")
+        notes.append(f"epoch(s) {', '.join(map(str, missing))} missing from the logs")
+    planned = args.get("epochs")
     if isinstance(planned, int) and len(numbers) < planned and run.status != "completed":
-        run.notes.append(f"{len(numbers)} of {planned} epochs logged")
+        notes.append(f"{len(numbers)} of {planned} epochs logged")
+    return run, None
 
 
 def read_runs(log_dir, stubs=None):
@@ -228,11 +197,9 @@ def read_runs(log_dir, stubs=None):
 
 
 def read_tuning(log_dir):
-    """(record, problem): the learning-rate search's tuning.json as a dict, or None with a reason
-    when it exists but cannot be used (None, None when there was no search)."""
-    path = os.path.join(log_dir, schema.TUNING_DIR, schema.TUNING_RECORD)
+    """(record, problem): the search's tuning.json, or None with why it cannot be used (None, None: no search)."""
     try:
-        record = read_json(path)
+        record = read_json(os.path.join(log_dir, schema.TUNING_DIR, schema.TUNING_RECORD))
     except ValueError as err:
         return None, str(err)
     if record is None:

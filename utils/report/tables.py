@@ -1,20 +1,19 @@
-"""The results tables: per run (Markdown, CSV) and per configuration over seeds (Markdown, LaTeX,
-CSV). Columns that every row leaves empty (GPU memory on a CPU, parameter counts of old runs,
-momentum when no optimizer uses it) are dropped, and dropped_note says which and why. The CSV
-files keep raw floats at full precision; everything else goes through utils.report.fmt."""
+"""The tables: per run (Markdown, CSV) and per configuration over seeds (Markdown, LaTeX, CSV). Every
+identifying setting that differs between rows gets a column, so a new flag reaches the tables by itself;
+columns every row leaves empty are dropped with a reason. LaTeX fits a page (\\small, 3pt gaps, m ×/÷ f,
+GB, scaled only ever down to \\linewidth); the CSV files keep raw floats."""
 import csv
 import io
 
-from utils.report.aggregate import status_text
-from utils.report.compute import group_value
-from utils.report.fmt import MISSING, finite, lr_text, number_text, stat_text
+from utils.report.compute import group_value, shown_run, varying_settings
+from utils.report.fmt import MISSING, finite, is_smoke, lin_stat_text, lr_text, number_text, ppl_text, stat_text
 from utils.runs import schema
 
-NOT_MEASURED = "not measured (CPU)"
-NOT_LOGGED = "not logged"
-METRICS = {m.key: m for m in schema.RUN_METRICS}  # the numbers' columns: heading and format from the schema
+NOT_MEASURED, NOT_LOGGED = "not measured (CPU)", "not logged"
+METRICS = {m.key: m for m in schema.RUN_METRICS}
 MEMORY_KEYS = tuple(k for k, m in METRICS.items() if m.fmt == "mb")  # NaN: "not measured (CPU)"
 SETTING_KEYS = ("momentum", "weight_decay")  # blank where the run's optimizer does not use them
+SET = "set:"  # column key prefix of a setting that differs between rows
 
 
 def metric_columns(keep=lambda m: True):
@@ -22,91 +21,78 @@ def metric_columns(keep=lambda m: True):
 
 
 def after(columns, key, extra):
-    """`columns` with `extra` inserted after the column `key`."""
     at = [k for k, _ in columns].index(key) + 1
-    return columns[:at] + [extra] + columns[at:]
+    return columns[:at] + extra + columns[at:]
 
 
-# (row key, heading) of the per-run table, in order.
-RUN_COLUMNS = [
-    ("run", "Config"), ("model", "Model"), ("layers", "Layers"), ("optimizer", "Optimizer"), ("seed", "Seed"),
-    ("lr", "lr"), ("momentum", "Momentum"), ("weight_decay", "Weight decay"),
-    ("params_learnable", "Learnable params"), ("params_frozen", "Frozen params"),
-    *after(metric_columns(), "best_valid_ppl", ("best_epoch", "Best epoch")), ("status", "Status"),
-]
-CSV_KEYS = ["exp_id", "config", "seed", "arm", "lr", "lr_from"] + [
-    k for k, _ in RUN_COLUMNS[1:] if k not in ("seed", "lr")] + [
-    "smoke", "epochs_logged", "counted", "not_counted_why", "label", "path"]
-# (stat key, heading) of the per-configuration table: each metric's summary over seeds.
-GROUP_COLUMNS = [
-    ("name", "Config"), ("model", "Model"), ("optimizer", "Optimizer"), ("lr", "lr"), ("n", "Seeds"),
-    *metric_columns(lambda m: m.group), ("status", "Status"),
-]
+RUN_COLUMNS = [("run", "Config"), ("model", "Model"), ("layers", "Layers"), ("optimizer", "Optimizer"),
+               ("seed", "Seed"), ("lr", "lr"), ("momentum", "Momentum"), ("weight_decay", "Weight decay"),
+               ("params_learnable", "Learnable params"), ("params_frozen", "Frozen params"),
+               *after(metric_columns(), "best_valid_ppl", [("best_epoch", "Best epoch")]), ("status", "Status")]
+CSV_KEYS = ["exp_id", "config", "seed", "arm", "lr", "lr_from"] + [k for k, _ in RUN_COLUMNS[1:] if k not in (
+    "seed", "lr")] + ["smoke", "epochs_logged", "counted", "not_counted_why", "label", "path"]
+GROUP_COLUMNS = [("name", "Config"), ("model", "Model"), ("optimizer", "Optimizer"), ("lr", "lr"), ("n", "Seeds"),
+                 *metric_columns(lambda m: m.group), ("status", "Status")]
+LATEX_COLUMNS = [("name", "Cfg"), ("model", "Model"), ("optimizer", "Opt."), ("lr", "lr"), ("n", "n")] + [
+    (m.key, m.latex) for m in schema.RUN_METRICS if m.latex]
+FIT_OPEN = r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%"
+LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "—": "--"}
 
 
-def memory_text(value, not_measured=NOT_MEASURED, unit=" MB"):
-    if value is None:
-        return NOT_LOGGED
-    return not_measured if not finite(value) else f"{value:.1f}{unit}"
+def with_settings(columns, arg_dicts, at="lr"):
+    """`columns` with one column per setting that differs between `arg_dicts`, after `at`."""
+    return after(columns, at, [(SET + k, k) for k in varying_settings(arg_dicts)])
 
 
-def format_cell(key, value, not_measured=NOT_MEASURED, missing=MISSING, latex=False):
-    """Human-readable cell: ppl via fmt.ppl_text (scientific where huge), params in millions,
-    memory in MB, optimizer settings blank where unused."""
+def setting_text(value):
+    return MISSING if value is None else lr_text(value) if isinstance(value, float) else str(value)
+
+
+def format_cell(key, value, latex=False):
     if key in MEMORY_KEYS and value is not None:
-        return memory_text(value, not_measured, unit="")
+        return NOT_MEASURED if not finite(value) else f"{value:.1f}"
     if key in SETTING_KEYS:
         return "" if value is None else lr_text(value)
     if value is None:
-        return missing
+        return MISSING
     if key.startswith("params_"):
         return f"{value / 1e6:.2f}M"
-    if key in METRICS:
-        return number_text(value, METRICS[key].fmt, latex)
-    return str(value)
+    return number_text(value, METRICS[key].fmt, latex) if key in METRICS else str(value)
 
 
 def run_cell(row, key):
+    if key.startswith(SET):
+        return setting_text(row["args"].get(key[len(SET):]))
     if key == "lr":
         return lr_text(row["lr"]) + (" (tuned)" if row.get("arm") == "tuned" else "")
     return format_cell(key, row[key])
 
 
-def is_empty(values):
-    """Every value missing (None) or not measured (NaN): the column says nothing."""
-    return all(v is None or (isinstance(v, float) and not finite(v)) for v in values)
-
-
-def empty_reason(key, values):
-    if key in SETTING_KEYS:
-        return "no run's optimizer uses it"
-    if any(v is not None for v in values):
-        return "not measured by any run: NaN, as on a CPU"
-    return "not logged by any of these runs (old notebook runs record no parameter counts or memory)"
-
-
 def keep_columns(columns, rows, raw):
-    """(columns with a value in some row, [(heading, why)] of the dropped ones). raw(row, key) gives
-    the value that decides emptiness (a stat's mean for the per-configuration table)."""
+    """(columns with a value in some row, [(heading, why)] of the dropped ones)."""
     kept, dropped = [], []
     for key, heading in columns:
         values = [raw(row, key) for row in rows]
-        if rows and key not in ("status", "run", "name") and is_empty(values):
-            dropped.append((heading, empty_reason(key, values)))
-        else:
+        if not rows or key in ("status", "run", "name") or key.startswith(SET) or \
+                not all(v is None or (isinstance(v, float) and not finite(v)) for v in values):
             kept.append((key, heading))
+        elif key in SETTING_KEYS:
+            dropped.append((heading, "no run's optimizer uses it"))
+        elif any(v is not None for v in values):
+            dropped.append((heading, "not measured by any run: NaN, as on a CPU"))
+        else:
+            dropped.append((heading, "not logged by any of these runs (old notebook runs record no parameter "
+                                     "counts or memory)"))
     return kept, dropped
 
 
 def dropped_note(dropped):
-    """One sentence naming the dropped columns and why, grouped by reason; "" when none."""
     by_reason = {}
     for heading, why in dropped:
         by_reason.setdefault(why, []).append(heading)
-    if not by_reason:
-        return ""
     parts = "; ".join(f"{', '.join(headings)} ({why})" for why, headings in by_reason.items())
-    return f"Columns left out because every row leaves them empty: {parts}."
+    return f"Columns left out because every row leaves them empty: {parts}." if parts else ""
 
 
 def pipe_table(columns, rows, cell):
@@ -117,54 +103,68 @@ def pipe_table(columns, rows, cell):
 
 def markdown_table(rows):
     """(per-run table, dropped-columns sentence)."""
-    columns, dropped = keep_columns(RUN_COLUMNS, rows, lambda row, key: row[key])
+    columns = with_settings(RUN_COLUMNS, [row["args"] for row in rows], at="weight_decay")
+    columns, dropped = keep_columns(columns, rows, lambda row, key: None if key.startswith(SET) else row[key])
     return pipe_table(columns, rows, run_cell), dropped_note(dropped)
 
 
+def missing_memory(group, key):
+    """Why a group has no memory value: NaN in its runs is "not measured (CPU)", absent "not logged"."""
+    rows = list(group.members.values()) or list(group.rows.values())
+    return NOT_MEASURED if any(r[key] is not None for r in rows) else NOT_LOGGED
+
+
 def stat_mean(group, key):
-    """What decides whether a per-configuration column is empty: a statistic's mean (NaN: not
-    measured, None: not logged); the cell text for columns that are not statistics."""
+    """What decides whether a per-configuration column is empty: a statistic's mean, else the cell."""
     if key not in group.stats:
         return group_cell(group, key)
     stat = group.stats[key]
     return stat["mean"] if stat else (float("nan") if missing_memory(group, key) == NOT_MEASURED else None)
 
 
-def missing_memory(group, key):
-    """Why a group has no memory value: NaN in its runs is "not measured (CPU)", absent is "not logged"."""
-    rows = list(group.members.values()) or list(group.rows.values())
-    return NOT_MEASURED if any(r[key] is not None for r in rows) else NOT_LOGGED
+def count_text(group):
+    """E.g. "n=2 of 3 (seed 1 diverged)", or "n=3"."""
+    return f"n={group.n} of {group.n_of} ({absent_text(group)})" if group.absent else f"n={group.n}"
+
+
+def absent_text(group):
+    return "; ".join(f"seed {s} {why}" for s, why in group.absent)
+
+
+def status_text(group):
+    """"completed", the seeds not averaged and why, or the one run's status when none completed."""
+    if not group.members:
+        run = shown_run(group)
+        return group.rows[run.exp_id]["status"] if run.exp_id in group.rows else run.status
+    return (absent_text(group) if group.absent else "completed") + (" (smoke)" if is_smoke(group.reference.args) else "")
 
 
 def group_cell(group, key, latex=False):
-    if key == "name":
-        return group.name
-    if key == "model":
-        return f"{group_value(group, 'model')} x{group.what[1]}"
-    if key == "optimizer":
-        return str(group.what[2])
-    if key == "lr":
-        return lr_text(group.reference.args.get("lr"))
-    if key == "n":
-        return str(group.n) if not group.absent else f"{group.n} of {group.n_of}"
-    if key == "status":
-        return status_text(group)
+    if key.startswith(SET):
+        return setting_text(group.reference.args.get(key[len(SET):]))
+    simple = {"name": lambda: group.name, "model": lambda: f"{group_value(group, 'model')} x{group.what[1]}",
+              "optimizer": lambda: str(group.what[2]), "lr": lambda: lr_text(group.reference.args.get("lr")),
+              "n": lambda: str(group.n) if not group.absent else f"{group.n} of {group.n_of}",
+              "status": lambda: status_text(group)}
+    if key in simple:
+        return simple[key]()
     stat = group.stats.get(key)
-    if stat is None and key in MEMORY_KEYS:
-        return missing_memory(group, key)
-    return stat_text(stat, METRICS[key].fmt, latex)
+    return missing_memory(group, key) if stat is None and key in MEMORY_KEYS else stat_text(stat, METRICS[key].fmt,
+                                                                                             latex)
 
 
 def group_table(groups):
     """(per-configuration table over seeds, dropped-columns sentence)."""
-    columns, dropped = keep_columns(GROUP_COLUMNS, groups, stat_mean)
+    columns = with_settings(GROUP_COLUMNS, [g.reference.args for g in groups])
+    columns, dropped = keep_columns(columns, groups, stat_mean)
     return pipe_table(columns, groups, group_cell), dropped_note(dropped)
 
 
 def csv_text(rows):
-    """Machine-readable, one line per run: raw numbers; empty = not logged (or not used by the
-    optimizer), nan = not measured (CPU)."""
-    return write_csv(CSV_KEYS, [{k: ("" if row[k] is None else row[k]) for k in CSV_KEYS} for row in rows])
+    """One line per run: raw numbers; empty = not logged (or not used by the optimizer), nan = not measured."""
+    keys = CSV_KEYS + varying_settings([row["args"] for row in rows])
+    values = [{k: row[k] if k in CSV_KEYS else row["args"].get(k) for k in keys} for row in rows]
+    return write_csv(keys, [{k: "" if v is None else v for k, v in record.items()} for record in values])
 
 
 def group_csv_text(groups):
@@ -176,10 +176,9 @@ def group_csv_text(groups):
                   "seeds": " ".join(map(str, g.members)),
                   "not_used": "; ".join(f"seed {s}: {why}" for s, why in g.absent)}
         for key, stat in g.stats.items():
-            log = stat is not None and "sd_log" in stat  # geometric mean and its interval
             for part in ("mean", "sd", "sd_log", "lo", "hi"):
                 if stat is not None and part in stat:
-                    record[f"{key}_{'gmean' if log and part == 'mean' else part}"] = stat[part]
+                    record[f"{key}_{'gmean' if 'sd_log' in stat and part == 'mean' else part}"] = stat[part]
         records.append(record)
     keys = list(dict.fromkeys(k for r in records for k in r))
     return write_csv(keys, [{k: ("" if r.get(k) is None else r[k]) for k in keys} for r in records])
@@ -191,3 +190,68 @@ def write_csv(keys, records):
     writer.writeheader()
     writer.writerows(records)
     return out.getvalue()
+
+
+def latex_escape(text):
+    return "".join(LATEX_SPECIALS.get(ch, ch) for ch in str(text))
+
+
+def factor_text(stat, number=lambda x: ppl_text(x, latex=True, decimals=0 if finite(x) and abs(x) >= 100 else 1)):
+    """A log-space stat as "m ×/÷ f" (the interval [m/f, m·f]); just m with one seed."""
+    return number(stat["mean"]) + (rf" $\times/\div$ {stat['factor']:.2f}" if stat["factor"] is not None else "")
+
+
+def latex_cell(group, key):
+    """Raw LaTeX for numbers; names and words escaped; a group with no completed seed shows its status."""
+    if key in METRICS:
+        fmt, stat = METRICS[key].fmt, group.stats.get(key)
+        if stat is None:
+            return {NOT_MEASURED: "n/m", NOT_LOGGED: "--"}[missing_memory(group, key)] if fmt == "mb" else "--"
+        if fmt == "mb":
+            return factor_text(dict(stat, mean=stat["mean"] / 1024), lambda gb: f"{gb:.1f}")
+        if fmt == "ppl":
+            return factor_text(stat)
+        return factor_text(stat, lambda x: number_text(x, fmt, True)) if "factor" in stat else \
+            lin_stat_text(stat, digits=1, latex=True)
+    if key in ("n", "status"):
+        done = f"{group.n}/{group.n_of}" if key == "n" else "completed"
+        return done if group.n else latex_escape(shown_run(group).status)
+    if key == "name" and is_smoke(group.reference.args):
+        return latex_escape(group.name) + r"$^\dagger$"
+    return latex_escape(group_cell(group, key))
+
+
+def caption(groups, dropped, one_seed):
+    seeds = ("One seed per configuration, so no interval can be computed. " if one_seed else
+             r"n: completed seeds (of those run; results.md lists why the others are missing). ")
+    text = (r"Wikitext-2 results per configuration. Cfg: the assignment's configuration number, ``-tuned'' at "
+            r"the learning rate chosen by the search (otherwise the course's). Opt.: optimizer. " + seeds +
+            r"Best val ppl: per-token perplexity at the epoch of lowest validation perplexity; Test ppl: on the "
+            r"test split. Perplexities are geometric means over seeds; $m \times/\div f$ is the 95\% Student-t "
+            r"interval $[m/f,\,m f]$ of the mean log perplexity ($n-1$ degrees of freedom). s/epoch: training "
+            r"wall-clock per epoch (evaluation excluded), and Peak GB: peak GPU memory, are summarised the same "
+            r"way; n/m: not measured (CPU); --: not logged. Per-run numbers: results.csv.")
+    if any(is_smoke(g.reference.args) for g in groups):
+        text += r" $^\dagger$Smoke run (a few batches): its numbers only show that the pipeline works."
+    if dropped:
+        text += " Left out, empty for every row: " + "; ".join(
+            f"{latex_escape(h)} ({latex_escape(why)})" for h, why in dropped) + "."
+    return text
+
+
+def latex_table(groups):
+    """A booktabs table environment over SeedGroups; needs booktabs and graphicx."""
+    columns = with_settings(LATEX_COLUMNS, [g.reference.args for g in groups])
+    columns, dropped = keep_columns(columns, groups, stat_mean)
+    one_seed = all(g.n_of <= 1 for g in groups)
+    if one_seed:  # n would be 1/1 throughout: a status column says what matters instead, if anything
+        columns = [c for c in columns if c[0] != "n" or not all(g.n for g in groups)]
+        columns = [("status", "Status") if key == "n" else (key, h) for key, h in columns]
+    spec = "".join("l" if key in ("name", "model", "optimizer") else "r" for key, _ in columns)
+    return "\n".join([
+        "% Requires \\usepackage{booktabs} and \\usepackage{graphicx} in the preamble.",
+        r"\begin{table}[ht]", r"\centering", r"\small", r"\setlength{\tabcolsep}{3pt}",
+        rf"\caption{{{caption(groups, dropped, one_seed)}}}", r"\label{tab:results}", FIT_OPEN,
+        rf"\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(latex_escape(h) for _, h in columns) + r" \\",
+        r"\midrule", *[" & ".join(latex_cell(g, key) for key, _ in columns) + r" \\" for g in groups],
+        r"\bottomrule", r"\end{tabular}}", r"\end{table}", ""])

@@ -3,15 +3,21 @@
 A checkpoint holds only the learned parameters (the frozen tied embedding is 124 MB and is
 the same file for every run): it records the embeddings file's sha256 instead, and a run, or
 generate.py, rebuilds the frozen tables from that file and refuses a different one.
+
+A checkpoint may come from elsewhere (a shared folder, a classmate's zip), so it is read with
+torch.load(weights_only=True): tensors and plain values only, never an object whose unpickling runs
+code; and never through a symbolic link, which could lead anywhere.
 """
+import errno
 import os
 import pickle
+import warnings
 import zipfile
 
 from utils.runs.atomic import atomic_write
 from utils.runs.schema import CHECKPOINT
 
-FORMAT = 2  # 1: whole state_dict with the embeddings (before checkpoints dropped them)
+FORMAT = 3  # what load_checkpoint reads: tensors and plain values, the data files' sha256 ("data")
 
 
 class CheckpointError(ValueError):
@@ -29,18 +35,35 @@ def load_checkpoint(run_dir, map_location="cpu"):
     import torch
 
     path = os.path.join(run_dir, CHECKPOINT)
-    if not os.path.isfile(path):
+    if not os.path.lexists(path):
         raise CheckpointError(f"No checkpoint at {path}: train the run first (python run_exp.py ...).")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
-        # torch's own message runs over several lines and ends mid-sentence when cut: name the error only
-        raise CheckpointError(f"{path} is unreadable (truncated or damaged: {type(err).__name__}): rerun with "
-                              "--force to start the run over, or restore the file.") from None
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb") as handle, \
+                warnings.catch_warnings():  # a foreign pickle's protocol warning: the refusal below says it all
+            warnings.simplefilter("ignore")
+            state = torch.load(handle, map_location=map_location, weights_only=True)
+    except OSError as err:
+        if err.errno != errno.ELOOP:
+            raise CheckpointError(f"cannot read {path} ({err.strerror or err}): check its permissions.") from None
+        raise CheckpointError(f"{path} is a symbolic link, which the kit never follows: put the run's own "
+                              "checkpoint there, or rerun with --force to start over.") from None
+    except pickle.UnpicklingError as err:
+        if "weights only" not in str(err).lower():
+            raise _unreadable(path, err) from None
+        raise CheckpointError(f"{path} holds objects other than tensors and plain values, so it is not loaded "
+                              "(unpickling them could run code): delete it, or rerun with --force.") from None
+    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as err:
+        raise _unreadable(path, err) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a checkpoint of this version of the project: rerun with --force "
                               "to start the run over.")
     return state
+
+
+def _unreadable(path, err):
+    """torch's own message runs over several lines and ends mid-sentence when cut: name the error only."""
+    return CheckpointError(f"{path} is unreadable (truncated or damaged: {type(err).__name__}): rerun with --force "
+                           "to start the run over, or restore the file.")
 
 
 def learned_state(model):
@@ -61,10 +84,22 @@ def restore_model(model, state, embeddings_sha256):
                               f"unexpected {sorted(unexpected)[:3]}): rerun with --force to start over.")
 
 
+def check_data(state, data):
+    """CheckpointError unless `data` (provenance.data_identity) has the content the checkpoint was trained on."""
+    for split, now in data.items():
+        was = state["data"].get(split, {})
+        if was.get("sha256") != now["sha256"]:
+            raise CheckpointError(f"the checkpoint was trained on {split} data {was.get('path')} (sha256 "
+                                  f"{str(was.get('sha256'))[:12]}...), not {now['path']} (sha256 {now['sha256'][:12]}"
+                                  "...): pass the --data_folder it was trained on, or --force to start over.")
+
+
 def load_trained_model(run_dir, device="cpu", embeddings=None):
     """(model in eval mode, settings dict) from run_dir's checkpoint and the embeddings file it was
     trained on (`embeddings`, else the path the run recorded), checked by sha256."""
     from utils.data.embeddings import EmbeddingsError, file_sha256, read_embeddings
+    from types import SimpleNamespace
+
     from utils.models.registry import model_spec
 
     state = load_checkpoint(run_dir)
@@ -74,6 +109,6 @@ def load_trained_model(run_dir, device="cpu", embeddings=None):
         tokens, position = read_embeddings(path)
     except EmbeddingsError as err:
         raise CheckpointError(f"{err} (the run was trained on it; pass --embeddings PATH)") from None
-    model = model_spec(settings["model"]).build(settings["layers"], tokens, position, settings["learn_embeddings"])
+    model = model_spec(settings["model"]).build(SimpleNamespace(**settings), tokens, position)
     restore_model(model, state, file_sha256(path))
     return model.to(device).eval(), settings

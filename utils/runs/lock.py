@@ -19,7 +19,7 @@ NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
 
 
 class FolderLocked(RuntimeError):
-    """Another process uses the folder; the message is one line naming it."""
+    """Another process uses the folder (or its lock file is a link); the message is one line naming it."""
 
 
 def boot_id():
@@ -74,7 +74,13 @@ class FolderLock:
 
     def acquire(self):
         """Take the lock or raise FolderLocked; OSError when the file cannot be made."""
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:  # never through a link: truncating it would empty whatever file it points at
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError as err:
+            if err.errno != errno.ELOOP:
+                raise
+            raise FolderLocked(f"{self.path} is a symbolic link, which the kit never writes through: delete the "
+                               "link (its target is left as it is), then rerun.") from None
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:

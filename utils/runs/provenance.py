@@ -1,11 +1,30 @@
-"""What a run was: code version, software, hardware, processes, parameter counts, embeddings."""
+"""What a run was: code version, software, hardware, processes, parameter counts, embeddings, data."""
+import functools
 import os
 import platform
 import subprocess
 
 import torch
 
+from utils.data.embeddings import file_sha256
 from utils.torch_utils import cpu_model_name
+
+
+def data_identity(splits):
+    """{split: {"path", "sha256"}} of the wiki.<split>.npz files a run reads (Wikitext2 datasets by
+    split): part of what makes a run the same run, like the embeddings' sha256."""
+    identity = {}
+    for name, dataset in splits.items():
+        path = os.path.abspath(os.path.join(dataset.root, f"wiki.{name}.npz"))
+        version = os.stat(path)
+        identity[name] = {"path": path, "sha256": _sha256(path, version.st_ino, version.st_size, version.st_mtime_ns)}
+    return identity
+
+
+@functools.lru_cache(maxsize=None)
+def _sha256(path, inode, size, mtime_ns):
+    """Once per process and version of a file (a few MB each): a file replaced or rewritten is hashed again."""
+    return file_sha256(path)
 
 
 def git_commit():

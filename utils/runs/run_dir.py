@@ -20,11 +20,6 @@ from utils.runs.atomic import TMP_PREFIX, atomic_write_json, atomic_write_text, 
 from utils.runs.checkpoint import load_checkpoint, save_checkpoint
 from utils.runs.lock import FolderLock, FolderLocked
 
-# Settings that must also agree to continue a run (not to group runs in a report): another requested
-# precision is another run; the resolved one may change with the device (recorded in provenance.json).
-RESUME_FIELDS = ("precision",)
-
-
 class RunConflict(ValueError):
     """The folder holds a run that this one must not overwrite or continue; one line says what to do."""
 
@@ -79,17 +74,18 @@ class RunDir:
         return (self.status() or {}).get("status") == schema.COMPLETED
 
     def has_checkpoint(self):
-        return os.path.isfile(self.file(schema.CHECKPOINT))
+        return os.path.lexists(self.file(schema.CHECKPOINT))  # a link too: load_checkpoint refuses it
 
     def recorded_settings(self):
         return self._json(schema.ARGS)
 
-    def settings_differ(self, settings, recorded=None):
-        """SAME_RUN_FIELDS whose value in the folder's run differs from `settings` (a dict)."""
+    def settings_differ(self, settings, recorded=None, defaults=None):
+        """The identifying settings (schema.identity) of the folder's run that differ from `settings`
+        (a dict); a field its record lacks counts as its value in `defaults` (schema.differing)."""
         recorded = recorded if recorded is not None else self.recorded_settings()
         if recorded is None:
             return []
-        return [n for n in schema.SAME_RUN_FIELDS + RESUME_FIELDS if recorded.get(n, settings.get(n)) != settings.get(n)]
+        return schema.differing(recorded, settings, defaults)
 
     def contents(self):
         """What the folder holds, without the kit's lock and the temporary files of killed writes."""
@@ -99,14 +95,12 @@ class RunDir:
         return sorted(n for n in os.listdir(self.path) if n != schema.LOCK and not leftover.match(n))
 
     def is_ours(self):
-        """The kit wrote this folder: its marker, or (folders made before the marker) a readable
-        status.json beside an args.json, or nothing but files of the kit's names."""
-        return os.path.isfile(self.file(schema.MARKER)) or (
-            isinstance(self.status(), dict) and os.path.isfile(self.file(schema.ARGS))) or (
-            set(self.contents()) <= set(kit_files()))
+        """The kit wrote this folder: it carries the marker (files of the kit's names are not enough:
+        a user's own args.json and train_loss.txt are theirs)."""
+        return os.path.isfile(self.file(schema.MARKER))
 
-    def plan(self, settings, force):
-        """How a run with `settings` (a dict) goes on from what this folder holds. Raises
+    def plan(self, settings, force, defaults=None):
+        """How a run with `settings` (a dict; `defaults`: see settings_differ) goes on from what this folder holds. Raises
         RunConflict (or CheckpointError) without touching anything when it must not."""
         where, status = self.path, self.status() or {}
         contents = self.contents()
@@ -117,7 +111,7 @@ class RunDir:
         if force:
             return Plan("start", f"Starting {where} over (--force): the files the kit wrote there are deleted.")
         if status.get("status") == schema.COMPLETED:
-            differs = self.settings_differ(settings)
+            differs = self.settings_differ(settings, defaults=defaults)
             if differs:
                 raise RunConflict(f"{where} holds a run made with other {', '.join(differs)}: pass --force to "
                                   "overwrite it or use another --exp_id/--log_dir.")
@@ -125,9 +119,10 @@ class RunDir:
         checkpoint = load_checkpoint(self.path) if self.has_checkpoint() else None
         # the checkpoint carries the settings it was trained with: args.json may be missing or damaged
         recorded = checkpoint["settings"] if checkpoint else self.recorded_settings()
-        differs = self.settings_differ(settings, recorded)
+        differs = self.settings_differ(settings, recorded, defaults)
         if differs:  # e.g. a smoke run where a full run is asked for: never mix them silently
-            values = ", ".join(f"{n} {recorded[n]} there, {settings.get(n)} here" for n in differs)
+            values = ", ".join(f"{n} {recorded.get(n, (defaults or {}).get(n))} there, {settings.get(n)} here"
+                               for n in differs)
             raise RunConflict(f"{where} holds a run made with other {', '.join(differs)} ({values}): pass "
                               "--force to overwrite it or use another --exp_id/--log_dir.")
         was = describe_status(status)
@@ -139,13 +134,18 @@ class RunDir:
 
     def _foreign(self, contents):
         shown = ", ".join(contents[:3]) + (", ..." if len(contents) > 3 else "")
+        adopt = (f" (a run folder of an older version of the kit: adopt it with touch {self.file(schema.MARKER)})"
+                 if set(contents) <= set(kit_files()) else "")
         return RunConflict(f"{self.path} holds files this kit did not write ({shown}), so it is left untouched "
-                           "(--force included): choose another --exp_id or --log_dir.")
+                           f"(--force included): choose another --exp_id or --log_dir{adopt}.")
 
     # ----- the folder itself
     def check_writable(self):
         """RunConflict (nothing written) when the run's folder cannot be made or written."""
         for path, what in ((self.log_dir, f"--log_dir {self.log_dir}"), (self.path, self.path)):
+            if os.path.islink(path) and not os.path.exists(path):
+                raise RunConflict(f"{what} is a symbolic link to {os.readlink(path)}, which does not exist: make "
+                                  "that folder or remove the link.")
             if os.path.exists(path) and not os.path.isdir(path):
                 raise RunConflict(f"{what} is a file, not a folder: choose another --log_dir or --exp_id.")
         existing = os.path.abspath(self.path)

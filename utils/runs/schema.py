@@ -17,7 +17,7 @@ MARKER = ".run-folder"  # written first: the kit wrote this folder and may delet
 LOCK = ".lock"  # held (flock) by the process using the folder; holds its pid, host and boot id
 
 # ----------------------------------------------------------------------------- the metric table
-# Every metric a run records or the report shows is one entry below. The writer (utils.train.runner,
+# Every metric a run records or the report shows is one entry below. The writer (utils.train.run,
 # utils.runs.run_dir, utils.data_utils.save_logs) and every report module read these entries, so a
 # new per-epoch metric is one EpochMetric here (and a RunMetric to put it in the report's tables)
 # plus the line that measures it.
@@ -30,6 +30,8 @@ class EpochMetric:
     panel: Optional[str] = None  # the per-run figure's row that draws it (a key of PANELS); None: not drawn
     required: bool = False  # an epoch without it cannot be plotted or ranked
     txt: Optional[str] = None  # the course notebook's file (without .txt) holding it, one value per line
+    step_mean: bool = False  # the training step hands it to the pass (steps.add(..., <quantity>=value) in
+    #                          run_exp.train); the record holds its mean over the pass's steps
 
     @property
     def quantity(self):
@@ -64,6 +66,9 @@ TEST_PASS_METRICS = (
     EpochMetric("test_words", "Test words", "count", "test"),
     EpochMetric("test_word_ppl", "Test word perplexity", "ppl", "test"),
 )
+# What every pass sums over its steps (and its processes, in float64), by name; a step_mean metric
+# adds its own quantity. A mid-epoch checkpoint keeps them (and the pass's seconds so far).
+PASS_SUMS = ("nll_sum", "tokens", "words", "steps")
 # Rows of the per-run figure, top to bottom: panel -> axis label.
 PANELS = {"loss": "Loss (nats/token)", "ppl": "Perplexity"}
 # The course's steady-state GPU memory file (one value, NaN on a CPU), written with the test files.
@@ -142,10 +147,30 @@ def txt_name(log_name):
 # What status.json can say.
 RUNNING, COMPLETED, INTERRUPTED, DIVERGED, FAILED = "running", "completed", "interrupted", "diverged", "failed"
 STATUSES = (RUNNING, COMPLETED, INTERRUPTED, DIVERGED, FAILED)
-# Settings that make two runs the same run: a folder made with other values is never resumed or
-# skipped in their place (a smoke run where a full run is asked for, another learning rate...).
-SAME_RUN_FIELDS = ("model", "layers", "optimizer", "epochs", "batch_size", "max_batches", "lr", "momentum",
-                   "weight_decay", "seed", "learn_embeddings")
+# Run identity. Every setting identifies a run (a sweep never skips or continues a folder made with
+# another value; the report never pools two values as seeds), except these incidental ones: where
+# the run is logged and named, printing, the device, how often it checkpoints, --force, and labels
+# whose effect other fields already carry (config, smoke, where the lr came from). A new field of
+# the settings dataclass therefore identifies runs by default.
+INCIDENTAL = ("exp_id", "log", "log_dir", "embeddings", "num_workers", "device", "progress_bar", "print_every",
+              "resume", "force", "compile", "vocab_folder", "checkpoint_every", "lr_from", "reused_from", "config",
+              "smoke")
+REUSED_FROM = "reused_from"  # args.json key of a run that is another run's records at the same settings
+
+
+def identity(args):
+    """The settings of `args` (an args.json dict) that identify the run: all but INCIDENTAL."""
+    return {k: v for k, v in args.items() if k not in INCIDENTAL and not k.startswith("_")}
+
+
+def differing(recorded, settings, defaults=None):
+    """The identifying fields on which a recorded run differs from `settings` (both dicts). A field
+    the record lacks (written before the field existed) counts as its default (`defaults`, e.g.
+    utils.train.settings.DEFAULTS), which reproduces the code of before; without a default, as the
+    same value."""
+    defaults, a, b = defaults or {}, identity(recorded), identity(settings)
+    return [k for k in dict.fromkeys([*b, *a])
+            if a.get(k, defaults.get(k, b.get(k))) != b.get(k, defaults.get(k, a.get(k)))]
 
 
 # Multi-seed sweeps and the learning-rate search (utils.study.sweep makes them; the report groups

@@ -63,9 +63,7 @@ def distributed_from_job(device):
     # overwrite: the job inherits the submitting shell's environment, where RANK or MASTER_PORT may
     # be left over from another launcher; within the job, SLURM's own variables are the truth.
     submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
-    import torch
-
-    return Distributed.from_env("cuda" if str(device).startswith("cuda") and torch.cuda.is_available() else "cpu")
+    return Distributed.from_env(device)
 
 
 @contextlib.contextmanager

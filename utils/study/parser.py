@@ -7,8 +7,14 @@ import dataclasses
 import typing
 
 from utils.study import tuning
+from utils.study.configs import CONFIGS, parse_config_list
 from utils.study.launchers import LAUNCHERS
 from utils.train.settings import Arguments, UsageError
+
+# --help's groups of run settings, each opened by its first field (in Arguments' order).
+SECTIONS = {"data_folder": "one run: data", "model": "one run: model", "optimizer": "one run: optimization",
+            "exp_id": "one run: experiment (where it is logged)", "num_workers": "one run: miscellaneous",
+            "config": "one run: extras"}
 
 EXAMPLES = """\
 examples:
@@ -83,10 +89,17 @@ class Parser(argparse.ArgumentParser):
 def build_parser():
     parser = Parser(
         prog="run_exp.py", argument_default=argparse.SUPPRESS, epilog=EXAMPLES,
+        usage="%(prog)s [one run's flags] [--config N|list|all [the study's flags]]",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train and evaluate an LSTM or MiniGPT1 on Wikitext-2 (IFT6135 assignment 2): one run, "
                     "one configuration of the study, or several.")
-    study = parser.add_argument_group("the study (with --config)")
+    group = None
+    for f in dataclasses.fields(Arguments):
+        if f.name in SECTIONS:
+            group = parser.add_argument_group(SECTIONS[f.name])
+        if f.name != "config":  # set by --config
+            _add_setting(group, f)
+    study = parser.add_argument_group("the study (with --config N|list|all)")
     for name, (default, kind, help_text) in STUDY_FLAGS.items():
         if kind is bool:
             study.add_argument(f"--{name}", action="store_true", help=help_text)
@@ -95,10 +108,6 @@ def build_parser():
             metavar = "N" if kind is int else None
             choices = list(LAUNCHERS) if name == "launcher" else None
             study.add_argument(f"--{name}", type=kind, choices=choices, metavar=metavar, help=help_text + shown)
-    settings = parser.add_argument_group("run settings (the course notebook's Arguments, plus extras)")
-    for f in dataclasses.fields(Arguments):
-        if f.name != "config":  # set by --config
-            _add_setting(settings, f)
     return parser
 
 
@@ -107,3 +116,29 @@ def parse(argv=None):
     given = vars(build_parser().parse_args(argv))
     study = {k: given.pop(k) for k in list(given) if k in STUDY_FLAGS}
     return given, study
+
+
+def check_config_flags(numbers, given):
+    """Flags that contradict a configuration are refused, never silently dropped or applied."""
+    for key in ("model", "layers", "optimizer"):
+        clash = [n for n in numbers if key in given and getattr(CONFIGS[n], key) != given[key]]
+        if clash:
+            raise UsageError(f"--config {clash[0]} sets {key}={getattr(CONFIGS[clash[0]], key)}, not {given[key]}: "
+                             f"drop --{key} or run without --config.")
+    if "exp_id" in given and len(numbers) > 1:
+        raise UsageError("--exp_id names one run; with several configurations each is named after its number.")
+
+
+def check_command(given, study):
+    """The configuration numbers to run (None: one run), or a UsageError; needs no torch, so a typo
+    such as --config 2- is answered at once."""
+    if study.get("config") is None:
+        if study:
+            raise UsageError(f"--{next(iter(study))} is a flag of the study: add --config N|list|all.")
+        return None
+    try:
+        numbers = parse_config_list(study["config"])
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    check_config_flags(numbers, given)
+    return numbers

@@ -34,13 +34,13 @@ def _check(given, opts):
         raise UsageError("--seed and --seeds contradict each other: pass one of them.")
 
 
-def _tuning_plan(numbers, given, opts, log_dir):
+def _tuning_plan(numbers, given, opts, log_dir, main):
     smoke = config_settings(numbers[0], **given).smoke
     budget = dict(tuning.SMOKE_BUDGET if smoke else tuning.DEFAULT_BUDGET)
     budget.update({k: v for k, v in (("epochs", opts["tune_epochs"]), ("max_batches", opts["tune_batches"]))
                    if v is not None})
     grids = tuning.parse_grid(opts["tune_grid"])
-    return grids, budget, tuning.search_jobs(numbers, grids, budget, log_dir, **given)
+    return grids, budget, tuning.search_jobs(numbers, grids, budget, log_dir, main, **given)
 
 
 def _search_finished(search):
@@ -48,15 +48,16 @@ def _search_finished(search):
     return all((RunDir(j.settings.log_dir, j.settings.exp_id).status() or {}).get("status") in final for j in search)
 
 
-def run_study(numbers, given, opts, dist):
-    """The exit code of `run_exp.py --config ...` with the study flags in `opts`."""
+def run_study(numbers, given, opts, dist, main=None):
+    """The exit code of `run_exp.py --config ...` with the study flags in `opts`; every run is
+    main(settings, dist, with_test) (run_exp.main, handed over by run_exp.py)."""
     _check(given, opts)
     seeds = parse_seeds(opts["seeds"])
     log_dir = config_settings(numbers[0], **given).log_dir
-    jobs = config_jobs(numbers, seeds, **given)
+    jobs = config_jobs(numbers, seeds, main=main, **given)
     search = []
     if opts["tune_lr"]:
-        grids, budget, search = _tuning_plan(numbers, given, opts, log_dir)
+        grids, budget, search = _tuning_plan(numbers, given, opts, log_dir, main)
     if opts["status"]:
         print(status_table(search + jobs + tuned_jobs(numbers, seeds, given, log_dir)))
         return 0
@@ -73,7 +74,7 @@ def run_study(numbers, given, opts, dist):
                 else (None, None)
             record, path = dist.broadcast((record, path))
             print(f"Chosen learning rates ({path}): " + ", ".join(f"{k} {v:g}" for k, v in record["choice"].items()))
-            jobs += config_jobs(numbers, seeds, tuned=tuning.tuned_choices(record, path), **given)
+            jobs += config_jobs(numbers, seeds, tuned=tuning.tuned_choices(record, path), main=main, **given)
     jobs = fold_identical(jobs)
     for job in jobs:
         validate(job.settings)

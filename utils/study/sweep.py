@@ -12,7 +12,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from utils.runs import schema
 from utils.runs.atomic import atomic_write, atomic_write_json
@@ -20,15 +20,13 @@ from utils.runs.run_dir import RunDir
 from utils.runs.schema import seed_run_id, tuned_run_id
 from utils.study.configs import CONFIGS
 from utils.train.distributed import SINGLE
-from utils.train.loop import TrainingDiverged
 from utils.train.progress import perplexity_text
-from utils.train.runner import execute
-from utils.train.settings import Arguments, UsageError, apply_smoke, to_dict
+from utils.train.settings import DEFAULTS, Arguments, UsageError, apply_smoke, to_dict
 from utils.train.stop import RunInterrupted
+from utils.train.watch import TrainingDiverged
 
 # Statuses a sweep summary can report, and whether the sweep counts as a success with them.
 OK_STATUSES = ("completed", "skipped", "reused", "pending")  # pending: reuses a run still queued elsewhere
-REUSED_FROM = "reused_from"  # args.json key of a run that is another run's records at the same settings
 
 
 @dataclass
@@ -37,6 +35,7 @@ class Job:
     label: str  # how summaries and the status command name it, e.g. "6: MiniGPT1 x1, adamw, seed 1"
     with_test: bool = True  # False for the learning-rate search, which must never see the test split
     reuses: Optional[str] = None  # exp_id of a run at the same settings whose records stand for this one
+    main: Optional[Callable] = None  # run_exp.main, handed over by run_exp.py: main(settings, dist, with_test)
 
 
 def config_settings(number, **overrides):
@@ -51,7 +50,7 @@ def config_settings(number, **overrides):
     return apply_smoke(Arguments(**fields), explicit=set(overrides))
 
 
-def config_job(number, sweep_seed=None, tuned=None, **overrides):
+def config_job(number, sweep_seed=None, tuned=None, main=None, **overrides):
     """The job of configuration `number`: for one seed of a multi-seed sweep (folder <id>-seed<k>),
     and at a tuned learning rate when `tuned` = (lr, tuning record path) (folder <id>-tuned...)."""
     exp_id, label = CONFIGS[number].exp_id, CONFIGS[number].label
@@ -62,10 +61,10 @@ def config_job(number, sweep_seed=None, tuned=None, **overrides):
         overrides = dict(overrides, seed=sweep_seed)
         exp_id, label = seed_run_id(exp_id, sweep_seed), f"{label}, seed {sweep_seed}"
     overrides.setdefault("exp_id", exp_id)
-    return Job(config_settings(number, **overrides), label)
+    return Job(config_settings(number, **overrides), label, main=main)
 
 
-def config_jobs(numbers, seeds=None, tuned=None, **overrides):
+def config_jobs(numbers, seeds=None, tuned=None, main=None, **overrides):
     """Jobs for configurations × seeds (seeds None: the course's single run, folder <id>).
     tuned: {(model, optimizer): (lr, record path)}; configurations without a choice are left out."""
     jobs = []
@@ -74,14 +73,8 @@ def config_jobs(numbers, seeds=None, tuned=None, **overrides):
         choice = None if tuned is None else tuned.get((cfg.model, cfg.optimizer))
         if tuned is not None and choice is None:
             continue
-        jobs += [config_job(number, seed, choice, **overrides) for seed in (seeds or [None])]
+        jobs += [config_job(number, seed, choice, main, **overrides) for seed in (seeds or [None])]
     return jobs
-
-
-def computed_settings(settings):
-    """Every setting that changes what a run computes: all but its name and where its lr came from."""
-    fields = {k: v for k, v in to_dict(settings).items() if k not in ("exp_id", "lr_from")}
-    return json.dumps(fields, sort_keys=True, default=str)
 
 
 def fold_identical(jobs):
@@ -89,7 +82,7 @@ def fold_identical(jobs):
     the search chose the course's lr) reuses that run's records instead of training again."""
     first, folded = {}, []
     for job in jobs:
-        same = first.setdefault(computed_settings(job.settings), job)
+        same = first.setdefault(json.dumps(schema.identity(to_dict(job.settings)), sort_keys=True), job)
         other = same.settings.exp_id != job.settings.exp_id  # a configuration listed twice is one run
         folded.append(dataclasses.replace(job, reuses=same.settings.exp_id) if other else job)
     return folded
@@ -97,7 +90,7 @@ def fold_identical(jobs):
 
 def reuse_run(job):
     """Give `job`'s folder the records of the run it reuses (all but the checkpoint), with args.json
-    saying so (REUSED_FROM); status.json is written last, so the copy is complete once it says so.
+    saying so (schema.REUSED_FROM); status.json is written last, so the copy is complete once it says so.
     Returns (status, message)."""
     s = job.settings
     source, target = RunDir(s.log_dir, job.reuses), RunDir(s.log_dir, s.exp_id)
@@ -111,7 +104,7 @@ def reuse_run(job):
             continue
         with open(source.file(name), "rb") as handle:
             atomic_write(target.file(name), lambda out: shutil.copyfileobj(handle, out))
-    atomic_write_json(target.file(schema.ARGS), dict(to_dict(s), **{REUSED_FROM: str(job.reuses)}))
+    atomic_write_json(target.file(schema.ARGS), dict(to_dict(s), **{schema.REUSED_FROM: str(job.reuses)}))
     with open(source.file(schema.STATUS), "rb") as handle:
         atomic_write(target.file(schema.STATUS), lambda out: shutil.copyfileobj(handle, out))
     return "reused", f"the records of {source.path}: same settings, not run again"
@@ -121,7 +114,7 @@ def skip_reason(s, run_dir):
     """(status, message) when the run must not be executed, else None."""
     if not s.log or s.force or not (run_dir.is_completed() or run_dir.has_checkpoint()):
         return None
-    differs = run_dir.settings_differ(to_dict(s))
+    differs = run_dir.settings_differ(to_dict(s), defaults=DEFAULTS)
     if differs:  # e.g. a smoke run where a full run is asked for: never overwrite or mix silently
         return "conflict", (f"{run_dir.path} was run with other {', '.join(differs)}: pass --force to overwrite it "
                             "or use another --log_dir")
@@ -144,7 +137,7 @@ def run_job(job, dist=SINGLE):
         return dict(summary, status=status, message=message, **numbers)
     start = time.perf_counter()
     try:
-        result = execute(s, dist, with_test=job.with_test)
+        values = dict(zip(schema.TXT_LOGS, job.main(s, dist, with_test=job.with_test)))
     except (UsageError, RunInterrupted):  # bad input stops everything; so does Ctrl-C
         raise
     except TrainingDiverged as err:
@@ -152,8 +145,9 @@ def run_job(job, dist=SINGLE):
     except Exception as err:  # the run's status.json says what happened; the sweep goes on
         return dict(summary, status="failed", message=f"{type(err).__name__}: {err}",
                     seconds=time.perf_counter() - start)
-    return dict(summary, status="completed", best_valid_ppl=result.best_valid_ppl,
-                test_ppl=result.test.get("test_ppl"), seconds=time.perf_counter() - start, message="")
+    test_ppl = values["test_ppl"] if job.with_test else None
+    return dict(summary, status="completed", best_valid_ppl=min(values["valid_ppl"]), test_ppl=test_ppl,
+                seconds=time.perf_counter() - start, message="")
 
 
 def recorded_numbers(run_dir):
@@ -191,14 +185,14 @@ def run_jobs(jobs, dist=SINGLE, title=None):
     return summaries
 
 
-def run_config(number, dist=SINGLE, **overrides):
-    """Run configuration `number` unless already complete; continue it if it was not."""
-    return run_job(config_job(number, **overrides), dist)
+def run_config(number, main, dist=SINGLE, **overrides):
+    """Run configuration `number` with `main` unless already complete; continue it if it was not."""
+    return run_job(config_job(number, main=main, **overrides), dist)
 
 
-def run_sweep(numbers, dist=SINGLE, seeds=None, **overrides):
-    """Run several configurations (for each of `seeds`, if given) in order: the notebook's call."""
-    return run_jobs(config_jobs(numbers, seeds, **overrides), dist)
+def run_sweep(numbers, main, dist=SINGLE, seeds=None, **overrides):
+    """Run several configurations (for each of `seeds`, if given) in order with `main`."""
+    return run_jobs(config_jobs(numbers, seeds, main=main, **overrides), dist)
 
 
 def format_summary(summaries):

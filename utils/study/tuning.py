@@ -54,7 +54,7 @@ def tuning_dir(log_dir):
     return os.path.join(log_dir, schema.TUNING_DIR)
 
 
-def search_jobs(numbers, grids, budget, study_log_dir, **overrides):
+def search_jobs(numbers, grids, budget, study_log_dir, main=None, **overrides):
     """One validation-only job per (model, optimizer, lr), 1 layer, on the search budget, in
     <study_log_dir>/tuning/; `overrides` are the study's other settings (data, embeddings, device...)."""
     from utils.study.sweep import Job, config_settings
@@ -67,7 +67,7 @@ def search_jobs(numbers, grids, budget, study_log_dir, **overrides):
             fields = dict(overrides, layers=1, lr=lr, config=None, log_dir=tuning_dir(log_dir), **budget,
                           exp_id=schema.tuning_run_id(model, optimizer, lr))
             settings = config_settings(base, **fields)
-            jobs.append(Job(settings, f"search {model}/{optimizer} lr {lr:g}", with_test=False))
+            jobs.append(Job(settings, f"search {model}/{optimizer} lr {lr:g}", with_test=False, main=main))
     return jobs
 
 

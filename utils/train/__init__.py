@@ -1,2 +1,2 @@
-"""The engine: settings, the epoch loop, the runner, precision, optimizers, processes. It never
-imports the study (utils.study), which drives it."""
+"""The machinery run_exp.py's loop calls: settings, the run's lifecycle, passes, precision,
+optimizers, processes, stop and watch. It never imports the study (utils/study) or run_exp."""

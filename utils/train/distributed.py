@@ -26,13 +26,14 @@ class Distributed:
     backend: Optional[str] = None  # "nccl" or "gloo" once the group is joined; None for one process
 
     @classmethod
-    def from_env(cls, device_type):
-        """Join the process group the launcher describes; one process when it describes none."""
+    def from_env(cls, device):
+        """Join the process group the launcher describes (NCCL when `device`, as --device names it,
+        is a GPU here; else Gloo); one process when it describes none."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world == 1:
             return cls()
         rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-        backend = "nccl" if device_type == "cuda" else "gloo"
+        backend = "nccl" if str(device).startswith("cuda") and torch.cuda.is_available() else "gloo"
         device_id = None
         if backend == "nccl":  # the group is bound to this process's GPU: NCCL connects eagerly, to the right one
             torch.cuda.set_device(local_rank)

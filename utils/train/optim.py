@@ -10,6 +10,7 @@ optimizer works on language models of this size: adam and adamw around the cours
 choice is checked, not assumed); plain SGD on a mean token loss needs ~0.1-1 (Zaremba et al.'s
 lr 1); momentum 0.9 multiplies the effective step by 10, so its grid is SGD's / 10.
 """
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -19,35 +20,50 @@ class OptimizerSpec:
     build: Callable  # (torch.optim module, params, settings, **options) -> optimizer
     uses: tuple  # the settings it reads, besides the parameters
     grid: tuple  # the learning rates the study's search tries (utils.study.tuning), ascending
+    fused: bool = False  # torch has a fused CUDA kernel for it (fused=True is passed on CUDA only then)
 
 
 OPTIMIZERS = {
     "sgd": OptimizerSpec(lambda o, p, s, **kw: o.SGD(p, lr=s.lr, weight_decay=s.weight_decay, **kw),
-                         ("lr", "weight_decay"), (0.01, 0.03, 0.1, 0.3, 1.0)),
+                         ("lr", "weight_decay"), (0.01, 0.03, 0.1, 0.3, 1.0), fused=True),
     "momentum": OptimizerSpec(lambda o, p, s, **kw: o.SGD(p, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay,
                                                           **kw), ("lr", "momentum", "weight_decay"),
-                              (0.001, 0.003, 0.01, 0.03, 0.1)),
+                              (0.001, 0.003, 0.01, 0.03, 0.1), fused=True),
     # The course gives Adam no weight decay.
-    "adam": OptimizerSpec(lambda o, p, s, **kw: o.Adam(p, lr=s.lr, **kw), ("lr",), (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)),
+    "adam": OptimizerSpec(lambda o, p, s, **kw: o.Adam(p, lr=s.lr, **kw), ("lr",), (1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
+                          fused=True),
     "adamw": OptimizerSpec(lambda o, p, s, **kw: o.AdamW(p, lr=s.lr, weight_decay=s.weight_decay, **kw),
-                           ("lr", "weight_decay"), (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)),
+                           ("lr", "weight_decay"), (1e-4, 3e-4, 1e-3, 3e-3, 1e-2), fused=True),
 }
 
 
 def make_optimizer(settings, model, fused=None):
     """settings.optimizer's optimizer over model's learnable parameters; KeyError names the choices.
 
-    fused (default: on CUDA) takes one kernel per step and reads the fp16 gradient scaler's verdict
-    on the device; the unfused step under a GradScaler waits for the host (`.item()`) every step.
-    The CPU keeps the default implementation (the course's numbers are reproduced with it)."""
+    On CUDA an entry with a fused kernel gets it: one kernel per step, reading the fp16 gradient
+    scaler's verdict on the device (the unfused step under a GradScaler waits for the host every
+    step). The CPU keeps the default implementation (the course's numbers are reproduced with it).
+    fused=True asks for the fused kernel anywhere (tests of the CUDA path on a CPU)."""
     import torch.optim
 
     if settings.optimizer not in OPTIMIZERS:
         raise KeyError(f"Unknown optimizer {settings.optimizer!r}: choose from {', '.join(OPTIMIZERS)}.")
+    spec = OPTIMIZERS[settings.optimizer]
     params = [p for p in model.parameters() if p.requires_grad]
-    if fused is None:
-        fused = bool(params) and params[0].is_cuda
-    return OPTIMIZERS[settings.optimizer].build(torch.optim, params, settings, **({"fused": True} if fused else {}))
+    fused = spec.fused and (fused if fused is not None else bool(params) and params[0].is_cuda)
+    return spec.build(torch.optim, params, settings, **({"fused": True} if fused else {}))
+
+
+def scheduled_lr(settings, step, total):
+    """The learning rate of global step `step` (0-based) of a run of `total` steps: linear warmup
+    over --warmup_steps, then --lr (constant, the course's) or a cosine from --lr to 0 at the end."""
+    warmup = settings.warmup_steps
+    if step < warmup:
+        return settings.lr * (step + 1) / warmup
+    if settings.lr_schedule == "constant":
+        return settings.lr
+    progress = (step - warmup) / max(total - warmup, 1)
+    return settings.lr * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
 def load_optimizer_state(optimizer, state):

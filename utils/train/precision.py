@@ -1,5 +1,4 @@
-"""Numeric precision as one object: the autocast dtype, its context, the gradient scaler, why it was
-chosen, and the watch that stops a run whose fp16 scaler or loss has stalled.
+"""Numeric precision as one object: the autocast dtype, its context, the gradient scaler, and why it was chosen.
 
 auto decides by the GPU's compute capability, not by torch.cuda.is_bf16_supported(): that says
 True on a T4 (sm_75), where bf16 is emulated without tensor cores (fp32 speed or worse). From
@@ -16,10 +15,6 @@ from utils.train.settings import PRECISIONS as CHOICES
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 BF16_CAPABILITY = (8, 0)  # Ampere and later: bf16 and TF32 tensor cores
-# Steps in a row after which a run is stalled: every one skipped by the fp16 scaler (each halves
-# the scale, so 2^-100 of it is left: no real gradient needs that), or every one with bit for bit
-# the same loss (a model stuck at one output). A healthy run does neither for even a few steps.
-STALL_STEPS = 100
 
 
 def _capability(device):
@@ -103,51 +98,3 @@ class Precision:
 
     def __str__(self):
         return self.name
-
-
-class TrainingStalled(RuntimeError):
-    """Raised by StallWatch.check with a one-line reason (the loop turns it into TrainingDiverged)."""
-
-
-class StallWatch:
-    """Counts, on the device (no host sync per step), steps in a row that the gradient scaler
-    skipped and steps in a row whose loss equals the previous one; check() reads them (one sync)."""
-
-    def __init__(self, device, limit=STALL_STEPS):
-        self.limit = limit
-        self.skipped = torch.zeros((), dtype=torch.long, device=device)  # scaler-skipped steps in a row
-        self.unchanged = torch.zeros((), dtype=torch.long, device=device)  # steps in a row with the same loss
-        self.worst = torch.zeros(2, dtype=torch.long, device=device)  # the longest of each run so far
-        self.last_loss = self.last_scale = None
-
-    @torch.no_grad()
-    def add(self, loss, scaler=None):
-        loss = loss.detach()
-        if self.last_loss is not None:
-            self.unchanged = torch.where(loss == self.last_loss, self.unchanged + 1, 0)
-        self.last_loss = loss.clone()
-        scale = scale_tensor(scaler)
-        if scale is not None:
-            if self.last_scale is not None:  # update() halves the scale exactly when it skipped the step
-                self.skipped = torch.where(scale < self.last_scale, self.skipped + 1, 0)
-            self.last_scale = scale.clone()
-        self.worst = torch.maximum(self.worst, torch.stack([self.skipped, self.unchanged]))
-
-    def check(self):
-        """Raise TrainingStalled with the reason when either run reached the limit."""
-        skipped, unchanged = self.worst.tolist()
-        if skipped >= self.limit:
-            raise TrainingStalled(f"the fp16 gradient scaler skipped {skipped} steps in a row (the gradients "
-                                  "overflow fp16), so nothing is learned: rerun with --precision bf16 (on an "
-                                  "sm_80+ GPU) or --precision fp32.")
-        if unchanged >= self.limit:
-            raise TrainingStalled(f"the loss stayed exactly the same for {unchanged} steps in a row, so nothing is "
-                                  "learned: rerun with --precision bf16 or --precision fp32, or another --lr.")
-
-
-def scale_tensor(scaler):
-    """The scaler's current scale as a device tensor (get_scale() would wait for the device), or None
-    when no scaler is in use."""
-    if scaler is None or not scaler.is_enabled():
-        return None
-    return scaler._scale  # set by the first scaler.scale(); updated in place by scaler.update()

@@ -167,7 +167,9 @@ class Reporter:
         if self.bar is not None and not self.reads(step):
             self.bar.update(step - self.bar.n)  # no values read: quiet steps never wait for the device
             return
-        nll_sum, tokens = totals.sums[:2].tolist()
+        import torch  # here: importing this module imports no torch
+
+        nll_sum, tokens = torch.stack([totals.sums["nll_sum"], totals.sums["tokens"]]).tolist()  # one host sync
         eta, estimate = self._eta(step, step - self.start_step)
         rate = tokens / max(totals.seconds(), 1e-9)
         ppl = perplexity_text(math.exp(min(nll_sum / max(tokens, 1.0), 700.0)))

@@ -1,7 +1,7 @@
 """A run's settings: the course notebook's `Arguments` fields plus optional extras, as plain data.
 
 Settings never carry runtime objects (devices, scalers, tables): those belong to the Run that
-utils.train.runner.prepare builds from them. Every field's help text lives here and is what
+utils.train.run.open_run builds from them. Every field's help text lives here and is what
 `python run_exp.py --help` prints.
 """
 import dataclasses
@@ -17,6 +17,7 @@ from utils.train.optim import OPTIMIZERS
 # The smoke preset: both models end to end on real data in well under a minute on 2 CPU cores.
 # It fills only the fields left at their defaults: an explicit --epochs 3 --smoke runs 3 epochs.
 SMOKE = dict(epochs=2, batch_size=4, max_batches=2)
+LR_SCHEDULES = ("constant", "cosine")  # utils.train.optim.scheduled_lr
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # utils.train.precision resolves them; named here so parsing needs no torch
 SMOKE_LOG_DIR = "./logs_smoke"  # where smoke runs go unless --log_dir is given: never beside full runs
 
@@ -35,6 +36,7 @@ class Arguments:
     model: str = _arg("lstm", "model to train", MODELS)  # the registry itself: a new entry is a new choice
     embeddings: str = _arg("./data/embeddings.npz", "GPT-1 embeddings.npz, or the stand-in from utils.build_embeddings")
     layers: int = _arg(1, "LSTM layers or Transformer blocks")
+    dropout: float = _arg(0.0, "dropout probability in both models (0: none, the course's)")
 
     # Optimization
     optimizer: str = _arg("adamw", "optimizer", OPTIMIZERS)
@@ -42,6 +44,11 @@ class Arguments:
     lr: float = _arg(1e-3, "learning rate")
     momentum: float = _arg(0.9, "momentum (the momentum optimizer only)")
     weight_decay: float = _arg(5e-4, "weight decay (adamw, sgd and momentum; the course gives adam none)")
+    grad_clip: Optional[float] = _arg(None, "clip the gradients' global norm to this (none or 0: no clipping, the "
+                                            "course's)")
+    lr_schedule: str = _arg("constant", "learning rate over the run: constant (the course's) or cosine (to 0 at the "
+                                        "last step)", LR_SCHEDULES)
+    warmup_steps: int = _arg(0, "steps of linear warmup from 0 to --lr before the schedule")
 
     # Experiment
     exp_id: str = _arg("debug", "run name: the run's folder is log_dir/exp_id")
@@ -134,13 +141,19 @@ def validate(settings):
         raise UsageError(f"Unknown model {s.model!r}: use --model {' or '.join(MODELS)}.")
     if s.optimizer not in OPTIMIZERS:
         raise UsageError(f"Unknown optimizer {s.optimizer!r}: use --optimizer {', '.join(OPTIMIZERS)}.")
+    if s.lr_schedule not in LR_SCHEDULES:
+        raise UsageError(f"Unknown --lr_schedule {s.lr_schedule!r}: use {' or '.join(LR_SCHEDULES)}.")
+    _check_number(s, "dropout", 0, 1)
+    if s.grad_clip is not None:
+        _check_number(s, "grad_clip", 0)
     for name in ("batch_size", "epochs", "layers", "print_every"):
         if int(getattr(s, name)) < 1:
             raise UsageError(f"--{name} must be >= 1 (got {getattr(s, name)}).")
     if s.max_batches is not None and int(s.max_batches) < 1:
         raise UsageError(f"--max_batches must be >= 1 (got {s.max_batches}).")
-    if int(s.checkpoint_every) < 0:
-        raise UsageError(f"--checkpoint_every must be >= 0 (got {s.checkpoint_every}).")
+    for name in ("checkpoint_every", "warmup_steps"):
+        if int(getattr(s, name)) < 0:
+            raise UsageError(f"--{name} must be >= 0 (got {getattr(s, name)}).")
     check_lr(s.lr)
     _check_number(s, "momentum", 0, 1)
     _check_number(s, "weight_decay", 0)

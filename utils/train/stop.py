@@ -1,6 +1,7 @@
-"""Stopping a run cleanly on Ctrl-C, SIGTERM (Colab disconnects, cluster preemption) or SLURM's
-warning signal: the handler only records the signal; the runner, at the next step boundary,
-writes a checkpoint and an `interrupted` status, then calls `finish()`.
+"""Stopping a run cleanly on Ctrl-C, SIGTERM (Colab disconnects, cluster preemption), SLURM's
+warning signal (USR2) or SIGHUP (a closed terminal, a dropped SSH session): the handler only records
+the signal; the runner, at the next step boundary, writes a checkpoint and an `interrupted` status,
+then calls `finish()`. A signal ignored when the run starts (SIGHUP under nohup) stays ignored.
 
 finish() hands the signal to whoever handled it before (submitit requeues the job on its
 USR2, and just logs its SIGTERM) and then raises RunInterrupted, which the command line turns
@@ -11,7 +12,7 @@ import contextlib
 import signal
 import threading
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2, signal.SIGHUP)
 
 
 class RunInterrupted(Exception):
@@ -27,8 +28,24 @@ class RunInterrupted(Exception):
 
 
 def before_training(signum, frame):
-    """The command line's SIGTERM handler until a run installs GracefulStop: stop like Ctrl-C."""
+    """The command line's handler until a run installs GracefulStop: stop like Ctrl-C."""
     raise RunInterrupted(signum, "before training started (nothing to save)")
+
+
+@contextlib.contextmanager
+def stopping_before_training():
+    """While a command starts (imports, data, the folder's checks): SIGTERM, USR2 and HUP end it in one
+    line (before_training) instead of killing it silently; Ctrl-C is Python's own KeyboardInterrupt."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.getsignal(s) for s in SIGNALS[1:]} if main else {}
+    for signum, handler in previous.items():
+        if handler == signal.SIG_DFL:
+            signal.signal(signum, before_training)
+    try:
+        yield
+    finally:  # a caller in the same process (a test, a notebook) gets its own handlers back
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
 
 class GracefulStop:
@@ -43,7 +60,8 @@ class GracefulStop:
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
             for signum in SIGNALS:
-                self.previous[signum] = signal.signal(signum, self._record)
+                if signal.getsignal(signum) != signal.SIG_IGN:
+                    self.previous[signum] = signal.signal(signum, self._record)
         return self
 
     def __exit__(self, *exc):
