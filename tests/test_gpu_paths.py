@@ -117,12 +117,12 @@ def spread_rows(vocab=16384, width=8, scale=8.0, seed=0):
 
 
 class Fp16TiedGradient(unittest.TestCase):
-    def grads(self, precision, weight, features, targets, path, half_features=False):
+    def grads(self, precision, weight, features, targets, half_features=False):
         x = features.clone().requires_grad_(True)
         optimizer = torch.optim.SGD([x], lr=0.0)
         scaler = precision.make_scaler()
         with precision.autocast():
-            nll = tied_token_nll(x.half() if half_features else x, weight, targets, chunk_size=16, path=path)
+            nll = tied_token_nll(x.half() if half_features else x, weight, targets, chunk_size=16)
         scaler.scale(nll.mean()).backward()
         scaler.unscale_(optimizer)
         grad = x.grad.clone()
@@ -137,12 +137,12 @@ class Fp16TiedGradient(unittest.TestCase):
         targets = torch.randint(1, weight.shape[0], (16,), generator=generator)
         targets[::2] = 0  # padding positions (mask 0 in a batch; the loss still computes their rows)
         targets = targets.to(DEVICE)
-        for path in ("blocked", "fused"):
-            reference_nll, reference, _ = self.grads(on_gpu("fp32"), weight, features, targets, path)
+        for _ in (0,):
+            reference_nll, reference, _ = self.grads(on_gpu("fp32"), weight, features, targets)
             self.assertGreater(float(reference.abs().max()), 0.1)
             for half_features in (False, True):
-                with self.subTest(path=path, half_features=half_features):
-                    nll, grad, scaler = self.grads(on_gpu("fp16"), weight, features, targets, path, half_features)
+                with self.subTest(half_features=half_features):
+                    nll, grad, scaler = self.grads(on_gpu("fp16"), weight, features, targets, half_features)
                     self.assertTrue(bool(torch.isfinite(grad).all()), "fp16 gradient overflowed")
                     self.assertEqual(scaler.get_scale(), 65536.0, "the scaler skipped the step")
                     torch.testing.assert_close(grad, reference, rtol=2e-2, atol=2e-3)
@@ -316,11 +316,14 @@ class NoHostSyncOnQuietSteps(unittest.TestCase):
             run_exp.train(0, model.model, batches[1:], optimizer, run.settings, run)  # the Pass's end reads: after
 
 
-class FusedLossEqualsBlocked(unittest.TestCase):
-    def run_path(self, path, features, weight, targets, learn, dtype):
+class TiedLossEqualsAutograd(unittest.TestCase):
+    """The chunked loss (one path on every device since the CPU's transposed one went) against
+    autograd through log_softmax: same loss and every gradient, also with the table learnt."""
+
+    def losses_of(self, loss, features, weight, targets, learn, dtype):
         x = features.to(dtype).clone().requires_grad_(True)
         w = weight.to(dtype).clone().requires_grad_(learn)
-        nll = tied_token_nll(x, w, targets, chunk_size=7, path=path)
+        nll = loss(x, w, targets)
         upstream = torch.linspace(0.5, 1.5, len(targets), dtype=nll.dtype, device=DEVICE)
         (nll * upstream).sum().backward()
         return nll.detach(), x.grad, (w.grad if learn else None)
@@ -330,35 +333,42 @@ class FusedLossEqualsBlocked(unittest.TestCase):
         features, weight = torch.randn(30, 12, generator=generator), torch.randn(V, 12, generator=generator) * 3
         targets = torch.randint(0, V, (30,), generator=generator).to(DEVICE)
         features, weight = features.to(DEVICE), weight.to(DEVICE)
+        chunked = lambda x, w, t: tied_token_nll(x, w, t, chunk_size=7)  # noqa: E731
+        autograd = lambda x, w, t: -torch.log_softmax(x @ w.t(), 1).gather(1, t[:, None]).squeeze(1)  # noqa: E731
         for dtype, tol in ((torch.float32, dict(rtol=1e-5, atol=1e-5)), (torch.float64, dict(rtol=1e-12, atol=1e-12))):
             for learn in (False, True):
                 with self.subTest(dtype=dtype, learn_embeddings=learn):
-                    blocked = self.run_path("blocked", features, weight, targets, learn, dtype)
-                    fused = self.run_path("fused", features, weight, targets, learn, dtype)
-                    self.assertGreater(float(blocked[0].min()), 0.0)
-                    for name, a, b in zip(("nll", "grad_x", "grad_w"), fused, blocked):
+                    reference = self.losses_of(autograd, features, weight, targets, learn, dtype)
+                    found = self.losses_of(chunked, features, weight, targets, learn, dtype)
+                    self.assertGreater(float(reference[0].min()), 0.0)
+                    for name, a, b in zip(("nll", "grad_x", "grad_w"), found, reference):
                         if b is not None:
                             self.assertEqual(a.dtype, b.dtype)
                             torch.testing.assert_close(a, b, **tol, msg=name)
                     with torch.no_grad():
-                        torch.testing.assert_close(tied_token_nll(features.to(dtype), weight.to(dtype), targets,
-                                                                  path="fused"), blocked[0], **tol)
+                        torch.testing.assert_close(tied_token_nll(features.to(dtype), weight.to(dtype), targets),
+                                                   reference[0], **tol)
 
     def test_under_autocast(self):
         model = tiny("gpt1")
         source = torch.randint(1, V, (2, T), device=DEVICE)
         name = "bf16" if DEVICE.type == "cpu" else Precision.resolve("auto", DEVICE).name
         results = {}
-        for path in ("blocked", "fused"):
+        for precision in ("fp32", name):  # chunked, against autograd over the same half-precision logits in fp32
             model.zero_grad(set_to_none=True)
-            with mock.patch("utils.models.losses.default_path", lambda *_, path=path: path), on_gpu(name).autocast():
-                nll = TokenNLL(model)(source, source)
+            with on_gpu(name).autocast():
+                features = model.sequence_features(source)  # (B, T, E)
+                x, t = features.reshape(-1, features.shape[-1]), source.reshape(-1)
+                if precision == "fp32":
+                    logits = (x @ model.tied_weight.t()).float()  # (B*T, V): the autocast dtype's logits, in fp32
+                    nll = -torch.log_softmax(logits, 1).gather(1, t[:, None]).squeeze(1)
+                else:
+                    nll = tied_token_nll(x, model.tied_weight, t)
             nll.mean().backward()
-            results[path] = nll.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
-        torch.testing.assert_close(results["fused"][0], results["blocked"][0], rtol=2e-2, atol=2e-2)
-        for key, grad in results["blocked"][1].items():
-            torch.testing.assert_close(results["fused"][1][key], grad, rtol=5e-2, atol=5e-3, msg=key)
-
+            results[precision] = nll.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        torch.testing.assert_close(results[name][0], results["fp32"][0], rtol=2e-2, atol=2e-2)
+        for key, grad in results["fp32"][1].items():
+            torch.testing.assert_close(results[name][1][key], grad, rtol=5e-2, atol=5e-3, msg=key)
 
     def test_half_copy_of_the_table_is_cast_once(self):
         from utils.models.losses import cast_weight
