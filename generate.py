@@ -72,7 +72,7 @@ def unfinished_note(run_folder, settings):
     if status.get("status") == COMPLETED:
         return None
     epoch, step, epochs = status.get("epoch"), status.get("step"), settings.get("epochs")
-    where = "" if epoch is None else f" at epoch {min(epoch + 1, epochs or epoch + 1)}" + (
+    where = "" if epoch is None else f" at epoch {epoch}" + (
         f" of {epochs}" if epochs else "") + ("" if not step else f", step {step}")
     return (f"note: {run_folder} has not completed (status {status.get('status')}{where}): generating from its last "
             "checkpoint, a partly trained model; rerun its training command to finish it.")

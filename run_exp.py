@@ -14,8 +14,6 @@ by name. A new flag is a field of utils/train/settings.py's Arguments, read here
 import os
 import sys
 
-os.environ.setdefault("MKL_CBWR", "AUTO")  # before torch loads MKL: its sums do not depend on memory alignment
-
 
 def _startup_interrupted(kind, value, trace):
     """Ctrl-C while the imports load (seconds on a cold machine): one line, not a traceback."""
@@ -27,6 +25,7 @@ def _startup_interrupted(kind, value, trace):
 
 if __name__ == "__main__":
     sys.excepthook = _startup_interrupted
+    os.environ.setdefault("MKL_CBWR", "AUTO")  # before torch loads MKL: its sums do not depend on memory alignment
 
 # Parsing imports no torch: --help and a bad flag answer at once; the functions import it when they run.
 from utils.study.parser import check_command, parse, study_options  # noqa: E402 (after the hook above)

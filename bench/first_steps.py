@@ -7,9 +7,9 @@ at steps 10 and 100 (what the optimizer sees there, after 9 and 99 updates), the
 
 Each configuration is built as the engine builds it (registry, optimizer table, course lr, seed
 42) on the real training split in the engine's shuffled order, sequences cut to --seq_len. A loss
-far above uniform (ln V) in the first steps means confidently wrong logits. --course_init builds
-both models with the course constructors' initialisation (no MiniGPT1.start_uniform, no
-LSTM.start_orthogonal), for comparison.
+far above uniform (ln V) in the first steps means confidently wrong logits. The models start as
+`--init stable` builds them (MiniGPT1.start_uniform, LSTM.start_orthogonal); --course_init as
+`--init course` (the course constructors' initialisation, the engine's default), for comparison.
 """
 import argparse
 import json
@@ -60,19 +60,10 @@ def first_steps(number, tokens, position, batches, course_init=False):
     from utils.train.settings import Arguments
 
     cfg = CONFIGS[number]
-    settings = Arguments(model=cfg.model, layers=cfg.layers, optimizer=cfg.optimizer)
+    settings = Arguments(model=cfg.model, layers=cfg.layers, optimizer=cfg.optimizer,
+                         init="course" if course_init else "stable")
     seed_experiment(settings.seed)
-    if course_init and cfg.model == "gpt1":
-        from gpt1_solution import MiniGPT1
-
-        model = MiniGPT1(tokens.shape[0], tokens.shape[1], position.shape[0], 12, cfg.layers, False, tokens, position)
-    elif course_init and cfg.model == "lstm":
-        from lstm_solution import LSTM
-        from utils.models.registry import LSTM_HIDDEN_SIZE
-
-        model = LSTM(tokens.shape[0], tokens.shape[1], LSTM_HIDDEN_SIZE, cfg.layers, False, tokens)
-    else:
-        model = model_spec(cfg.model).build(settings, tokens, position)
+    model = model_spec(cfg.model).build(settings, tokens, position)
     optimizer = make_optimizer(settings, model)
     nll, precision = TokenNLL(model), Precision("fp32", "cpu")
     return {step: loop_train(nll, [batch], optimizer, precision).loss for step, batch in enumerate(batches, 1)}
@@ -111,7 +102,7 @@ def main(argv=None):
     uniform, unigram = math.log(tokens.shape[0]), unigram_loss(train.tokens, batches[:10], tokens.shape[0])
     shown = [s for s in STEPS_SHOWN if s <= len(batches)]
     print(f"uniform ln V = {uniform:.2f}, unigram (first 10 batches) = {unigram:.2f}; batch {args.batch_size} x "
-          f"{args.seq_len} tokens, {len(batches)} steps, {'course init' if args.course_init else 'engine build'}")
+          f"{args.seq_len} tokens, {len(batches)} steps, {'--init course' if args.course_init else '--init stable'}")
     print(f"{'configuration':<24}" + "".join(f"{'step ' + str(s):>10}" for s in shown) + f"{'last 10':>10}{'worst':>10}{'seconds':>9}")
     results = {}
     for number in numbers:

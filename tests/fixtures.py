@@ -92,3 +92,20 @@ def slurm_problem(start):
         return (f"No SLURM start script at {start}: set LOCAL_SLURM_DIR to the folder of start-local-slurm.sh "
                 "and stop-local-slurm.sh.")
     return None
+
+
+@contextlib.contextmanager
+def stand_in_modules(modules):
+    """sys.modules[name] = module for each of `modules` (a dict) while the block runs, then the previous
+    entries back; unlike mock.patch.dict(sys.modules), modules the block imports stay loaded (numpy's
+    extensions cannot be loaded twice)."""
+    before = {name: sys.modules.get(name) for name in modules}
+    sys.modules.update(modules)
+    try:
+        yield
+    finally:
+        for name, module in before.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module

@@ -157,8 +157,8 @@ class CommandLineTest(unittest.TestCase):
             save_tiny_checkpoint(run_dir, "lstm", epochs=10)
             argv = ["--run", run_dir, "--prompt", "the history of", "--max_new_tokens", "5"]
             silent = self.run_cli(*argv)  # no status.json (a hand-made checkpoint): no note
-            for status, note in ((dict(status="interrupted", epoch=2, step=40), "interrupted at epoch 3 of 10, step 40"),
-                                 (dict(status="running", epoch=0, step=None), "running at epoch 1 of 10)"),
+            for status, note in ((dict(status="interrupted", epoch=3, step=40), "interrupted at epoch 3 of 10, step 40"),
+                                 (dict(status="running", epoch=1, step=None), "running at epoch 1 of 10)"),
                                  (dict(status="completed", epoch=10, step=None), None)):
                 with open(os.path.join(run_dir, "status.json"), "w") as handle:
                     json.dump(status, handle)

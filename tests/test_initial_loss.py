@@ -15,8 +15,39 @@ from utils.train.settings import Arguments
 V, E, P = 50, 24, 16
 
 
+class CourseInitIsTheDefault(unittest.TestCase):
+    """Without --init (every run and the study), the engine builds exactly the models the course's
+    constructors give after the same seeding: every parameter equal, bit for bit."""
+
+    def test_default_build_equals_the_course_constructors(self):
+        from gpt1_solution import MiniGPT1
+        from lstm_solution import LSTM
+        from utils.models.registry import GPT1_HEADS, LSTM_HIDDEN_SIZE
+        from utils.torch_utils import seed_experiment
+
+        generator = torch.Generator().manual_seed(0)
+        tokens, position = torch.randn(V, E, generator=generator), torch.randn(P, E, generator=generator)
+        course = {"lstm": lambda n: LSTM(V, E, LSTM_HIDDEN_SIZE, n, False, tokens),
+                  "gpt1": lambda n: MiniGPT1(V, E, P, GPT1_HEADS, n, False, tokens, position)}
+        for (model, layers), seed in zip([(m, n) for m in course for n in (1, 2, 4)], (42, 0, 7, 42, 1, 3)):
+            with self.subTest(model=model, layers=layers, seed=seed):
+                settings = Arguments(model=model, layers=layers, seed=seed)
+                self.assertEqual(settings.init, "course")
+                seed_experiment(seed)  # as utils.train.run builds the run's model
+                built = dict(model_spec(model).build(settings, tokens, position).named_parameters())
+                seed_experiment(seed)
+                expected = dict(course[model](layers).named_parameters())
+                self.assertEqual(list(built), list(expected))
+                for name, parameter in expected.items():
+                    self.assertTrue(torch.equal(built[name], parameter), name)
+                seed_experiment(seed)
+                stable = dict(model_spec(model).build(Arguments(model=model, layers=layers, init="stable"), tokens,
+                                                      position).named_parameters())
+                self.assertFalse(all(torch.equal(stable[n], p) for n, p in expected.items()), "stable is another start")
+
+
 class UniformStartTest(unittest.TestCase):
-    """The engine's MiniGPT1 predicts exactly uniform before training, at any depth; the course
+    """MiniGPT1 under --init stable predicts exactly uniform before training, at any depth; the course
     constructor's initialisation is untouched."""
 
     def test_first_logits_are_zero_at_every_depth(self):
@@ -26,7 +57,7 @@ class UniformStartTest(unittest.TestCase):
         for layers in (1, 2, 4):
             with self.subTest(layers=layers):
                 torch.manual_seed(0)
-                model = model_spec("gpt1").build(Arguments(layers=layers), tokens, position)
+                model = model_spec("gpt1").build(Arguments(layers=layers, init="stable"), tokens, position)
                 with torch.no_grad():
                     log_probas = model(inputs)
                 torch.testing.assert_close(log_probas, torch.full_like(log_probas, -math.log(V)))
@@ -36,7 +67,7 @@ class UniformStartTest(unittest.TestCase):
     def test_the_gain_learns_from_the_first_step(self):
         generator = torch.Generator().manual_seed(1)
         tokens, position = torch.randn(V, E, generator=generator), torch.randn(P, E, generator=generator)
-        model = model_spec("gpt1").build(Arguments(layers=2), tokens, position)
+        model = model_spec("gpt1").build(Arguments(layers=2, init="stable"), tokens, position)
         inputs = torch.randint(1, V, (2, P), generator=generator)
         targets = torch.randint(1, V, (2, P), generator=generator)
         loss = -model(inputs).gather(-1, targets[..., None]).mean()
@@ -51,7 +82,7 @@ class UniformStartTest(unittest.TestCase):
 
 
 class OrthogonalStartTest(unittest.TestCase):
-    """The engine's LSTM starts with orthogonal gate blocks, zero biases but a forget bias of 1, so
+    """Under --init stable the LSTM starts with orthogonal gate blocks, zero biases but a forget bias of 1, so
     its top layer's output varies with the input at every depth; the course constructor's
     initialisation is untouched."""
 
@@ -70,7 +101,7 @@ class OrthogonalStartTest(unittest.TestCase):
 
     def test_gate_blocks_are_orthogonal_and_biases_zero_but_forget(self):
         torch.manual_seed(0)
-        model = model_spec("lstm").build(Arguments(layers=2), self.tokens, self.position)
+        model = model_spec("lstm").build(Arguments(layers=2, init="stable"), self.tokens, self.position)
         for name, parameter in model.lstm.named_parameters():
             for gate, block in enumerate(parameter.detach().split(self.H)):
                 with self.subTest(parameter=name, gate=gate):
@@ -85,7 +116,7 @@ class OrthogonalStartTest(unittest.TestCase):
         from lstm_solution import LSTM
 
         torch.manual_seed(0)
-        engine = self.top_output_spread(model_spec("lstm").build(Arguments(layers=4), self.tokens, self.position))
+        engine = self.top_output_spread(model_spec("lstm").build(Arguments(layers=4, init="stable"), self.tokens, self.position))
         torch.manual_seed(0)
         course = self.top_output_spread(LSTM(V, E, self.H, 4, False, self.tokens))
         self.assertGreater(engine, 0.6)

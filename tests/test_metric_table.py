@@ -61,6 +61,31 @@ class EpochRecordHasExactlyTheSchemaKeys(unittest.TestCase):
             schema.epoch_record(splits, epoch=1)
 
 
+class QuantitiesByName(unittest.TestCase):
+    """A pass sums its quantities by name (schema.PASS_SUMS and every step_mean metric): a checkpoint
+    written before a quantity existed resumes with it at 0, and a new one needs no position."""
+
+    def test_a_snapshot_without_a_quantity_resumes_and_a_new_one_is_summed(self):
+        import torch
+
+        from utils.train.passes import Pass
+        from utils.train.precision import Precision
+        from utils.train.run import Position, Run
+
+        fp32 = Precision("fp32", "cpu")
+        old = {"nll_sum": 6.0, "tokens": 3.0, "seconds": 2.0}  # no "steps", "words" or any later quantity
+        run = Run(Arguments(print_every=10**6), torch.nn.Linear(2, 2), None, None, fp32, fp32.make_scaler(),
+                  position=Position(0, 1, [old]))
+        batch = {"mask": torch.ones(1, 2), "target": torch.ones(1, 2, dtype=torch.long)}
+        steps = Pass(run, "train", 0, [batch, batch])
+        self.assertEqual((steps.start, steps.snapshot()["steps"], steps.snapshot()["nll_sum"]), (1, 0.0, 6.0))
+        steps.add(torch.full((1, 2), 1.5), batch, grad_norm=torch.tensor(4.0))
+        result = steps.result()
+        self.assertEqual((result.nll_sum, result.tokens), (9.0, 5))
+        self.assertEqual(result.values["grad_norm"], 4.0)  # its mean over the pass's steps
+        self.assertAlmostEqual(result.values["loss"], 9.0 / 5)
+
+
 class EveryReaderUsesTheTable(unittest.TestCase):
     def test_each_entry_names_things_that_exist(self):
         known = set(schema.EPOCH_KEYS) | set(schema.TEST_KEYS) | {schema.STEADY_MEMORY}

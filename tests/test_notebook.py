@@ -100,7 +100,7 @@ class LiveCurves(unittest.TestCase):
         display.display = lambda image, display_id: shown.append(image) or Handle()
         ipython = types.ModuleType("IPython")  # a stand-in: IPython comes with requirements-dev.txt's ipykernel
         ipython.version_info = (9, 0)  # matplotlib asks
-        with mock.patch.dict(sys.modules, {"IPython": ipython, "IPython.display": display}):
+        with fixtures.stand_in_modules({"IPython": ipython, "IPython.display": display}):
             with self.cell["live_curves"](self.logs, seconds=0.01):
                 self.assertEqual(len(shown), 1)  # drawn once at the start
                 write_run(self.logs, "7", config_args(7), [900.0], [950.0], [1.0], status="running")

@@ -109,7 +109,9 @@ class SignalsMidEpoch(RunCase):
                     self.assertEqual(len(err.strip().splitlines()), 1, err)
                     self.assertIn("rerun the same command", err)
                     status = self.read_json(exp_id, "status.json")
-                    self.assertEqual((status["status"], status["epoch"], status["step"]), ("interrupted", 0, 3))
+                    self.assertEqual((status["status"], status["epoch"], status["step"]), ("interrupted", 1, 3))
+                    self.assertEqual(status["epochs_done"], 0)
+                    self.assertIn(f"at epoch {status['epoch']} of {status['epochs']}, step 3", status["message"])
                     code, out, err = self.cli(*self.argv(exp_id, model=model))
                     self.assertEqual(code, 0, err)
                     self.assertIn("from its checkpoint at epoch 1, step 3", out)
@@ -123,7 +125,7 @@ class SignalsMidEpoch(RunCase):
             code, _, err = self.cli(*self.argv("cut"))
         self.assertEqual(code, 143, err)
         status = self.read_json("cut", "status.json")
-        self.assertEqual((status["epoch"], status["step"]), (0, 5))  # training of epoch 1 is kept
+        self.assertEqual((status["epoch"], status["step"], status["epochs_done"]), (1, 5, 0))  # epoch 1's training kept
         self.assertEqual(self.cli(*self.argv("cut"))[0], 0)
         self.assertEqual(self.metrics("cut"), self.metrics("whole"))
 
@@ -146,7 +148,7 @@ class CrashAfterMidEpochCheckpoint(RunCase):
                 with at_step(5, crash), self.assertRaises(RuntimeError):  # crashes in step 5, after the checkpoint of step 4
                     self.cli(*self.argv(f"{model}-cut", "--checkpoint_every", "2", model=model))
                 status = self.read_json(f"{model}-cut", "status.json")
-                self.assertEqual((status["status"], status["epoch"]), ("failed", 0))
+                self.assertEqual((status["status"], status["epoch"]), ("failed", 1))
                 self.assertIn("simulated crash", status["message"])
                 code, out, err = self.cli(*self.argv(f"{model}-cut", "--checkpoint_every", "2", model=model))
                 self.assertEqual(code, 0, err)

@@ -196,7 +196,7 @@ class StatusAndStopMessages(FaultCase):
         seen = []
         with at_step(3, lambda: seen.append(self.read_json("run", "status.json"))):
             self.assertEqual(self.cli(*self.argv("run", "--max_batches", "5", "--checkpoint_every", "2"))[0], 0)
-        self.assertEqual((seen[0]["status"], seen[0]["epoch"], seen[0]["step"]), ("running", 0, 2))
+        self.assertEqual((seen[0]["status"], seen[0]["epoch"], seen[0]["step"]), ("running", 1, 2))
 
     def test_a_stop_in_the_test_split_says_so(self):
         from tests.test_resilience import in_evaluation

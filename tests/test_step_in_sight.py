@@ -8,8 +8,8 @@ node; a call is an edge when `ast` can name its target: a function of the same m
 module imported (at any depth), `Cls(...)` (its __init__, __iter__, __enter__ and __exit__: what a
 `for` or a `with` over it runs), and `obj.method(...)` (every method of that name in the modules
 the caller imports). "Down to the step": the reachable functions from which a call `*.step(...)`
-(optimizer.step(), scaler.step(optimizer)) is reachable. Calls through a variable holding a module (run.nll(...) -> the model's forward)
-are not followed: the models are the assignment's files, not the loop.
+(optimizer.step(), scaler.step(optimizer)) is reachable. Calls through a variable holding a module
+(run.nll(...) -> the model's forward) are not followed: the models are the assignment's files.
 """
 import ast
 import os
@@ -108,6 +108,20 @@ class Graph:
         reach = self.reachable(start)
         return {k for k in reach if any(self.callees(f)[1] for f in self.reachable(k))}
 
+    def step_body(self, key="run_exp:train"):
+        """What the body of `key`'s `for` loop (the step) calls, and everything that reaches."""
+        path, _, node, module = self.functions[key]
+        names = dict(self.imports[module])  # with the function's own imports
+        loop = next(n for n in ast.walk(node) if isinstance(n, ast.For))
+        imported = {v.partition(":")[0] for v in names.values()}
+        found = set()
+        for call in (n for n in ast.walk(loop) if isinstance(n, ast.Call)):
+            if isinstance(call.func, ast.Name):
+                found |= self._named(names.get(call.func.id, f"{module}:{call.func.id}"))
+            elif isinstance(call.func, ast.Attribute):
+                found |= {m for m in self.methods.get(call.func.attr, []) if m.partition(":")[0] in imported}
+        return set().union(*(self.reachable(k) for k in found))
+
     def span(self, keys):
         """(files, lines, functions)."""
         files = sorted({os.path.relpath(self.functions[k][0], fixtures.REPO_ROOT) for k in keys})
@@ -134,6 +148,7 @@ class TheStepIsInSight(unittest.TestCase):
 if __name__ == "__main__":
     graph = Graph()
     for title, keys in (("run_exp.main down to the optimizer step", graph.down_to_step("run_exp:main")),
+                        ("what the step's lines call (run_exp.train's loop body)", graph.step_body()),
                         ("what run_exp.train calls into", graph.reachable("run_exp:train")),
                         ("everything run_exp.main reaches", graph.reachable("run_exp:main"))):
         files, lines, names = graph.span(keys)

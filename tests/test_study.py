@@ -161,8 +161,6 @@ class TunedArmAtTheCourseLrIsReused(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        from utils.study import sweep
-
         cls.tmp = tempfile.TemporaryDirectory()
         data = fixtures.write_corpus(os.path.join(cls.tmp.name, "data"))
         emb = fixtures.write_embeddings(os.path.join(cls.tmp.name, "emb.npz"))
@@ -171,12 +169,12 @@ class TunedArmAtTheCourseLrIsReused(unittest.TestCase):
                 "--embeddings", emb, "--device", "cpu", "--log_dir", cls.logs, "--print_every", "1000"]
         cls.trained = []
 
-        def counted(settings, *args, **kwargs):
+        def counted(settings, *args, **kwargs):  # every run the study trains goes through run_exp.main
             cls.trained.append(settings.exp_id)
-            return execute(settings, *args, **kwargs)
+            return main(settings, *args, **kwargs)
 
-        execute = sweep.execute
-        with mock.patch.object(sweep, "execute", counted):
+        main = run_exp.main
+        with mock.patch.object(run_exp, "main", counted):
             cls.first = SmokeStudyWithSeedsAndSearch.cli(argv)
             cls.trained_first = list(cls.trained)
             cls.second = SmokeStudyWithSeedsAndSearch.cli(argv)

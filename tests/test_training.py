@@ -231,7 +231,7 @@ class MainTest(RunTestCase):
             with self.assertRaises(TrainingDiverged):
                 run_exp.main(tiny_args(self.folder))
         status = self.read_json("run", "status.json")
-        self.assertEqual((status["status"], status["epoch"], status["step"]), ("diverged", 0, 1))
+        self.assertEqual((status["status"], status["epoch"], status["step"]), ("diverged", 1, 1))
 
 
 class SweepTest(RunTestCase):

@@ -1,7 +1,9 @@
 """A shared run folder cannot run code or eat files (issue 25): a planted malicious pickle is never
 unpickled (a rerun, generate.py), a symlinked .lock or checkpoint.pt never reaches its target,
 a user's folder holding only files with the kit's names is not taken over, a dangling-symlink
-run folder is named as such."""
+run folder is named as such; other data at resume is refused, an impossible batch is refused before
+anything is written, memory running out and signals outside training are one line each with the
+right exit code and a consistent status.json."""
 import builtins
 import hashlib
 import json
@@ -77,9 +79,11 @@ class MaliciousCheckpoint(UntrustedCase):
         folder = self.interrupted()
         proof = os.path.join(self.tmp, "proof")
         planted = {"format": 3, "model": Planted(proof)}
-        makers = {"torch.save": (lambda f: torch.save(planted, f), lambda p: torch.load(p, weights_only=False)),
-                  "plain pickle": (lambda f: pickle.dump(planted, f), lambda p: pickle.load(open(p, "rb")))}
-        for kind, (write, unsafe_load) in makers.items():
+        makers = {"torch.save": (lambda f: torch.save(planted, f), lambda p: torch.load(p, weights_only=False),
+                                 ("not loaded", "could run code")),
+                  "plain pickle": (lambda f: pickle.dump(planted, f), lambda p: pickle.load(open(p, "rb")),
+                                   ("unreadable", "--force"))}  # not even a zip, as torch.save writes
+        for kind, (write, unsafe_load, refusal) in makers.items():
             with self.subTest(kind=kind):
                 with open(os.path.join(folder, CHECKPOINT), "wb") as handle:
                     write(handle)
@@ -91,17 +95,17 @@ class MaliciousCheckpoint(UntrustedCase):
                 before = self.files(folder)
                 for argv in (self.argv(), self.argv("run", "--epochs", "3")):
                     code, _, err = self.cli(*argv)
-                    self.assert_refused(code, err, "not loaded", "could run code")
+                    self.assert_refused(code, err, *refusal)
                 with warnings.catch_warnings(record=True) as shown:  # no torch warning on top of the line
                     warnings.simplefilter("always")
                     code, out, err = self.generate(folder)
                 self.assertEqual([str(w.message) for w in shown], [])
-                self.assert_refused(code, err, "not loaded")
+                self.assert_refused(code, err, refusal[0])
                 self.assertEqual(out, "")
                 self.assertFalse(os.path.exists(proof), f"unpickling {kind} ran code")
                 self.assert_untouched(folder, before)
                 status = json.load(open(os.path.join(folder, STATUS)))
-                self.assertEqual((status["status"], status["epoch"], status["step"]), ("interrupted", 0, 1))
+                self.assertEqual((status["status"], status["epoch"], status["step"]), ("interrupted", 1, 1))
 
     def test_the_kits_own_checkpoint_still_resumes(self):
         folder = self.interrupted()
@@ -238,7 +242,7 @@ class MemoryEstimate(unittest.TestCase):
         torch.manual_seed(0)
         tokens = torch.randn(fixtures.TINY_VOCAB, fixtures.TINY_WIDTH)
         position = torch.randn(64, fixtures.TINY_WIDTH)
-        settings = SimpleNamespace(model="gpt1", layers=2, learn_embeddings=False, dropout=0.0)
+        settings = SimpleNamespace(model="gpt1", layers=2, learn_embeddings=False, dropout=0.0, init="course")
         self.nll = model_spec("gpt1").build(settings, tokens, position).train()
         self.precision = Precision.resolve("fp32", torch.device("cpu"))
 
@@ -311,7 +315,7 @@ class SwappedDataAndImpossibleBatches(UntrustedCase):
 
     def tiny_model(self):
         from utils.data.embeddings import read_embeddings
-        settings = SimpleNamespace(model="lstm", layers=1, learn_embeddings=False, dropout=0.0)
+        settings = SimpleNamespace(model="lstm", layers=1, learn_embeddings=False, dropout=0.0, init="course")
         return model_spec("lstm").build(settings, *read_embeddings(self.emb))
 
     def test_out_of_memory_during_a_run_is_one_line_and_keeps_the_checkpoint(self):
@@ -325,7 +329,7 @@ class SwappedDataAndImpossibleBatches(UntrustedCase):
                     code, _, err = self.cli(*self.argv("oom"))
                 self.assert_refused(code, err, "out of memory", "lower --batch_size")
                 status = json.load(open(os.path.join(self.logs, "oom", STATUS)))
-                self.assertEqual((status["status"], status["epoch"]), ("failed", 1))
+                self.assertEqual((status["status"], status["epoch"]), ("failed", 2))
                 self.assertIn("lower --batch_size", status["message"])
                 code, out, err = self.cli(*self.argv("oom"))
                 self.assertEqual(code, 0, err)
@@ -356,7 +360,7 @@ class SignalsOutsideTraining(UntrustedCase):
         self.assertEqual(code, 128 + signal.SIGHUP, err)
         self.assertEqual(len(err.strip().splitlines()), 1, err)
         status = json.load(open(os.path.join(self.logs, "hup", STATUS)))
-        self.assertEqual((status["status"], status["epoch"], status["step"]), ("interrupted", 1, 1))
+        self.assertEqual((status["status"], status["epoch"], status["step"]), ("interrupted", 2, 1))
         self.assertEqual(self.cli(*self.argv("hup"))[0], 0)
         self.assertEqual(self.metrics("hup"), self.metrics("whole"))
 
@@ -437,3 +441,20 @@ class FaultsAtStartUp(UntrustedCase):
                 if os.path.exists(os.path.join(folder, STATUS)):
                     self.assertEqual(json.load(open(os.path.join(folder, STATUS)))["status"], "failed")
                     self.assertEqual(open(os.path.join(folder, LOCK)).read(), "")
+
+
+class ThreadCountAtResume(UntrustedCase):
+    def test_a_rerun_continues_with_the_runs_thread_count(self):
+        threads = torch.get_num_threads()
+        self.addCleanup(torch.set_num_threads, threads)
+        torch.set_num_threads(1)
+        self.interrupted()
+        with open(os.path.join(self.logs, "run", "provenance.json")) as handle:
+            self.assertEqual(json.load(handle)["cpu_threads"], 1)
+        torch.set_num_threads(2)
+        code, out, err = self.cli(*self.argv())
+        self.assertEqual(code, 0, err)
+        self.assertIn("Note: continuing with the run's 1 CPU threads (this process had 2)", out)
+        self.assertEqual(torch.get_num_threads(), 1)
+        with open(os.path.join(self.logs, "run", "provenance.json")) as handle:
+            self.assertEqual(json.load(handle)["resumes"][0]["threads"], {"checkpoint": 1, "now": 2})

@@ -2,6 +2,7 @@
 one-line errors for a malformed --config list and for a file that is not an embeddings .npz."""
 import contextlib
 import io
+import json
 import os
 import pickle
 import subprocess
@@ -216,7 +217,9 @@ class RunSaysItsPlanTest(unittest.TestCase):
         plan = [i for i, line in enumerate(lines) if line.startswith("plan: ")]
         self.assertEqual(len(plan), 1, out)
         self.assertIn("1 epoch(s) x 5 training steps of 2 sequences", lines[plan[0]])
-        self.assertIn("on cpu, fp32", lines[plan[0]])
+        from utils.train.precision import Precision
+
+        self.assertIn(f"on cpu, {Precision.resolve('auto', 'cpu')}", lines[plan[0]])  # bf16 where the CPU has it
         first_train = next(i for i, line in enumerate(lines) if line.startswith("[train]"))
         self.assertLess(plan[0], first_train)
         self.assertTrue(lines[first_train].startswith("[train] epoch 1/1 step 1/5 |"), lines[first_train])
@@ -260,6 +263,25 @@ class HelpWithoutTorchTest(unittest.TestCase):
         self.assertEqual(done.returncode, 0, done.stderr)
         self.assertEqual(done.stdout.strip(), "[]", done.stderr)
         self.assertIn("Bad configuration list '2-'", done.stderr)
+
+    def test_bad_values_are_refused_before_torch_is_imported(self):
+        commands = [["--lr", "0"], ["--seed", "-1"], ["--config", "1", "--lr", "0"], ["--print_every", "0"],
+                    ["--config", "all", "--momentum", "2"], ["--model", "gpt1", "--dropout", "1.5"]]
+        script = ("import json, sys, run_exp\n"
+                  f"codes = [run_exp.cli(argv) for argv in {commands!r}]\n"
+                  "print(json.dumps([codes, 'torch' in sys.modules]))\n")
+        with tempfile.TemporaryDirectory() as tmp:  # nothing may be written: the runs would go to logs/ here
+            done = subprocess.run([sys.executable, "-c", script], cwd=tmp, capture_output=True, text=True, timeout=60,
+                                  env=fixtures.python_env())
+            self.assertEqual(os.listdir(tmp), [])
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(json.loads(done.stdout), [[2] * len(commands), False], done.stderr)
+        errors = done.stderr.strip().splitlines()
+        self.assertEqual(len(errors), len(commands), done.stderr)  # one line each
+        self.assertIn("--lr must be a number in (0, 1000] (got 0.0)", errors[0])
+        self.assertIn("--seed", errors[1])
+        self.assertIn("--lr", errors[2])
+        self.assertIn("--print_every must be >= 1", errors[3])
 
 
 if __name__ == "__main__":

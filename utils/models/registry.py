@@ -21,9 +21,10 @@ class ModelSpec:
 def _build_lstm(s, tokens, position):
     from lstm_solution import LSTM
 
-    # The top layer's first output varies with the input at every depth (LSTM.start_orthogonal says why).
-    return LSTM(tokens.shape[0], tokens.shape[1], LSTM_HIDDEN_SIZE, s.layers, s.learn_embeddings, tokens,
-                dropout=s.dropout).start_orthogonal()
+    model = LSTM(tokens.shape[0], tokens.shape[1], LSTM_HIDDEN_SIZE, s.layers, s.learn_embeddings, tokens,
+                 dropout=s.dropout)
+    # --init stable: the top layer's first output varies with the input at every depth (LSTM.start_orthogonal).
+    return model.start_orthogonal() if s.init == "stable" else model
 
 
 def _check_lstm(tokens_shape, position_shape, item_length):
@@ -33,10 +34,11 @@ def _check_lstm(tokens_shape, position_shape, item_length):
 def _build_gpt1(s, tokens, position):
     from gpt1_solution import MiniGPT1
 
-    # As the course skeleton's load_embeddings_from: one position per row of the file; the first
-    # logits are uniform at every depth (MiniGPT1.start_uniform says why).
-    return MiniGPT1(tokens.shape[0], tokens.shape[1], position.shape[0], GPT1_HEADS, s.layers, s.learn_embeddings,
-                    tokens, position, dropout=s.dropout).start_uniform()
+    # As the course skeleton's load_embeddings_from: one position per row of the file.
+    model = MiniGPT1(tokens.shape[0], tokens.shape[1], position.shape[0], GPT1_HEADS, s.layers, s.learn_embeddings,
+                     tokens, position, dropout=s.dropout)
+    # --init stable: the first logits are uniform at every depth (MiniGPT1.start_uniform says why).
+    return model.start_uniform() if s.init == "stable" else model
 
 
 def _check_gpt1(tokens_shape, position_shape, item_length):

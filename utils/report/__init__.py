@@ -45,17 +45,13 @@ class Report:
     tables: dict = field(default_factory=dict)  # "md"/"tex"/"csv"/"groups_csv" -> path
 
 
-def sort_key(run):
-    return (run.config if run.config is not None else 99, run_arm(run.args) != "course",
-            seed_order(run_seed(run.args)), run.exp_id)
-
-
 def read_report(log_dir, out_dir):
     """The Report's numbers, before anything is drawn or written."""
     report, stubs = Report(log_dir, out_dir, reference=read_json(REFERENCE)), []
     runs, report.left_out = read_runs(log_dir, stubs)  # stubs: folders with args.json but no epoch
     report.tuning, report.tuning_problem = read_tuning(log_dir)
-    report.runs = sorted(runs, key=sort_key)
+    report.runs = sorted(runs, key=lambda run: (run.config or 99, run_arm(run.args) != "course",
+                                                 seed_order(run_seed(run.args)), run.exp_id))
     report.rows = [summarise(run) for run in report.runs]
     report.groups = build_groups(report.runs, report.rows, stubs)
     report.not_counted = [(row["label"], row["not_counted_why"]) for row in report.rows if not row["counted"]]
@@ -126,6 +122,7 @@ def summary_lines(report):
     elif report.tuning_problem:
         lines.append(f"Learning-rate search record unusable: {report.tuning_problem}")
     smoke = sum(is_smoke(r.args) for r in report.runs)
-    lines += [f"Note: {smoke} smoke run(s) (tiny budget): their numbers only show that the pipeline works."] * bool(smoke)
+    lines += [f"Note: {smoke} smoke run(s) (tiny budget): their numbers only show that the pipeline "
+              "works."] * bool(smoke)
     return lines + [f"Wrote {len(report.figures)} figure(s) and {len(report.tables)} table file(s) to "
                     f"{report.out_dir}"] * bool(report.figures or report.tables)

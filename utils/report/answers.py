@@ -46,7 +46,8 @@ def average_table(entries, keys, headings):
     lines = ["| " + " | ".join(headings) + " | Configurations | Seeds | Mean train time (s) | Mean time/epoch (s) "
              "| Mean best val ppl | Geometric mean best val ppl |", "|" + "---|" * (len(keys) + 6)]
     lines += [f"| {' | '.join(str(e[k]) for k in keys)} | {', '.join(map(str, e['members']))} | {e['seeds']} "
-              f"| {e['mean_train_time_s']:.1f} | {e['mean_time_per_epoch_s']:.1f} | {ppl_text(e['mean_best_valid_ppl'])} "
+              f"| {e['mean_train_time_s']:.1f} | {e['mean_time_per_epoch_s']:.1f} "
+              f"| {ppl_text(e['mean_best_valid_ppl'])} "
               f"| {ppl_text(e['geomean_best_valid_ppl'])} |" for e in entries]
     return lines if entries else ["No completed runs to average yet."]
 
@@ -103,14 +104,16 @@ def memory_cell(group, key):
     stat = group.stats.get(key)
     if stat is not None:
         return stat_text(stat, "mb") + " MB"
-    value = next((r[key] for r in list(group.members.values()) or list(group.rows.values()) if r[key] is not None), None)
+    rows = list(group.members.values()) or list(group.rows.values())
+    value = next((r[key] for r in rows if r[key] is not None), None)
     return NOT_LOGGED if value is None else NOT_MEASURED if value != value else f"{value:.1f} MB"
 
 
 def memory_lines(groups):
     values = [r[k] for g in groups for r in g.rows.values() for k in MEMORY_KEYS]
     if all(v is None or v != v for v in values):
-        return [f"GPU memory: {'not measured: every run ran on a CPU' if any(v is not None for v in values) else 'not logged'}."]
+        measured = any(v is not None for v in values)
+        return [f"GPU memory: {'not measured: every run ran on a CPU' if measured else 'not logged'}."]
     return ["| Configuration | " + " | ".join(METRICS[k].heading for k in MEMORY_KEYS) + " |",
             "|---" * (len(MEMORY_KEYS) + 1) + "|"] + [
         f"| {g.label} | " + " | ".join(memory_cell(g, k) for k in MEMORY_KEYS) + " |" for g in groups]
@@ -167,11 +170,11 @@ def search_lines(record, problem, log_dir):
             f"From {where}. Each (model, optimizer) was trained at every learning rate of its grid on a short budget "
             f"({budget}) and the lr with the lowest {record.get('metric', 'best_valid_ppl')} was chosen. These short "
             f"runs (`{folder}/`) are the search's, not the study's: they appear nowhere else in this report.", "",
-            "Grids: " + ("; ".join(f"{opt}: {', '.join(lr_text(as_number(x)) for x in lrs)}" for opt, lrs in grids.items())
-                         or "not recorded") + ".", "",
+            "Grids: " + ("; ".join(f"{opt}: {', '.join(lr_text(as_number(x)) for x in lrs)}"
+                                   for opt, lrs in grids.items()) or "not recorded") + ".", "",
             *(rows if results else ["The record lists no grid point."]), "",
-            "Choice: " + ("; ".join(f"{key}: lr {lr_text(as_number(lr))}" for key, lr in (record.get("choice") or {}).items())
-                          or "none recorded") + ".", ""]
+            "Choice: " + ("; ".join(f"{key}: lr {lr_text(as_number(lr))}"
+                                    for key, lr in (record.get("choice") or {}).items()) or "none recorded") + ".", ""]
 
 
 def changed_sentence(course, tuned):

@@ -70,7 +70,7 @@ def summarise(run):
         "model": display_name(args.get("model")), "layers": args.get("layers"), "optimizer": args.get("optimizer"),
         "seed": run_seed(args), "arm": run_arm(args), "lr": args.get("lr"), "momentum": used.get("momentum"),
         "weight_decay": used.get("wd"), "lr_from": args.get("lr_from"), "args": args,
-        "params_learnable": run.provenance.get("params_learnable"), "params_frozen": run.provenance.get("params_frozen"),
+        **{k: run.provenance.get(k) for k in ("params_learnable", "params_frozen")},
         "best_epoch": best["epoch"] if best else None,
         **{m.key: REDUCERS[m.reduce](run, m.source, best) for m in schema.RUN_METRICS},
         "status": run.status + (" (smoke)" if is_smoke(args) else ""), "smoke": is_smoke(args),
@@ -146,8 +146,8 @@ def canonical_ids(group, seed):
 def choose_reference(group):
     """The run whose settings most runs share; ties go to the configuration's own folder, then the first."""
     base = canonical_ids(group, None)[:1]
-    score = lambda ir: (-sum(not settings_differ(ir[1], o) for o in group.runs), ir[1].exp_id not in base, ir[0])  # noqa
-    return min(enumerate(group.runs), key=score)[1]
+    return min(enumerate(group.runs), key=lambda ir: (-sum(not settings_differ(ir[1], o) for o in group.runs),
+                                                      ir[1].exp_id not in base, ir[0]))[1]
 
 
 def pick_members(group):

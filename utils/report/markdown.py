@@ -38,7 +38,8 @@ def bullet_runs(report):
         lines += ["", "**Left out of the report:**", ""] + [f"- `{name}`: {why}" for name, why in report.left_out]
     if report.not_counted:
         lines += ["", "**In the tables but not in the answers below** (only completed runs are compared, "
-                      "one per seed of a configuration):", ""] + [f"- {label}: {why}" for label, why in report.not_counted]
+                      "one per seed of a configuration):", ""]
+        lines += [f"- {label}: {why}" for label, why in report.not_counted]
     return lines + [""]
 
 
@@ -65,11 +66,6 @@ def group_lines(report):
             + (["Seeds not averaged:", "", *missing, ""] if missing else []))
 
 
-def run_table_lines(report):
-    table, dropped = markdown_table(report.rows)
-    return ["## Results per run", "", table] + ([dropped, ""] if dropped else []) + [DEFINITIONS]
-
-
 def reference_lines(report):
     """The course's reference runs (utils/report/course_runs.json) beside each configuration at the course's lr."""
     checks = [(g, c) for g, c in ((g, reference_check(g, report.reference)) for g in report.groups) if c]
@@ -83,7 +79,7 @@ def reference_lines(report):
                         "not apply to them.", ""]
     lines += [ref["about"] + " Sources: " + "; ".join(f"{k}: {v}" for k, v in ref["sources"].items()) + ".", ""]
     span = lambda lo_hi: f"{ppl_text(lo_hi[0])}-{ppl_text(lo_hi[1])}"  # noqa: E731
-    lines += ["| Config | Best val ppl | Reference best val ppl | Test ppl | Reference test ppl |", "|---|---|---|---|---|"]
+    lines += ["| Config | Best val ppl | Reference best val ppl | Test ppl | Reference test ppl |", "|---" * 5 + "|"]
     words = []
     for g, c in checks:
         if not c["applies"]:
@@ -173,7 +169,9 @@ def render(report, command):
                   f"works — {'; '.join(smoke)}.", ""]
     lines += bullet_runs(report)
     if report.rows:
-        lines += group_lines(report) + run_table_lines(report) + reference_lines(report) + start_lines(report)
+        table, dropped = markdown_table(report.rows)
+        lines += group_lines(report) + ["## Results per run", "", table] + ([dropped, ""] if dropped else [])
+        lines += [DEFINITIONS] + reference_lines(report) + start_lines(report)
         lines += arm_lines(report.answers.get("course"), [g for g in report.groups if g.arm == "course"],
                            "## Answers (runs at the course's learning rate)")
         if report.answers.get("tuned"):

@@ -17,7 +17,8 @@ from utils.runs import schema
 
 GROUP_TITLES = {"lstm_optimizers": "LSTM (1 layer): optimizers compared",
                 "gpt1_optimizers": "MiniGPT1 (1 layer): optimizers compared",
-                "lstm_layers": "LSTM with AdamW: 1, 2 and 4 layers", "gpt1_layers": "MiniGPT1 with AdamW: 1, 2 and 4 layers"}
+                "lstm_layers": "LSTM with AdamW: 1, 2 and 4 layers",
+                "gpt1_layers": "MiniGPT1 with AdamW: 1, 2 and 4 layers"}
 DPI = 120
 EPOCH1_SHORT = ("MiniGPT1's epoch 1 starts far above uniform (52-64 nats/token with ppmi-svd, 44-48 with GPT-1's "
                 "under --init course): ignore it, or use --init stable")
@@ -168,14 +169,8 @@ def same_curve(a, b, rtol=5e-3):
 def coinciding(groups):
     """{group name: [earlier groups whose curve it lies on]}: a reader would otherwise see one line."""
     curves = [(g, group_curve(g)[1]) for g in groups]
-    return {g.name: [h.name for h, other in curves[:i] if same_curve(curve, other)] for i, (g, curve) in enumerate(curves)}
-
-
-def legend_label(group):
-    label = group.label
-    if group.n > 1 or group.absent:
-        label += f" (n={group.n}" + (f" of {group.n_of}" if group.absent else "") + ")"
-    return label + (f" ({shown_run(group).status})" if not group.n else "")
+    return {g.name: [h.name for h, other in curves[:i] if same_curve(curve, other)]
+            for i, (g, curve) in enumerate(curves)}
 
 
 def group_title(name, groups):
@@ -213,9 +208,11 @@ def plot_group(name, groups, missing, path):
     configs, values, all_epochs = list(dict.fromkeys(g.config for g in groups)), [], set()
     for group in groups:
         i, under = configs.index(group.config), same.get(group.name)
+        label = group.label + (f" (n={group.n}" + (f" of {group.n_of}" if group.absent else "") + ")"
+                               if group.n > 1 or group.absent else "") + (
+            f" ({shown_run(group).status})" if not group.n else "") + (f" (= {', '.join(under)})" if under else "")
         style = dict(color=f"C{i % 10}", marker="os^Dv<>ph*"[i % 10], markersize=5,
-                     linestyle="-" if group.arm == "course" else "--",
-                     label=legend_label(group) + (f" (= {', '.join(under)})" if under else ""))
+                     linestyle="-" if group.arm == "course" else "--", label=label)
         if under:  # over an identical curve: hollow, larger markers and a dotted line let both show
             style.update(linestyle=":", markersize=9, markerfacecolor="none", markeredgewidth=1.6)
         runs, curve = group_curve(group)

@@ -35,7 +35,8 @@ def find_run_dirs(log_dir):
     """Run folders, "2" before "10" and numbered before named."""
     names = [n for n in (os.listdir(log_dir) if os.path.isdir(log_dir) else [])
              if os.path.isdir(os.path.join(log_dir, n)) and not n.startswith(".") and n != schema.TUNING_DIR]
-    return [os.path.join(log_dir, n) for n in sorted(names, key=lambda n: (0, int(n), "") if n.isdigit() else (1, 0, n))]
+    names.sort(key=lambda n: (0, int(n), "") if n.isdigit() else (1, 0, n))
+    return [os.path.join(log_dir, n) for n in names]
 
 
 def read_json(path):

@@ -136,7 +136,8 @@ def status_text(group):
     if not group.members:
         run = shown_run(group)
         return group.rows[run.exp_id]["status"] if run.exp_id in group.rows else run.status
-    return (absent_text(group) if group.absent else "completed") + (" (smoke)" if is_smoke(group.reference.args) else "")
+    smoke = " (smoke)" if is_smoke(group.reference.args) else ""
+    return (absent_text(group) if group.absent else "completed") + smoke
 
 
 def group_cell(group, key, latex=False):

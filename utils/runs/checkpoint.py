@@ -41,29 +41,25 @@ def load_checkpoint(run_dir, map_location="cpu"):
         with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb") as handle, \
                 warnings.catch_warnings():  # a foreign pickle's protocol warning: the refusal below says it all
             warnings.simplefilter("ignore")
+            if not zipfile.is_zipfile(handle):  # torch.save writes a zip: a bare pickle, a torn file are not ours
+                raise zipfile.BadZipFile("not a zip archive")
+            handle.seek(0)
             state = torch.load(handle, map_location=map_location, weights_only=True)
     except OSError as err:
         if err.errno != errno.ELOOP:
             raise CheckpointError(f"cannot read {path} ({err.strerror or err}): check its permissions.") from None
         raise CheckpointError(f"{path} is a symbolic link, which the kit never follows: put the run's own "
                               "checkpoint there, or rerun with --force to start over.") from None
-    except pickle.UnpicklingError as err:
-        if "weights only" not in str(err).lower():
-            raise _unreadable(path, err) from None
+    except pickle.UnpicklingError:  # the weights-only unpickler met something else than tensors and plain values
         raise CheckpointError(f"{path} holds objects other than tensors and plain values, so it is not loaded "
                               "(unpickling them could run code): delete it, or rerun with --force.") from None
-    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as err:
-        raise _unreadable(path, err) from None
+    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as err:  # torch's message runs over lines
+        raise CheckpointError(f"{path} is unreadable (truncated or damaged: {type(err).__name__}): rerun with "
+                              "--force to start the run over, or restore the file.") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a checkpoint of this version of the project: rerun with --force "
                               "to start the run over.")
     return state
-
-
-def _unreadable(path, err):
-    """torch's own message runs over several lines and ends mid-sentence when cut: name the error only."""
-    return CheckpointError(f"{path} is unreadable (truncated or damaged: {type(err).__name__}): rerun with --force "
-                           "to start the run over, or restore the file.")
 
 
 def learned_state(model):

@@ -212,10 +212,11 @@ class RunDir:
         if self.writes:
             atomic_write_json(self.file(schema.ARGS), plain_dict(args))
 
-    def write_status(self, status, epoch, step=None, message="", epochs=None):
+    def write_status(self, status, epoch, step=None, message="", epochs=None, done=None):
+        """`epoch`: the one the run is in or ended in, from 1; `done`: the epochs finished."""
         if self.writes:
-            atomic_write_json(self.file(schema.STATUS), {"status": status, "epoch": epoch, "step": step,
-                                                         "epochs": epochs, "message": message})
+            atomic_write_json(self.file(schema.STATUS), {"status": status, "epoch": epoch, "step": step, "epochs": epochs,
+                                                         "epochs_done": done, "message": message})
 
     def provenance(self):
         return self._json(schema.PROVENANCE)
@@ -268,14 +269,14 @@ def describe_position(epoch, step, epochs):
 
 
 def describe_status(status):
-    """ "interrupted at epoch 2, step 40" from a status dict (epoch 0-based in the file)."""
+    """ "interrupted at epoch 2, step 40" from a status dict (epoch 1-based in the file)."""
     if not status:
         return "no status"
-    epoch, step, epochs = status.get("epoch"), status.get("step"), status.get("epochs")
+    epoch, step, epochs, done = (status.get(k) for k in ("epoch", "step", "epochs", "epochs_done"))
     if epoch is None:
         where = ""
-    elif epochs is not None and epoch >= epochs:
+    elif epochs is not None and done is not None and done >= epochs:
         where = f" after training (all {epochs} epochs)"
     else:
-        where = f" at epoch {epoch + 1}" + ("" if step is None else f", step {step}")
+        where = f" at epoch {epoch}" + ("" if step is None else f", step {step}")
     return f"{status.get('status', 'unknown')}{where}"

@@ -35,7 +35,7 @@ class EpochMetric:
 
     @property
     def quantity(self):
-        """What the split's pass measured, e.g. "ppl" for "valid_ppl": the runner's name for the value."""
+        """What the split's pass measured, e.g. "ppl" for "valid_ppl": the pass's name for the value (utils.train.passes)."""
         return self.key[len(self.split) + 1:] if self.split else self.key
 
 
@@ -152,7 +152,7 @@ STATUSES = (RUNNING, COMPLETED, INTERRUPTED, DIVERGED, FAILED)
 # the run is logged and named, printing, the device, how often it checkpoints, --force, and labels
 # whose effect other fields already carry (config, smoke, where the lr came from). A new field of
 # the settings dataclass therefore identifies runs by default.
-INCIDENTAL = ("exp_id", "log", "log_dir", "embeddings", "num_workers", "device", "progress_bar", "print_every",
+INCIDENTAL = ("exp_id", "log", "log_dir", "embeddings", "num_workers", "device", "progress_bar", "print_every", "tensorboard",
               "resume", "force", "compile", "vocab_folder", "checkpoint_every", "lr_from", "reused_from", "config",
               "smoke")
 REUSED_FROM = "reused_from"  # args.json key of a run that is another run's records at the same settings

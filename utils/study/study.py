@@ -10,7 +10,7 @@ from utils.study import tuning
 from utils.study.launchers import LAUNCHERS, get_launcher, read_record, recorded_failure
 from utils.train.progress import perplexity_text
 from utils.train.settings import UsageError, validate
-from utils.study.sweep import OK_STATUSES, config_jobs, config_settings, fold_identical, run_jobs
+from utils.study.sweep import OK_STATUSES, config_jobs, config_settings, fold_identical, recorded_epochs, run_jobs
 
 
 def parse_seeds(text):
@@ -134,8 +134,8 @@ def _status_line(job, submitted, states, width):
     s = job.settings
     run_dir = RunDir(s.log_dir, s.exp_id)
     status = run_dir.status() or {}
-    epochs = _epochs(run_dir)
-    best = min((m["valid_ppl"] for m in epochs), default=None)
+    epochs = recorded_epochs(run_dir)
+    best = min((m["valid_ppl"] for m in epochs if "valid_ppl" in m), default=None)
     failure = recorded_failure(s)  # bad input: the job stopped before the run wrote anything new
     launcher = submitted.get("launcher", "-")
     state = states.get((launcher, submitted.get("job_id")), "-" if launcher == "slurm" else launcher)
@@ -144,11 +144,3 @@ def _status_line(job, submitted, states, width):
     line = (f"{job.label:<{width}} {submitted.get('job_id', '-'):>10} {state:<14} {shown:<12} "
             f"{len(epochs):>3}/{s.epochs:<3} {perplexity_text(best) if best else '-':>14}")
     return line + (f"  {note}" if note else "")
-
-
-def _epochs(run_dir):
-    try:
-        with open(run_dir.file(schema.METRICS)) as handle:
-            return [json.loads(line) for line in handle if line.strip()]
-    except (OSError, ValueError):
-        return []

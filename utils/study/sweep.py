@@ -8,6 +8,7 @@ reported; Ctrl-C or SIGTERM stops the sweep after the current run saved its chec
 """
 import dataclasses
 import json
+import math
 import os
 import shutil
 import time
@@ -153,10 +154,10 @@ def run_job(job, dist=SINGLE):
 def recorded_numbers(run_dir):
     """A completed run's numbers as its folder records them (best valid ppl; test ppl unless it was
     validation only; seconds of training and evaluation), so a skipped run's summary line shows them."""
-    epochs = [e for e in _read(run_dir, schema.METRICS, lines=True) or [] if isinstance(e, dict)]
+    epochs = recorded_epochs(run_dir)
     test = _read(run_dir, schema.TEST_METRICS) or {}
     numbers = {}
-    valid = [e["valid_ppl"] for e in epochs if isinstance(e.get("valid_ppl"), (int, float))]
+    valid = [v for v in (e.get("valid_ppl") for e in epochs) if isinstance(v, (int, float)) and math.isfinite(v)]
     if valid:
         numbers["best_valid_ppl"] = min(valid)
     if isinstance(test, dict) and test.get("test_ppl") is not None:
@@ -166,6 +167,11 @@ def recorded_numbers(run_dir):
     if epochs and all(isinstance(t, (int, float)) for t in times):
         numbers["seconds"] = sum(times)
     return numbers
+
+
+def recorded_epochs(run_dir):
+    """The run folder's metrics.jsonl records ([] when absent or unreadable)."""
+    return [e for e in _read(run_dir, schema.METRICS, lines=True) or [] if isinstance(e, dict)]
 
 
 def _read(run_dir, name, lines=False):

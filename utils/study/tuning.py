@@ -15,7 +15,7 @@ validation over its first 100 batches: long enough to separate a step size that 
 that stalls or diverges, ~1/6 of a full epoch each. Diverged or failed grid values are recorded
 and never chosen.
 """
-import json
+import math
 import os
 
 from utils.runs import schema
@@ -72,15 +72,13 @@ def search_jobs(numbers, grids, budget, study_log_dir, main=None, **overrides):
 
 
 def best_valid_ppl(run_dir):
-    """(status, lowest validation perplexity of the run or None): reads status.json and metrics.jsonl only."""
-    status = (run_dir.status() or {}).get("status", "missing")
-    try:
-        with open(run_dir.file(schema.METRICS)) as handle:
-            values = [json.loads(line)["valid_ppl"] for line in handle if line.strip()]
-    except (OSError, ValueError, KeyError):
-        values = []
-    finite = [v for v in values if isinstance(v, (int, float)) and v == v and v != float("inf")]
-    return status, (min(finite) if finite else None)
+    """(status, lowest finite validation perplexity of the run or None): reads status.json and
+    metrics.jsonl only (the search never opens a test file)."""
+    from utils.study.sweep import recorded_epochs
+
+    values = [v for v in (e.get("valid_ppl") for e in recorded_epochs(run_dir))
+              if isinstance(v, (int, float)) and math.isfinite(v)]
+    return (run_dir.status() or {}).get("status", "missing"), min(values, default=None)
 
 
 def choose(results):

@@ -70,6 +70,7 @@ class Run:
     train_pass: object = None  # the epoch's training pass (utils.train.passes.Pass): a stop in its validation saves it
     memory_before: float = math.nan  # CUDA memory at the start of the epoch (the course's steady-state figure)
     commit: str = "unknown"  # the code this process runs (utils.runs.provenance.git_commit)
+    board: object = None  # --tensorboard: rank 0's SummaryWriter into the run's folder
     origin: dict = field(default_factory=dict)  # code, precision and device of the run's first attempt
     resumed: dict = field(default_factory=dict)  # what changed at this resume (precision, code, scaler)
 
@@ -102,6 +103,11 @@ class Run:
         with self.holding():  # the logs follow the checkpoint; a rerun rewrites them from it when a kill cuts between
             self.checkpoint()
             self.run_dir.write_epochs(self.metrics)
+        if self.board is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key != "epoch":
+                    self.board.add_scalar(key, value, epoch + 1)
+            self.board.flush()
         self.say(f"epoch {epoch + 1}/{s.epochs}: train ppl {perplexity_text(record['train_ppl'])}, valid ppl "
                  f"{perplexity_text(record['valid_ppl'])} ({record['train_seconds']:.0f}s, "
                  f"{record['train_tokens_per_s']:,.0f} tokens/s)")
@@ -166,7 +172,9 @@ class Run:
         return self.stop.holding() if self.stop is not None else contextlib.nullcontext()
 
     def write_status(self, status, epoch, step=None, message=""):
-        self.run_dir.write_status(status, epoch, step, message, epochs=self.settings.epochs)
+        """`epoch`: the epochs done (0-based); the file counts from 1, as its message and the console do."""
+        epochs = self.settings.epochs
+        self.run_dir.write_status(status, min(epoch + 1, epochs), step, message, epochs=epochs, done=epoch)
 
     def stop_here(self, steps, done):
         """At a step boundary where a stop was requested: save, mark interrupted, hand over the signal."""
@@ -204,6 +212,8 @@ class Run:
         except WriteError as error:
             raise UsageError(str(error)) from None
         finally:
+            if self.board is not None:
+                self.board.close()
             self.stop.__exit__(kind, err, trace)
             self.stop = None
             self.run_dir.unlock()
@@ -243,6 +253,10 @@ class Run:
         for note in resume_notes(self):
             self.say(note)
         write_provenance(self, self.dist.gather(device_name(self.device)))
+        if s.tensorboard and run_dir.writes:  # purge_step: epochs logged again (a resume, --force) replace the old
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.board = SummaryWriter(run_dir.file("tensorboard"), purge_step=self.position.epoch + 1)
         processes = f", {self.dist.world} processes ({self.dist.backend})" if self.dist.world > 1 else ""
         self.say(f"{model_spec(s.model).display_name} x{s.layers} on {self.device} ({self.precision}{processes}): "
                  f"{count_parameters(self.model)[0]:,} learnable parameters; logs in {run_dir.path}")

@@ -5,6 +5,7 @@ utils.train.run.open_run builds from them. Every field's help text lives here an
 `python run_exp.py --help` prints.
 """
 import dataclasses
+import importlib.util
 import math
 import os
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from utils.train.optim import OPTIMIZERS
 # It fills only the fields left at their defaults: an explicit --epochs 3 --smoke runs 3 epochs.
 SMOKE = dict(epochs=2, batch_size=4, max_batches=2)
 LR_SCHEDULES = ("constant", "cosine")  # utils.train.optim.scheduled_lr
+INITS = ("course", "stable")  # utils.models.registry's builders
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # utils.train.precision resolves them; named here so parsing needs no torch
 SMOKE_LOG_DIR = "./logs_smoke"  # where smoke runs go unless --log_dir is given: never beside full runs
 
@@ -37,6 +39,9 @@ class Arguments:
     embeddings: str = _arg("./data/embeddings.npz", "GPT-1 embeddings.npz, or the stand-in from utils.build_embeddings")
     layers: int = _arg(1, "LSTM layers or Transformer blocks")
     dropout: float = _arg(0.0, "dropout probability in both models (0: none, the course's)")
+    init: str = _arg("course", "initial weights: course (the course constructors' own, the study's) or stable (the "
+                               "kit's starts: LSTM.start_orthogonal, MiniGPT1.start_uniform; for deep models that stall)",
+                     INITS)
 
     # Optimization
     optimizer: str = _arg("adamw", "optimizer", OPTIMIZERS)
@@ -61,6 +66,8 @@ class Arguments:
     device: str = _arg("cuda", "cpu, cuda or cuda:N; cuda falls back to the CPU, with a notice, where there is none")
     progress_bar: bool = _arg(False, "a tqdm bar per split instead of progress lines")
     print_every: int = _arg(10, "steps between progress lines")
+    tensorboard: bool = _arg(False, "also write TensorBoard event files of each epoch's metrics in the run's folder "
+                                    "(%%tensorboard --logdir LOG_DIR; needs the tensorboard package)")
 
     # Extras (all optional, so the course notebook's own dataclass keeps working)
     config: Optional[int] = _arg(None, "the study's configuration number 1..12 (set by --config)")
@@ -141,6 +148,10 @@ def validate(settings):
         raise UsageError(f"Unknown model {s.model!r}: use --model {' or '.join(MODELS)}.")
     if s.optimizer not in OPTIMIZERS:
         raise UsageError(f"Unknown optimizer {s.optimizer!r}: use --optimizer {', '.join(OPTIMIZERS)}.")
+    if s.init not in INITS:
+        raise UsageError(f"Unknown --init {s.init!r}: use {' or '.join(INITS)}.")
+    if s.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise UsageError("--tensorboard needs the tensorboard package: pip install tensorboard, then rerun.")
     if s.lr_schedule not in LR_SCHEDULES:
         raise UsageError(f"Unknown --lr_schedule {s.lr_schedule!r}: use {' or '.join(LR_SCHEDULES)}.")
     _check_number(s, "dropout", 0, 1)

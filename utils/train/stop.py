@@ -1,6 +1,6 @@
 """Stopping a run cleanly on Ctrl-C, SIGTERM (Colab disconnects, cluster preemption), SLURM's
 warning signal (USR2) or SIGHUP (a closed terminal, a dropped SSH session): the handler only records
-the signal; the runner, at the next step boundary, writes a checkpoint and an `interrupted` status,
+the signal; the run (utils.train.run), at the next step boundary, writes a checkpoint and an `interrupted` status,
 then calls `finish()`. A signal ignored when the run starts (SIGHUP under nohup) stays ignored.
 
 finish() hands the signal to whoever handled it before (submitit requeues the job on its
