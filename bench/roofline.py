@@ -105,7 +105,7 @@ def main(argv=None):
     if unknown:
         print(f"error: unknown GPU {', '.join(unknown)}: choose from {', '.join(PEAKS)}.", file=sys.stderr)
         return 2
-    runs = [dict(gpu=g, model=c.model, layers=c.layers, optimizer=c.optimizer, resume=False)
+    runs = [dict(gpu=g, model=c.model, layers=c.layers, optimizer=c.optimizer, resume=False, steps=2)
             for g in gpus for c in CONFIGS.values()]
     found = rows(run_all(runs, timeout=3600))
     text = table(found)
