@@ -48,7 +48,7 @@ def loop_run(nll, optimizer, precision, scaler=None, start=0, stop=None, on_step
             if on_step is not None:
                 on_step(done)
 
-    s = Arguments(print_every=10**9, max_batches=stop)
+    s = Arguments(print_every=0, max_batches=stop)  # 0: no progress lines (nor their device reads)
     return BenchRun(s, nll.model, nll, optimizer, precision, scaler or precision.make_scaler(),
                     position=Position(0, start))
 

@@ -82,7 +82,7 @@ class Pass:
         self.watch = StallWatch(self.device) if self.training else None
         self.words = run.word_table is not None and not self.training
         self.reporter = Reporter(mode, self.total, epoch, s.epochs, s.print_every, s.progress_bar, self.start,
-                                 enabled=run.dist.is_main, clock=run.clock)
+                                 enabled=run.dist.is_main and s.print_every > 0, clock=run.clock)  # 0: silent
         self.batches, self.began, self.stopped, self.loss = batches, time.perf_counter(), None, None
         if self.training:
             run.train_pass = self
