@@ -119,11 +119,6 @@ class Wikitext2(Dataset):
         source[:n], target[:n], mask[:n] = chunk[:-1], chunk[1:], 1.0
         return {"source": source, "target": target, "mask": mask}
 
-    def as_tensors(self):
-        """All items stacked: dict of (N, T) tensors, for holding a split on the GPU."""
-        items = [self[i] for i in range(len(self))]
-        return {k: torch.stack([it[k] for it in items]) for k in ("source", "target", "mask")}
-
     def num_targets(self):
         """Number of real target tokens in the split (the perplexity denominator)."""
         return sum(e - s - 1 for s, e in self.spans)
