@@ -160,6 +160,7 @@ import math
 import threading
 from contextlib import contextmanager
 
+from utils.report.fmt import run_label
 from utils.report.plots import integer_epochs, new_figure, style_axis  # Agg, no pyplot: safe in a thread
 from utils.report.read import read_runs
 from utils.runs.schema import METRICS
@@ -171,7 +172,7 @@ def plot_curves(log_dir):
     for run in read_runs(log_dir)[0]:
         points = [(e["epoch"], e["valid_ppl"]) for e in run.epochs if math.isfinite(e["valid_ppl"])]
         if points:
-            ax.plot(*zip(*points), marker="o", label=f"{run.exp_id} ({run.status})")
+            ax.plot(*zip(*points), marker="o", label=f"{run_label(run)} ({run.status})")
             values += [ppl for _, ppl in points]
             epochs |= {epoch for epoch, _ in points}
     style_axis(ax, f"Validation perplexity so far ({log_dir})", "epoch", "validation perplexity", values)

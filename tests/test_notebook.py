@@ -82,8 +82,8 @@ class LiveCurves(unittest.TestCase):
     def test_one_line_per_run_with_its_logged_validation_perplexities(self):
         ax = self.cell["plot_curves"](self.logs).axes[0]
         lines = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in ax.lines}
-        self.assertEqual(lines, {"1 (completed)": ([1, 2, 3], [300.0, 200.0, 150.0]),
-                                 "5 (diverged)": ([1], [500.0])})  # a NaN epoch is not drawn
+        self.assertEqual(lines, {"1: LSTM x1, adam (completed)": ([1, 2, 3], [300.0, 200.0, 150.0]),
+                                 "5: MiniGPT1 x1, adam (diverged)": ([1], [500.0])})  # a NaN epoch is not drawn
         self.assertEqual(ax.get_yscale(), "linear")  # 150-500: not a decade (the report's rule)
 
     def test_redrawn_when_a_run_logs_an_epoch(self):
