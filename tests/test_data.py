@@ -355,8 +355,7 @@ class RealWikitext2Test(unittest.TestCase):
     def test_none_mode_reconstructs_the_stream(self):
         for split in SPLITS:
             tokens, _ = real_split(split)
-            dataset = real_dataset(split)
-            items = stack_items(dataset, range(len(dataset)))
+            items = real_dataset(split).as_tensors()
             source, target, mask = items["source"], items["target"], items["mask"]
             real = mask.bool()
             with self.subTest(split=split):

@@ -77,19 +77,14 @@ def compute_spans(sizes, break_mode, max_length, min_length):
     else:
         spans, cur = [], None
         for s, e in _line_bounds(sizes):
-            if e - s > block:
-                if cur:
-                    spans.append(cur)
-                spans.extend(_chunk_spans(s, e, block))
-                cur = None
-            elif cur is not None and e - cur[0] <= block:
+            if cur is not None and e - cur[0] <= block:  # the line fits beside the block's lines
                 cur = (cur[0], e)
-            else:
-                if cur:
-                    spans.append(cur)
-                cur = (s, e)
-        if cur:
-            spans.append(cur)
+                continue
+            spans += [cur] if cur else []
+            long = e - s > block
+            spans += _chunk_spans(s, e, block) if long else []
+            cur = None if long else (s, e)
+        spans += [cur] if cur else []
     return [(s, e) for s, e in spans if e - s >= min_length + 1]
 
 
@@ -118,6 +113,11 @@ class Wikitext2(Dataset):
         mask = torch.zeros(self.max_length, dtype=torch.float)
         source[:n], target[:n], mask[:n] = chunk[:-1], chunk[1:], 1.0
         return {"source": source, "target": target, "mask": mask}
+
+    def as_tensors(self):
+        """All items stacked: dict of (N, T) tensors, for holding a split on the GPU."""
+        items = [self[i] for i in range(len(self))]
+        return {k: torch.stack([it[k] for it in items]) for k in ("source", "target", "mask")}
 
     def num_targets(self):
         """Number of real target tokens in the split (the perplexity denominator)."""
