@@ -8,7 +8,7 @@ from utils.models.base import TiedLanguageModel
 
 class LSTM(TiedLanguageModel):
     recurrent = True
-    recurrence_precision = "fp32"  # see _recurrence
+    recurrence_precision = "fp32"  # under bf16 autocast and on CPUs; fp16 autocast runs it in fp16 (_recurrence)
 
     def __init__(
         self,
@@ -81,10 +81,13 @@ class LSTM(TiedLanguageModel):
 
     def _recurrence(self, embedded, hidden_states):
         device_type = embedded.device.type
-        if torch.is_autocast_enabled(device_type):
-            # The recurrence runs in fp32 under every autocast: autocast would run cuDNN's LSTM in fp16
-            # whatever dtype it was given (no scaler under bf16), and oneDNN's bf16 LSTM fails on CPUs
-            # without native bf16. The recurrence is latency-bound, so fp32 costs little.
+        half = device_type == "cuda" and torch.get_autocast_dtype(device_type) == torch.float16
+        if torch.is_autocast_enabled(device_type) and not half:
+            # The recurrence runs in fp32 under bf16 autocast: autocast would run cuDNN's LSTM in fp16
+            # whatever dtype it was given (with no scaler under bf16), and oneDNN's bf16 LSTM fails on CPUs
+            # without native bf16. fp16 autocast (GPUs below sm_80, with a gradient scaler) runs it in
+            # fp16 on the tensor cores: fp32 there has none, and its FLOPs were half the LSTM x1 step's
+            # roofline time on a T4 (docs/gpu.md).
             with torch.autocast(device_type, enabled=False):
                 return self.lstm(embedded.float(), tuple(h.float() for h in hidden_states))
         return self.lstm(embedded, hidden_states)

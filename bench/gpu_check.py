@@ -3,21 +3,25 @@
     python -m bench.gpu_check            # on a CUDA machine
     python -m bench.gpu_check --dry      # the same code path on the CPU, tiny sizes (tests run it)
 
-Rows: the CUDA-capable tests (tests/test_gpu_paths.py with LM_TEST_DEVICE=cuda); quiet training
-steps under torch.cuda.set_sync_debug_mode("error") (and the host-read counter of
-bench/host_syncs.py); seconds per epoch (train + validation at the study's 16 x 256) of LSTM and
-MiniGPT1 at 1, 2 and 4 layers in the auto precision and at 1 and 4 in fp16, EXTRAPOLATED from
---steps timed steps after --warmup ones (576 training and 60 validation steps per epoch); the
-achieved fraction of the GPU's matmul rate (the step's analytic matmul FLOPs per second against
-an 8192^3 matmul in the same dtype); peak memory; and the 12-configuration x 10-epoch study
-time, one run at a time and with K runs sharing the GPU (`--launcher local --max_parallel K`),
-extrapolated from K concurrent worker processes. Targets (docs/gpu.md) are printed beside the
-figures; they are the benchmark's, not the tests'. The table also goes to --out as JSON.
+Rows: the CUDA-capable tests (tests/test_gpu_paths.py with LM_TEST_DEVICE=cuda; at most 3 minutes,
+skipped where pytest is missing); quiet training steps under torch.cuda.set_sync_debug_mode("error")
+(and the host-read counter of bench/host_syncs.py); run_exp.py itself for a few dozen steps, killed
+after its first checkpoint and rerun (once all on the GPU, once started on the CPU): it must
+continue; seconds per epoch (train + validation at the study's 16 x 256) of LSTM and MiniGPT1 at 1,
+2 and 4 layers in the auto precision, at 1 and 4 in fp16, and at 1 with --compile, EXTRAPOLATED from
+--steps timed steps after --warmup ones (576 training and 60 validation steps per epoch); peak
+memory; the device's memory bandwidth (a 1 GiB copy: the steps are memory-bound, so bench.roofline's
+bytes per step over it is their floor); and the 12-configuration x 10-epoch study time, one run at a
+time and with K runs sharing the GPU (`--launcher local --max_parallel K`), each model's sharing
+measured on its own. Every row is guarded: an error (out of memory, cuDNN, the sync-debug mode)
+becomes that row's result, and the table is printed and written to --out as JSON whatever happens.
 """
 import argparse
+import importlib.util
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -25,12 +29,11 @@ import time
 
 import torch
 
-from bench.gpu_epoch_times import TRAIN_ITEMS
-
 DEFAULT_OUT = os.path.join("bench", "results", "gpu_check.json")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-VALID_ITEMS, TEST_ITEMS = 958, 1090  # Wikitext-2's validation and test items of 256 targets
+TRAIN_ITEMS, VALID_ITEMS, TEST_ITEMS = 9205, 958, 1090  # Wikitext-2's items of 256 targets (utils.wikitext2)
+TEST_LIMIT = 180  # seconds for the test phase, at most
 EPOCHS = 10  # the study's epochs per configuration
 # (compute capability floor, label, bf16/auto seconds per 1-layer epoch, study minutes) from issue 20.
 TARGETS = (((8, 0), "A100/H100 class, auto (bf16)", 5.0, 12.0), ((0, 0), "T4 class, fp16", 25.0, 60.0))
@@ -44,7 +47,9 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, default=None, help="timed steps per model (default 20; 1 dry)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 3; 1 dry)")
     parser.add_argument("--parallel", default=None, help="numbers of runs sharing the GPU to time (default 2,4; 2 dry)")
-    parser.add_argument("--budget", type=float, default=450.0, help="seconds; later sections are skipped past it")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="seconds; later sections are skipped past it (default 450; 1200 dry, on a busy CPU)")
+    parser.add_argument("--embeddings", default=None, help="embeddings file for the run_exp.py rows (default: random)")
     parser.add_argument("--out", default=DEFAULT_OUT)
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: one concurrent run
     parser.add_argument("--go", default=None, help=argparse.SUPPRESS)  # internal: the start barrier's folder
@@ -66,7 +71,8 @@ class Check:
         self.rows, self.record = [], {}
 
     def left(self):
-        return self.args.budget - (time.perf_counter() - self.started)
+        budget = self.args.budget or (1200.0 if self.dry else 450.0)
+        return budget - (time.perf_counter() - self.started)
 
     def precision(self, name):
         """The precision a run would get; fp16 on the CPU only in dry mode (resolve() refuses it there)."""
@@ -81,6 +87,18 @@ class Check:
     def row(self, check, value, target=""):
         self.rows.append((check, value, target))
         print(f"  {check}: {value}", flush=True)
+
+    def guarded(self, label, work, *args):
+        """work(self, *args), or a row saying what went wrong: one failing row never ends the check."""
+        try:
+            return work(self, *args)
+        except Exception as err:  # noqa: BLE001  out of memory, a cuDNN error, the sync-debug mode...
+            line = f"{type(err).__name__}: " + (str(err).strip().splitlines() or [""])[0][:160]
+            self.row(label, "error: " + line)
+            self.record.setdefault("errors", {})[label] = line
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            return None
 
 
 # ----------------------------------------------------------------------------- the pieces
@@ -99,8 +117,9 @@ class RandomItems:
         return self.tensors
 
 
-def build_run(check, model, layers, precision_name, seed=0):
-    """(TokenNLL module, optimizer, precision, scaler, batches) as a run builds them."""
+def build_run(check, model, layers, precision_name, seed=0, compile=False):
+    """(TokenNLL module, optimizer, precision, scaler, batches) as a run builds them (compile: as
+    --compile does, torch.compile of the model's features)."""
     from types import SimpleNamespace
 
     from bench.common import LR, WEIGHT_DECAY, project_model
@@ -110,6 +129,8 @@ def build_run(check, model, layers, precision_name, seed=0):
 
     s = check.sizes
     network = project_model(model, layers, s["seq_len"], seed, check.device, s["vocab"], s["width"])
+    if compile:
+        network.sequence_features = torch.compile(network.sequence_features)
     settings = SimpleNamespace(optimizer="adamw", lr=LR, weight_decay=WEIGHT_DECAY, momentum=0.9)
     precision = check.precision(precision_name)
     items = RandomItems(s["batch"] * (check.warmup + check.steps + 1), s["seq_len"], s["vocab"], seed)
@@ -119,14 +140,23 @@ def build_run(check, model, layers, precision_name, seed=0):
 
 
 def run_tests(check):
-    """The CUDA-capable tests on the device (dry: the capability tests on the CPU)."""
+    """The CUDA-capable tests on the device (dry: the capability tests on the CPU), bounded in time."""
+    label = "tests/test_gpu_paths.py on " + str(check.device)
+    if importlib.util.find_spec("pytest") is None:
+        check.record["tests"] = {"returncode": None, "summary": "pytest is not installed"}
+        return check.row(label, "skipped: pytest is not installed (pip install pytest)", "all pass")
     env = dict(os.environ, LM_TEST_DEVICE=str(check.device))
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_gpu_paths.py",
                "-k", "PrecisionByCapability" if check.dry else "not GpuCheckDryRun"]  # never itself again
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=max(check.left(), 60))
+    limit = max(30.0, min(TEST_LIMIT, check.left() - 300))
+    try:
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=limit)
+    except subprocess.TimeoutExpired:
+        check.record["tests"] = {"returncode": None, "summary": f"timed out after {limit:.0f} s"}
+        return check.row(label, f"timed out after {limit:.0f} s", "all pass")
     summary = (done.stdout.strip().splitlines() or ["no output"])[-1]
     check.record["tests"] = {"returncode": done.returncode, "summary": summary}
-    check.row("tests/test_gpu_paths.py on " + str(check.device), summary, "all pass")
+    check.row(label, summary, "all pass")
     if done.returncode:
         print(done.stdout[-3000:] + done.stderr[-2000:], file=sys.stderr)
 
@@ -152,7 +182,8 @@ def quiet_steps(check, model):
     error = None
     with cuda_branches(), count_host_syncs() as counter:
         try:
-            loop_train(nll, batches, optimizer, precision, scaler, stop=steps, on_step=hook)
+            # one step more: the pass's last step reads its values (a printing line), after the window
+            loop_train(nll, batches, optimizer, precision, scaler, stop=steps + 1, on_step=hook)
         except RuntimeError as err:  # what set_sync_debug_mode("error") raises on a synchronisation
             error = (str(err).strip().splitlines() or ["RuntimeError"])[0][:200]
         finally:
@@ -169,13 +200,12 @@ def _set_sync_debug(device, mode):
         torch.cuda.set_sync_debug_mode(mode)
 
 
-def time_epoch(check, model, layers, precision_name):
-    """Seconds per epoch (train + validation), extrapolated from timed steps; peak memory; FLOP rate."""
-    from bench.step_variants import step_flops
+def time_epoch(check, model, layers, precision_name, compile=False):
+    """Seconds per epoch (train + validation), extrapolated from timed steps; peak memory."""
     import run_exp
     from bench.common import loop_run, loop_train
 
-    nll, optimizer, precision, scaler, batches = build_run(check, model, layers, precision_name)
+    nll, optimizer, precision, scaler, batches = build_run(check, model, layers, precision_name, compile=compile)
     s = check.sizes
     batches.set_epoch(0)
     loop_train(nll, batches, optimizer, precision, scaler, stop=check.warmup)  # warm-up
@@ -187,11 +217,10 @@ def time_epoch(check, model, layers, precision_name):
     valid = run_exp.evaluate(0, nll.model, batches, run.settings, "valid", run)
     train_step, valid_step = train[2] / check.steps, valid[2] / check.steps
     per_epoch = _steps(TRAIN_ITEMS, s["batch"]) * train_step + _steps(VALID_ITEMS, s["batch"]) * valid_step
-    flops = step_flops(model, s["batch"], s["seq_len"], layers, s["vocab"], s["width"])
     peak = torch.cuda.max_memory_allocated(check.device) / 2**20 if check.device.type == "cuda" else None
     result = {"model": model, "layers": layers, "precision": str(precision), "train_step_s": train_step,
               "valid_step_s": valid_step, "epoch_s": per_epoch, "test_pass_s": _steps(TEST_ITEMS, s["batch"]) * valid_step,
-              "step_tflops": flops / train_step / 1e12, "peak_memory_mb": peak, "train_loss": train[0]}
+              "peak_memory_mb": peak, "train_loss": train[0], "compile": compile}
     del nll, optimizer, batches
     if check.device.type == "cuda":
         torch.cuda.empty_cache()
@@ -202,19 +231,65 @@ def _steps(items, batch):
     return -(-items // batch)
 
 
-def matmul_tflops(check, dtype, size=None, repeats=5):
-    """Best rate of a size^3 matmul in `dtype` (8192 on a GPU), after a synchronisation."""
-    size = size or (64 if check.dry else 8192)
-    a = torch.randn(size, size, device=check.device, dtype=dtype)
-    b = torch.randn(size, size, device=check.device, dtype=dtype)
+def bandwidth(check, repeats=5):
+    """GB/s of the best of `repeats` copies of 1 GiB (1 MiB dry), read and written."""
+    source = torch.empty(2**28 if not check.dry else 2**18, device=check.device)
+    target = torch.empty_like(source)
     best = math.inf
     for _ in range(repeats + 1):
         _synchronize(check.device)
         start = time.perf_counter()
-        a @ b
+        target.copy_(source)
         _synchronize(check.device)
         best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e12
+    rate = 2 * source.numel() * source.element_size() / best / 1e9
+    check.record["bandwidth_gb_s"] = rate
+    check.row("memory bandwidth (1 GiB copy)", f"{rate:,.3g} GB/s")
+
+
+def resumed_run(check, first_device):
+    """run_exp.py for a few dozen steps, killed once its first checkpoint is written, then rerun on
+    the device: the rerun must finish and record that it resumed (first_device "cpu": a CPU-written
+    checkpoint continued on the GPU)."""
+    from utils.runs.schema import CHECKPOINT
+
+    label = f"run_exp.py killed after a checkpoint on {first_device}, rerun on {check.device}"
+    steps, batch = (4, 2) if check.dry else (40, 16)
+    with tempfile.TemporaryDirectory() as folder:
+        run_dir = os.path.join(folder, "resume")
+        command = [sys.executable, "run_exp.py", "--model", "gpt1", "--epochs", "1", "--max_batches", str(steps),
+                   "--checkpoint_every", str(steps // 2), "--batch_size", str(batch), "--log_dir", folder, "--exp_id",
+                   "resume", "--embeddings", check.args.embeddings or _tiny_embeddings(folder)]
+        first = subprocess.Popen(command + ["--device", first_device], cwd=ROOT, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True)
+        deadline = time.perf_counter() + (600.0 if check.dry else min(120.0, max(check.left() - 120, 30.0)))
+        while first.poll() is None and not os.path.exists(os.path.join(run_dir, CHECKPOINT)):
+            if time.perf_counter() > deadline:
+                break
+            time.sleep(0.05)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        if not os.path.exists(os.path.join(run_dir, CHECKPOINT)):
+            return check.row(label, "failed: no checkpoint before the kill: " + first.stderr.read()[-200:].strip())
+        second = subprocess.run(command + ["--device", str(check.device)], cwd=ROOT, capture_output=True, text=True,
+                                timeout=max(deadline - time.perf_counter(), 600.0 if check.dry else 60.0))
+        with open(os.path.join(run_dir, "provenance.json")) as handle:
+            resumes = json.load(handle).get("resumes", [])
+    ok = second.returncode == 0 and resumes
+    check.record.setdefault("resumed", {})[first_device] = {"returncode": second.returncode, "resumes": len(resumes)}
+    tail = (second.stderr.strip().splitlines() or [""])[-1][:160]
+    check.row(label, "continued and finished" if ok else f"failed (exit {second.returncode}): {tail}", "continues")
+
+
+def _tiny_embeddings(folder):
+    """An embeddings file of the data's vocabulary, 24 wide, for --dry and where none is given."""
+    import numpy as np
+
+    path = os.path.join(folder, "embeddings.npz")
+    generator = np.random.default_rng(0)
+    np.savez(path, tokens=generator.normal(0, 0.15, (FULL["vocab"], 24)).astype(np.float32),
+             position=generator.normal(0, 0.15, (512, 24)).astype(np.float32))
+    return path
 
 
 def _synchronize(device):
@@ -224,11 +299,11 @@ def _synchronize(device):
 
 # ----------------------------------------------------------------------------- several runs at once
 def worker(args):
-    """One of K concurrent runs: MiniGPT1 x1 training steps; prints its seconds per step."""
+    """One of K concurrent runs: x1 training steps of the model args.worker names; prints its seconds per step."""
     from bench.common import loop_train
 
     check = Check(args)
-    nll, optimizer, precision, scaler, batches = build_run(check, "gpt1", 1, "auto")
+    nll, optimizer, precision, scaler, batches = build_run(check, args.worker, 1, "auto")
     loop_train(nll, batches, optimizer, precision, scaler, stop=check.warmup)
     open(os.path.join(args.go, f"ready-{os.getpid()}"), "w").close()
     while not os.path.exists(os.path.join(args.go, "go")):
@@ -239,10 +314,10 @@ def worker(args):
     return 0
 
 
-def concurrent_step_seconds(check, k):
-    """Mean seconds per step of each of k runs training at once (MiniGPT1 x1), or None on failure."""
+def concurrent_step_seconds(check, k, model):
+    """Mean seconds per step of each of k runs of `model` x1 training at once, or None on failure."""
     with tempfile.TemporaryDirectory() as go:
-        command = [sys.executable, "-m", "bench.gpu_check", "--worker", "gpt1", "--go", go, "--steps",
+        command = [sys.executable, "-m", "bench.gpu_check", "--worker", model, "--go", go, "--steps",
                    str(check.steps), "--warmup", str(check.warmup)] + (["--dry"] if check.dry else [])
         procs = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for _ in range(k)]
@@ -268,14 +343,14 @@ def concurrent_step_seconds(check, k):
 
 
 # ----------------------------------------------------------------------------- the whole check
-def study_seconds(epochs):
-    """The 12-configuration x 10-epoch study, one run at a time: each configuration's epochs (its
-    model and depth, timed in auto precision) plus one test pass."""
+def study_seconds(epochs, speedup=None):
+    """The 12-configuration x 10-epoch study: each configuration's epochs (its model and depth, timed in
+    auto precision) plus one test pass; divided by its model's throughput gain when runs share the GPU."""
     from utils.study.configs import CONFIGS
 
     by = {(e["model"], e["layers"]): e for e in epochs}
-    return sum(EPOCHS * by[(c.model, c.layers)]["epoch_s"] + by[(c.model, c.layers)]["test_pass_s"]
-               for c in CONFIGS.values())
+    return sum((EPOCHS * by[(c.model, c.layers)]["epoch_s"] + by[(c.model, c.layers)]["test_pass_s"])
+               / (speedup or {}).get(c.model, 1.0) for c in CONFIGS.values())
 
 
 def targets_for(check):
@@ -287,55 +362,61 @@ def targets_for(check):
 
 def run(check):
     name = "CPU (dry run)" if check.dry else torch.cuda.get_device_name(check.device)
-    print(f"gpu_check on {name}, torch {torch.__version__}, budget {check.args.budget:.0f}s", flush=True)
+    print(f"gpu_check on {name}, torch {torch.__version__}, budget {check.left():.0f}s", flush=True)
     check.record.update(device=name, torch=torch.__version__, dry=check.dry, sizes=check.sizes,
                         steps=check.steps, warmup=check.warmup, date=time.strftime("%Y-%m-%d"))
     target = targets_for(check)
-    run_tests(check)
+    check.guarded("tests", run_tests)
     for model in ("lstm", "gpt1"):
-        quiet_steps(check, model)
+        check.guarded(f"{model}: host syncs in quiet steps", quiet_steps, model)
+    for first in ("cuda", "cpu") if not check.dry else ("cpu",):
+        check.guarded(f"run_exp.py resumed from {first}", resumed_run, first)
+    check.guarded("memory bandwidth", bandwidth)
     epochs = []
-    plan = [(m, n, "auto") for n in (1, 2, 4) for m in ("lstm", "gpt1")]
+    plan = [(m, n, "auto", False) for n in (1, 2, 4) for m in ("lstm", "gpt1")]
     if check.precision("auto").name != "fp16":  # on a T4, auto is fp16 already
-        plan += [(m, n, "fp16") for n in (1, 4) for m in ("lstm", "gpt1")]
-    for model, layers, precision in plan:
+        plan += [(m, n, "fp16", False) for n in (1, 4) for m in ("lstm", "gpt1")]
+    plan += [(m, 1, "auto", True) for m in ("lstm", "gpt1")]
+    for model, layers, precision, compiled in plan:
+        label = f"{model} x{layers} {precision}" + (" --compile" if compiled else "")
         if check.left() < 60:
-            check.row(f"{model} x{layers} {precision}", "skipped: time budget")
+            check.row(label, "skipped: time budget")
             continue
-        result = time_epoch(check, model, layers, precision)
+        result = check.guarded(label, time_epoch, model, layers, precision, compiled)
+        if result is None:
+            continue
         epochs.append(dict(result, asked=precision))
         goal = f"<= {target[2]:.0f} s" if target and layers == 1 and precision == "auto" else ""
         peak = "" if result["peak_memory_mb"] is None else f", peak {result['peak_memory_mb']:,.0f} MB"
-        check.row(f"{model} x{layers} {precision} ({result['precision']}): s/epoch", f"{result['epoch_s']:.1f}{peak}", goal)
+        check.row(f"{label} ({result['precision']}): s/epoch", f"{result['epoch_s']:.1f}{peak}", goal)
     check.record["epochs"] = epochs
-    autos = [e for e in epochs if e["asked"] == "auto"]
-    if autos:
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(autos[0]["precision"], torch.float32)
-        rate = matmul_tflops(check, dtype)
-        check.record["matmul_tflops"] = rate
-        for e in autos:
-            if e["layers"] == 1:
-                check.row(f"{e['model']} x1: fraction of the {rate:.3g} TFLOP/s matmul rate",
-                          f"{e['step_tflops'] / rate:.0%}")
+    autos = [e for e in epochs if e["asked"] == "auto" and not e["compile"]]
     if len(autos) == 6:
-        alone = study_seconds(autos)
-        check.record["study_s_one_at_a_time"] = alone
-        goal = f"<= {target[3]:.0f} min" if target else ""
-        check.row("12 x 10 study, one run at a time (extrapolated)", f"{alone / 60:.1f} min", goal)
-        single = next(e["train_step_s"] for e in autos if e["model"] == "gpt1" and e["layers"] == 1)
-        for k in (int(v) for v in (check.args.parallel or ("2" if check.dry else "2,4")).split(",") if v):
-            if check.left() < 60:
-                check.row(f"12 x 10 study, {k} runs sharing the GPU", "skipped: time budget")
-                continue
-            shared = concurrent_step_seconds(check, k)
-            if shared is None:
-                check.row(f"12 x 10 study, {k} runs sharing the GPU", "failed (see stderr)")
-                continue
-            speedup = k * single / shared
-            check.record.setdefault("shared", {})[k] = {"step_s": shared, "speedup": speedup}
-            check.row(f"12 x 10 study, {k} runs sharing the GPU (--max_parallel {k})",
-                      f"{alone / speedup / 60:.1f} min (x{speedup:.2f} throughput)", goal)
+        study(check, autos, target)
     return check
+
+
+def study(check, autos, target):
+    alone = study_seconds(autos)
+    check.record["study_s_one_at_a_time"] = alone
+    goal = f"<= {target[3]:.0f} min" if target else ""
+    check.row("12 x 10 study, one run at a time (extrapolated)", f"{alone / 60:.1f} min", goal)
+    for k in (int(v) for v in (check.args.parallel or ("2" if check.dry else "2,4")).split(",") if v):
+        gains = {}
+        for model in ("lstm", "gpt1"):
+            if check.left() < 60:
+                break
+            single = next(e["train_step_s"] for e in autos if e["model"] == model and e["layers"] == 1)
+            shared = check.guarded(f"{model}: {k} runs sharing the GPU", concurrent_step_seconds, k, model)
+            if shared is not None:
+                gains[model] = k * single / shared
+        label = f"12 x 10 study, {k} runs sharing the GPU (--max_parallel {k})"
+        if len(gains) < 2:
+            check.row(label, "skipped or failed (time budget, or see stderr)", goal)
+            continue
+        check.record.setdefault("shared", {})[k] = {"speedup": gains}
+        gain_text = ", ".join(f"{m} x{g:.2f}" for m, g in gains.items())
+        check.row(label, f"{study_seconds(autos, gains) / 60:.1f} min (throughput {gain_text})", goal)
 
 
 def table(check):
@@ -353,14 +434,18 @@ def main(argv=None):
     args = parse_args(argv)
     if args.worker:
         return worker(args)
-    check = run(Check(args))
-    text = table(check)
-    print("\n" + text, flush=True)
-    from bench.common import write_json
+    check = Check(args)
+    try:
+        run(check)
+    finally:  # the table, whatever happened
+        text = table(check)
+        print("\n" + text, flush=True)
+        from bench.common import write_json
 
-    write_json(args.out, dict(check.record, table=text))
-    failed = check.record["tests"]["returncode"] != 0 or any(
-        v["calls"] or v["error"] for v in check.record["quiet_step_syncs"].values())
+        write_json(args.out, dict(check.record, table=text))
+    tests = check.record.get("tests", {}).get("returncode")
+    syncs = check.record.get("quiet_step_syncs", {}).values()
+    failed = tests not in (0, None) or check.record.get("errors") or any(v["calls"] or v["error"] for v in syncs)
     return 1 if failed else 0
 
 

@@ -7,10 +7,11 @@ method), named in SLOW_TIERS and registered in pyproject.toml:
     slow      subprocesses, DDP processes, torchrun, kills and crashes, real-data epochs, the quick start
     slurm     a real one-node SLURM cluster (tests/conftest.py starts it; needs root)
     notebook  notebooks/main.ipynb in a Jupyter kernel, the course's own notebook code (tests/data/)
+    cuda_dry  the kit's CUDA path on fake CUDA tensors for T4, A100 and H100 (tests/cuda_dry/harness.py)
 
     python -m unittest                  the fast tier (load_tests below drops the marked tests)
     python -m pytest -q tests           the fast tier (tests/conftest.py drops them)
-    python -m pytest -q -m slow tests   one tier; -m "slow or slurm or notebook" every slow tier
+    python -m pytest -q -m slow tests   one tier; -m "slow or slurm or notebook or cuda_dry" every slow tier
 
 A test named explicitly runs whatever its tier (`python -m pytest tests/test_distributed.py`,
 `python -m unittest tests.test_distributed`). Helpers: tests/fixtures.py, tests/report_fixtures.py.
@@ -22,7 +23,7 @@ import sys
 import types
 import unittest
 
-SLOW_TIERS = ("slow", "slurm", "notebook")  # marks that take a test out of the default tier
+SLOW_TIERS = ("slow", "slurm", "notebook", "cuda_dry")  # marks that take a test out of the default tier
 
 
 class _Mark:

@@ -66,8 +66,7 @@ def provenance(settings, model, device, precision, embeddings, dist, devices):
         "device_name": device_name(device),
         "devices": devices,
         "cpu_threads": torch.get_num_threads(),
-        **precision.describe(),  # precision, precision_reason, tf32
-        "recurrence_precision": model.recurrence_precision,
+        **precision.describe(model),  # precision, precision_reason, tf32, recurrence_precision
         "init": settings.init,  # course: the constructors' own weights; stable: the kit's starts
         "params_learnable": learnable,
         "params_frozen": frozen,

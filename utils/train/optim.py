@@ -67,11 +67,11 @@ def scheduled_lr(settings, step, total):
 
 
 def load_optimizer_state(optimizer, state):
-    """optimizer.load_state_dict(state), keeping the kernel this device chose: the state's own
-    `fused` flag is the device's that wrote it, and a CPU checkpoint continued on CUDA would
-    otherwise lose the fused step that the gradient scaler expects there."""
-    chosen = [group.get("fused") for group in optimizer.param_groups]
-    optimizer.load_state_dict(state)
-    for group, fused in zip(optimizer.param_groups, chosen):
-        if "fused" in group:
-            group["fused"] = fused
+    """optimizer.load_state_dict(state), keeping the kernel this device chose. The state's own
+    `fused` flag is the writer's; torch places each `step` counter by the SAVED group's flag (on the
+    parameter's device when fused, else where it was), so a CPU state continued on CUDA would keep
+    `step` on the CPU beside CUDA moments and the fused kernel would refuse them: the flag is set
+    in the state's groups before loading."""
+    groups = [dict(saved, **({"fused": group["fused"]} if "fused" in group else {}))
+              for saved, group in zip(state["param_groups"], optimizer.param_groups)]
+    optimizer.load_state_dict(dict(state, param_groups=groups))

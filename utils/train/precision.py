@@ -79,9 +79,22 @@ class Precision:
         """A gradient scaler for fp16; disabled otherwise."""
         return torch.amp.GradScaler(self.device_type, enabled=self.uses_scaler)
 
-    def describe(self):
-        """For provenance.json: what runs and why."""
-        return {"precision": self.name, "precision_reason": self.reason, "tf32": self.tf32}
+    def describe(self, model=None):
+        """For provenance.json: what runs and why, with TF32 as torch's switches stand now (configure()
+        sets them for fp32; cuDNN's allow_tf32 is True by default, so an fp32 recurrence runs cuDNN's
+        LSTM in TF32 on sm_80+ under every precision). tf32: fp32 matmuls may use TF32. bitwise_reproducible:
+        False on CUDA, where flash and memory-efficient attention's backward and cuDNN add with atomics
+        in no fixed order, so two runs (and a resumed run against an uninterrupted one) agree only to
+        within that run-to-run difference (docs/gpu.md)."""
+        ampere = self.device_type == "cuda" and _capability(torch.cuda.current_device()) >= BF16_CAPABILITY
+        recurrence = getattr(model, "recurrence_precision", None)
+        if recurrence and self.name == "fp16" and self.device_type == "cuda":
+            recurrence = "fp16"  # fp16 autocast, with its scaler, runs the LSTM's recurrence in fp16
+        elif recurrence == "fp32" and ampere and torch.backends.cudnn.allow_tf32:
+            recurrence = "tf32"
+        return {"precision": self.name, "precision_reason": self.reason,
+                "tf32": ampere and torch.backends.cuda.matmul.allow_tf32, "recurrence_precision": recurrence,
+                "bitwise_reproducible": self.device_type != "cuda"}
 
     def __str__(self):
         return self.name
