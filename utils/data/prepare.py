@@ -153,13 +153,6 @@ def check_output(out, splits, force):
                            "--out.")
 
 
-def write_split(path, tokens, sizes):
-    """Write the npz atomically: a crash never leaves a half-written split behind."""
-    buffer = io.BytesIO()
-    np.savez(buffer, tokens=tokens, sizes=sizes)
-    atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
-
-
 def prepare(out, parts, force=False):
     """Check every Part, then write `out/wiki.<split>.npz` for each (the folder is created);
     return [(part, path, tokens, sizes)]. Nothing is written unless every split is fine."""
@@ -169,8 +162,9 @@ def prepare(out, parts, force=False):
     arrays = [part.arrays() for part in parts]
     written = []
     for part, (tokens, sizes) in zip(parts, arrays):
-        path = split_path(out, part.split)
-        write_split(path, tokens, sizes)
+        path, buffer = split_path(out, part.split), io.BytesIO()
+        np.savez(buffer, tokens=tokens, sizes=sizes)
+        atomic_write(path, lambda handle: handle.write(buffer.getvalue()))  # never a half-written split
         written.append((part, path, tokens, sizes))
     return written
 

@@ -2,9 +2,8 @@
 
 Both models tie the frozen rows to a bias-free classifier (logits = features @ rows.T), so the
 rows must make a good OUTPUT layer, not only good word vectors: features the network can easily
-compute must give the unigram and next-token distributions. Word vectors (ppmi-svd, the previous
-default) left both models worse than a unigram after a full epoch of configurations 1 and 5; bench/embeddings_quality.py compares
-the methods (the README has its table).
+compute must give the unigram and next-token distributions (why, and the methods measured by
+bench/embeddings_quality.py: docs/embeddings.md).
 
 next-token-svd (default):
 1. For each distance d = 1..window (default 4), count ordered pairs (c, then v d tokens later)
@@ -26,8 +25,6 @@ next-token-svd (default):
    holds the constant POSITION_CONSTANT * m: MiniGPT1's LayerNorm then keeps a component of about
    sqrt(dim) along m, which a_m turns into exactly the unigram logits at initialisation, and the
    current-token logit shrinks to ~sqrt(dim) * |row|^2 / POSITION_CONSTANT (~10 instead of ~54).
-   Measured on Wikitext-2, MiniGPT1's first step is at ~10 nats/token (LayerNorm keeps less along m
-   than this assumes), not at the unigram's ~7.2, but far below the ~54 of ppmi-svd rows.
    Positions are otherwise sinusoids (Vaswani et al., 2017) with per-entry RMS `scale`.
 Ids never seen in training get the mean of the hapax rows' halves (an unseen id behaves like the
 rarest seen ones) and their own, lower, log-frequency; row 0 (padding) is exactly zero.

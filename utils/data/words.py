@@ -10,12 +10,8 @@ because almost every <unk> in the course data is a whole word that the vocabular
 Words are those of the pre-tokenizer, so every punctuation mark is a word: "1 @,@ 000" is 5 words
 and "'s" is 2 ("'", "s"), where Wikitext's word-level files have 3 and 1. Wikitext's counts also
 include one <eos> per line (blank lines too), which the course data has no token for. So these
-perplexities are close to, not equal to, published word-level Wikitext-2 figures.
-Measured on the course's splits (tokens / words, words = "</w>" ends + <unk>):
-  validation 245,046 / 221,723 = 1.105; train 2,356,376 / 2,123,354 = 1.110;
-  test 279,023 / 249,758 = 1.117. (Merity et al. report 217,646 validation words, <eos>
-  included; the word-level files are not here, so that figure is quoted, not measured.)
-So word perplexity ~= token perplexity ** 1.105 on validation.
+perplexities are close to, not equal to, published word-level Wikitext-2 figures. Tokens per word
+on the course's splits (validation 1.105: word perplexity ~= token perplexity ** 1.105): docs/results.md.
 """
 import math
 
