@@ -38,12 +38,8 @@ def word_end_table(folder=None, unk_ends_word=True, encoder=None):
 
 
 def count_words(target_ids, mask, table):
-    """Number of words among the real targets: sum of table[target] where mask is nonzero.
-
-    target_ids: long tensor of any shape (e.g. (B, T)); mask: same shape, 1/True for real targets
-    (float or bool); table: from word_end_table, moved to target_ids' device if needed (keep one on
-    the device to avoid copies). Returns a 0-d int64 tensor on that device (no host sync; call int()).
-    """
+    """Words among the real targets (mask nonzero, any shape, e.g. (B, T)), as a 0-d int64 tensor on
+    target_ids' device: no host sync. Keep `table` (word_end_table) on that device to avoid copies."""
     table = table.to(target_ids.device)
     return (table[target_ids] & (mask != 0)).sum()
 
