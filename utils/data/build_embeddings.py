@@ -99,8 +99,7 @@ def parse_args(argv):
     parser.add_argument("--seed", type=int, default=0, help="seed of the randomized SVD (default: %(default)s)")
     parser.add_argument("--scale", type=float, default=SCALE,
                         help="RMS entry of the token rows (next-token-svd: of each half) and of the sinusoids; sets "
-                             "the tied classifier's logit scale "
-                             "(default: %(default)s)")
+                             "the tied classifier's logit scale (default: %(default)s)")
     parser.add_argument("--window", type=int, default=None,
                         help="distances counted, in tokens, never crossing a line (default: "
                              + ", ".join(f"{k} {v}" for k, v in DEFAULT_WINDOW.items()) + ")")

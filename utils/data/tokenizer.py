@@ -69,14 +69,8 @@ def load_merges(folder=None):
 
 def normalize(text):
     """Lower-case, strip accents and drop control characters (keeping whitespace as spaces)."""
-    text = unicodedata.normalize("NFD", text.lower())
-    kept = []
-    for ch in text:
-        if ch.isspace():
-            kept.append(" ")
-        elif ch != "\ufffd" and unicodedata.category(ch) not in _DROP_CATEGORIES:
-            kept.append(ch)
-    return "".join(kept)
+    return "".join(" " if ch.isspace() else ch for ch in unicodedata.normalize("NFD", text.lower())
+                   if ch.isspace() or (ch != "\ufffd" and unicodedata.category(ch) not in _DROP_CATEGORIES))
 
 
 def pre_tokenize(text):
