@@ -1,13 +1,5 @@
-"""Sample a continuation of a prompt from a trained run (LSTM or MiniGPT1):
-
-    python generate.py --run logs/<exp_id> --prompt "the history of" --max_new_tokens 100 \
-        --temperature 0.8 --top_k 40 --seed 0 [--device cpu]
-
-Prints the (lower-cased, BPE-normalised) prompt followed by the sampled text. The same seed gives the
-same text; --temperature 0 is greedy. Bad input prints one line on stderr and exits with code 2.
-A run that has not completed still generates, from its last checkpoint (the latest saved weights,
-as for a completed run), after one line on stderr naming the run's status and epoch.
-"""
+"""Sample a continuation of a prompt from a trained run (`python generate.py --help`). A run that has not
+completed still generates, from its last checkpoint, after one line on stderr naming its status and epoch."""
 import argparse
 import json
 import os

@@ -45,6 +45,14 @@ class CourseInitIsTheDefault(unittest.TestCase):
                                                       position).named_parameters())
                 self.assertFalse(all(torch.equal(stable[n], p) for n, p in expected.items()), "stable is another start")
 
+    def test_init_identifies_the_run(self):
+        from utils.runs import schema
+        from utils.train.settings import DEFAULTS, to_dict
+
+        course, stable = to_dict(Arguments()), to_dict(Arguments(init="stable", tensorboard=True))
+        self.assertEqual(schema.identity(course)["init"], "course")
+        self.assertEqual(schema.differing(course, stable, DEFAULTS), ["init"])  # --tensorboard is incidental
+
 
 class UniformStartTest(unittest.TestCase):
     """MiniGPT1 under --init stable predicts exactly uniform before training, at any depth; the course

@@ -13,7 +13,7 @@ from utils.report import markdown, read_report
 from utils.report.answers import ONE_SEED
 from utils.report.compute import build_groups, shown_run, summarise
 from utils.report.plots import member_runs
-from utils.report.stats import describe_linear, describe_log, paired_difference, t_quantile
+from utils.report.compute import describe_linear, describe_log, paired_difference, t_quantile
 from utils.report.tables import latex_table, run_cell, status_text
 
 T2 = 4.302652729749462  # Student t, 97.5% quantile, 2 degrees of freedom

@@ -14,7 +14,7 @@ from utils.report import Report, markdown
 from utils.report.answers import headline_lines, ranking_lines
 from utils.report.compute import arm_answers, build_groups, summarise
 from utils.report.plots import coinciding, plot_group, plot_run
-from utils.report.stats import describe_linear, describe_log
+from utils.report.compute import describe_linear, describe_log
 from utils.report.tables import group_table
 
 

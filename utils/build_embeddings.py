@@ -1,7 +1,5 @@
 """`python -m utils.build_embeddings`: see utils.data.build_embeddings."""
-import sys
-
 from utils.data.build_embeddings import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

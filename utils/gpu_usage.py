@@ -11,9 +11,8 @@ def _cuda_device(device):
 
 
 def get_gpu_memory_usage(device=None):
-    """Memory PyTorch has allocated on `device` (a run's device; the current CUDA device when None),
-    in MB. Without CUDA, or for a CPU device: NaN, so the notebook's arithmetic still runs and a
-    CPU run never reports 0 MB as if measured."""
+    """MB PyTorch has allocated on `device` (default: the current CUDA device); NaN on a CPU, so the
+    notebook's arithmetic still runs and a CPU run never reports 0 MB as if measured."""
     device = _cuda_device(device)
     if device is None:
         return float("nan")
@@ -21,8 +20,7 @@ def get_gpu_memory_usage(device=None):
 
 
 def peak_gpu_memory_mb(reset=False, device=None):
-    """Peak allocated CUDA memory on `device` (the current one when None) since the last reset, in
-    MB; None without CUDA or for a CPU device."""
+    """Peak allocated MB on `device` since the last reset; None on a CPU."""
     device = _cuda_device(device)
     if device is None:
         return None

@@ -42,33 +42,27 @@ def set_rng_state(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _cpuinfo():
+    try:
+        with open("/proc/cpuinfo") as handle:
+            return handle.read()
+    except OSError:
+        return ""
+
+
 def cpu_has_bf16():
     """True where the CPU has native bf16 instructions (AVX512-BF16 or AMX); without them
     bf16 matmuls are emulated and slower than fp32 (measured on an AVX2-only EPYC: ~7x slower)."""
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()) and _cpu_flags_have_bf16()
+        supported = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
-
-
-def _cpu_flags_have_bf16():
-    try:
-        with open("/proc/cpuinfo") as handle:
-            flags = handle.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return supported and any(flag in _cpuinfo() for flag in ("avx512_bf16", "amx_bf16"))
 
 
 def cpu_model_name():
     """The CPU's model name from /proc/cpuinfo (e.g. "AMD EPYC 9B14"), else what platform knows."""
     import platform
 
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    names = [line.split(":", 1)[1].strip() for line in _cpuinfo().splitlines() if line.startswith("model name")]
+    return names[0] if names else platform.processor() or platform.machine()

@@ -87,12 +87,13 @@ class OpLog:
 
     def record(self):
         return self.phases.setdefault(self.phase, dict(bytes=0, flops=0, host_reads=0, cpu_ops=[], dtypes={},
-                                                        regions={}, by_op={}))
+                                                        regions={}, by_op={}, flops_half=0, flops_fp32=0))
 
     def add(self, name, nbytes, flops, dtypes, on_cpu):
         entry = self.record()
         entry["bytes"] += nbytes
         entry["flops"] += flops
+        entry["flops_half" if {"float16", "bfloat16"} & set(dtypes) else "flops_fp32"] += flops
         key = f"{self.region or 'model'}:{name}"
         entry["by_op"][key] = entry["by_op"].get(key, 0) + nbytes
         region = entry["regions"].setdefault(self.region or "model", [0, 0])  # [bytes, FLOPs]

@@ -1,16 +1,7 @@
-"""Build a stand-in for GPT-1's `embeddings.npz` offline, from the Wikitext-2 training split.
-
-    python -m utils.build_embeddings --out data/embeddings.npz          # from the project's data/
-
-The methods (default next-token-svd: rows made to work as the tied OUTPUT layer; ppmi-svd: word
-vectors) live in utils/data/standins.py, whose doc explains them; this module reads the training
-split, runs one, and writes the file.
-
-The output is written atomically with fixed zip timestamps, so the same data, seed and BLAS give
-the same bytes, and a JSON sidecar `<out>.json` records how it was made (see describe_embeddings).
-A full next-token-svd build took 31 s and 1.23 GB peak RSS on 2 shared CPU cores (ppmi-svd: 25 s,
-1.13 GB).
-"""
+"""`python -m utils.build_embeddings`: a stand-in for GPT-1's `embeddings.npz`, built offline from a training
+split by one of utils/data/standins.py's methods (its doc explains them). The output is written atomically with
+fixed zip timestamps, so the same data, seed and BLAS give the same bytes; a JSON sidecar `<out>.json` records
+how it was made (see describe_embeddings)."""
 import argparse
 import json
 import os
@@ -108,8 +99,7 @@ def parse_args(argv):
     parser.add_argument("--seed", type=int, default=0, help="seed of the randomized SVD (default: %(default)s)")
     parser.add_argument("--scale", type=float, default=SCALE,
                         help="RMS entry of the token rows (next-token-svd: of each half) and of the sinusoids; sets "
-                             "the tied classifier's logit scale "
-                             "(default: %(default)s)")
+                             "the tied classifier's logit scale (default: %(default)s)")
     parser.add_argument("--window", type=int, default=None,
                         help="distances counted, in tokens, never crossing a line (default: "
                              + ", ".join(f"{k} {v}" for k, v in DEFAULT_WINDOW.items()) + ")")

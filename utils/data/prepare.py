@@ -1,17 +1,10 @@
-"""Tokenize your own text into the course's format: a folder with wiki.{train,validation,test}.npz
-that `python run_exp.py --data_folder FOLDER` trains on, exactly as on Wikitext-2.
-
-    python -m utils.prepare_data --train a.txt --validation b.txt --test c.txt --out data/mycorpus
-    python -m utils.prepare_data --input all.txt --split_ratio 0.8,0.1,0.1 --out data/mycorpus
-    python -m utils.prepare_data --input more.txt --split test --out data/mycorpus --force
+"""`python -m utils.prepare_data`: your own text -> the course's format (see DESCRIPTION and EXAMPLES below).
 
 Each split file holds `tokens` uint16 (the ids of all its lines, concatenated) and `sizes` int64
 (tokens per line), one entry per line that encodes to at least one token: blank lines are skipped,
 as in the course files. Id k >= 1 is entry k - 1 of GPT-1's BPE encoder (utils.data.tokenizer).
-
 Everything is read, tokenized and checked before anything is written, and each file is written
-atomically, so a refused command leaves the output folder as it was. Bad input prints one line on
-stderr and exits with code 2.
+atomically, so a refused command leaves the output folder as it was.
 """
 import argparse
 import io
@@ -160,13 +153,6 @@ def check_output(out, splits, force):
                            "--out.")
 
 
-def write_split(path, tokens, sizes):
-    """Write the npz atomically: a crash never leaves a half-written split behind."""
-    buffer = io.BytesIO()
-    np.savez(buffer, tokens=tokens, sizes=sizes)
-    atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
-
-
 def prepare(out, parts, force=False):
     """Check every Part, then write `out/wiki.<split>.npz` for each (the folder is created);
     return [(part, path, tokens, sizes)]. Nothing is written unless every split is fine."""
@@ -176,8 +162,9 @@ def prepare(out, parts, force=False):
     arrays = [part.arrays() for part in parts]
     written = []
     for part, (tokens, sizes) in zip(parts, arrays):
-        path = split_path(out, part.split)
-        write_split(path, tokens, sizes)
+        path, buffer = split_path(out, part.split), io.BytesIO()
+        np.savez(buffer, tokens=tokens, sizes=sizes)
+        atomic_write(path, lambda handle: handle.write(buffer.getvalue()))  # never a half-written split
         written.append((part, path, tokens, sizes))
     return written
 

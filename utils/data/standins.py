@@ -2,9 +2,8 @@
 
 Both models tie the frozen rows to a bias-free classifier (logits = features @ rows.T), so the
 rows must make a good OUTPUT layer, not only good word vectors: features the network can easily
-compute must give the unigram and next-token distributions. Word vectors (ppmi-svd, the previous
-default) left both models worse than a unigram after a full epoch of configurations 1 and 5; bench/embeddings_quality.py compares
-the methods (the README has its table).
+compute must give the unigram and next-token distributions (why, and the methods measured by
+bench/embeddings_quality.py: docs/embeddings.md).
 
 next-token-svd (default):
 1. For each distance d = 1..window (default 4), count ordered pairs (c, then v d tokens later)
@@ -26,8 +25,6 @@ next-token-svd (default):
    holds the constant POSITION_CONSTANT * m: MiniGPT1's LayerNorm then keeps a component of about
    sqrt(dim) along m, which a_m turns into exactly the unigram logits at initialisation, and the
    current-token logit shrinks to ~sqrt(dim) * |row|^2 / POSITION_CONSTANT (~10 instead of ~54).
-   Measured on Wikitext-2, MiniGPT1's first step is at ~10 nats/token (LayerNorm keeps less along m
-   than this assumes), not at the unigram's ~7.2, but far below the ~54 of ppmi-svd rows.
    Positions are otherwise sinusoids (Vaswani et al., 2017) with per-entry RMS `scale`.
 Ids never seen in training get the mean of the hapax rows' halves (an unseen id behaves like the
 rarest seen ones) and their own, lower, log-frequency; row 0 (padding) is exactly zero.
@@ -131,8 +128,8 @@ def check_ids(tokens, sizes, vocabulary_size):
         raise ValueError(f"Training ids span [{tokens.min()}, {tokens.max()}]: outside [0, {vocabulary_size}).")
 
 
-def token_embeddings(tokens, sizes, vocabulary_size, dim, seed, scale=SCALE, window=WINDOW):
-    """ppmi-svd: (vocabulary_size, dim) float32 token rows from a training stream of ids."""
+def ppmi_svd(tokens, sizes, vocabulary_size, dim, n_positions, seed, scale, window):
+    """(token rows (vocabulary_size, dim) float32, position rows, record fields) of the ppmi-svd method."""
     check_ids(tokens, sizes, vocabulary_size)
     seen, compact, counts = np.unique(tokens, return_inverse=True, return_counts=True)
     u, s = randomized_svd(ppmi(cooccurrence(compact, sizes, len(seen), window)), dim, seed)
@@ -143,7 +140,8 @@ def token_embeddings(tokens, sizes, vocabulary_size, dim, seed, scale=SCALE, win
     table[:] = unseen_vector(vectors, counts)
     table[seen] = vectors
     table[0] = 0.0  # padding, even if a corpus used id 0
-    return table.astype(np.float32)
+    method = PPMI_METHOD.format(window=window, alpha=ALPHA, eig_power=EIG_POWER, scale=scale)
+    return table.astype(np.float32), sinusoidal_positions(n_positions, dim, scale), {"method": method}
 
 
 def directional_counts(ids, sizes, n, distance):
@@ -221,9 +219,9 @@ def position_weight(scale, dim, position_constant):
     return np.sqrt(position_constant**2 + 2 * row**2) / (np.sqrt(dim) * position_constant)
 
 
-def next_token_embeddings(tokens, sizes, vocabulary_size, dim, seed, scale=SCALE, window=DEFAULT_WINDOW["next-token-svd"],
-                          position_constant=POSITION_CONSTANT):
-    """next-token-svd: ((vocabulary_size, dim) float32 token rows, m (dim,)) (module doc, steps 1-4)."""
+def next_token_svd(tokens, sizes, vocabulary_size, dim, n_positions, seed, scale, window):
+    """(token rows (vocabulary_size, dim) float32, position rows, record fields) of the next-token-svd method
+    (module doc, steps 1-4)."""
     check_ids(tokens, sizes, vocabulary_size)
     seen, compact, counts = np.unique(tokens, return_inverse=True, return_counts=True)
     half = (dim - 2) // 2
@@ -235,11 +233,15 @@ def next_token_embeddings(tokens, sizes, vocabulary_size, dim, seed, scale=SCALE
     table[:] = unseen_vector(body, counts)
     table[seen] = body
     frequency = centred_log_frequency(tokens, vocabulary_size)
+    weights = {"freq_ones": FREQ_ONES, "freq_position": position_weight(scale, dim, POSITION_CONSTANT),
+               "position_constant": POSITION_CONSTANT, "smoothing": SMOOTHING}
     table[:, 0] = FREQ_ONES * frequency
-    table[:, 1] = position_weight(scale, dim, position_constant) * frequency
+    table[:, 1] = weights["freq_position"] * frequency
     m = reflect_first_to_ones(table)
     table[0] = 0.0  # padding, even if a corpus used id 0
-    return table.astype(np.float32), m
+    positions = (sinusoidal_positions(n_positions, dim, scale) + POSITION_CONSTANT * m).astype(np.float32)
+    method = NEXT_TOKEN_METHOD.format(window=window, scale=scale, **weights)
+    return table.astype(np.float32), positions, dict(weights, method=method)
 
 
 def sinusoidal_positions(n_positions, dim, rms):
@@ -250,22 +252,6 @@ def sinusoidal_positions(n_positions, dim, rms):
     table[:, 0::2] = np.sin(position * frequency)
     table[:, 1::2] = np.cos(position * frequency[: dim // 2])
     return (table * rms / np.sqrt(np.mean(table**2))).astype(np.float32)
-
-
-def ppmi_svd(tokens, sizes, vocabulary_size, dim, n_positions, seed, scale, window):
-    """(token rows, position rows, record fields) of the ppmi-svd method."""
-    table = token_embeddings(tokens, sizes, vocabulary_size, dim, seed, scale, window)
-    method = PPMI_METHOD.format(window=window, alpha=ALPHA, eig_power=EIG_POWER, scale=scale)
-    return table, sinusoidal_positions(n_positions, dim, scale), {"method": method}
-
-
-def next_token_svd(tokens, sizes, vocabulary_size, dim, n_positions, seed, scale, window):
-    """(token rows, position rows, record fields) of the next-token-svd method."""
-    table, m = next_token_embeddings(tokens, sizes, vocabulary_size, dim, seed, scale, window)
-    positions = (sinusoidal_positions(n_positions, dim, scale) + POSITION_CONSTANT * m).astype(np.float32)
-    weights = {"freq_ones": FREQ_ONES, "freq_position": position_weight(scale, dim, POSITION_CONSTANT),
-               "position_constant": POSITION_CONSTANT, "smoothing": SMOOTHING}
-    return table, positions, dict(weights, method=NEXT_TOKEN_METHOD.format(window=window, scale=scale, **weights))
 
 
 # name -> builder(tokens, sizes, vocabulary_size, dim, n_positions, seed, scale, window); the first is the default

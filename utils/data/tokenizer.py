@@ -2,21 +2,15 @@
 
 Dataset id k >= 1 is entry k - 1 of `encoder_bpe_40000.json` (so id 1 is `<unk>`); id 0 is padding.
 
-Pre-tokenization. OpenAI's GPT-1 code fixed the text with ftfy and split it with spacy; neither is
-available here, and the course's Wikitext-2 files were not made that way anyway: they contain no
-spacy-style pieces ("n't</w>", "mr.</w>"), no accented letters ("senjō" is "senjo") and every
-punctuation mark is a word of its own ("@-@" is "@</w> -</w> @</w>"). That is BERT's "basic"
-pre-tokenizer, which we approximate with a regex:
-  * lower-case, decompose (NFD) and drop combining marks (accents); drop control characters;
-  * a word is a run of letters/digits (Python's `\\w` without "_"); any other non-space character
-    (punctuation, "_", symbols such as "£" "°" "−") is a word of its own;
-  * the literal text "<unk>" is the unknown token (id 1) and may sit inside a word, as decode writes it.
-Where this differs: from spacy+ftfy, contractions and abbreviations are split ("don't" -> don ' t,
-"u.s." -> u . s .), mojibake is not repaired and dashes/ellipses are not standardised (an en dash
-"–" is not in the vocabulary, so it is <unk>, as in the course data); from BERT's tokenizer,
-non-ASCII symbols ("25°c" -> 25 ° c) and combining spacing marks (e.g. Devanagari vowel signs) are
-split off, and CJK characters are not spaced -- both only move word boundaries around characters
-that are <unk> anyway.
+Pre-tokenization. GPT-1's own code used ftfy and spacy, but the course's Wikitext-2 files were not made
+that way: they hold no spacy-style pieces ("n't</w>"), no accents ("senjō" is "senjo") and every
+punctuation mark is a word ("@-@" is "@</w> -</w> @</w>"). That is BERT's "basic" pre-tokenizer,
+approximated here: lower-case, NFD without combining marks or control characters; a word is a run of
+letters/digits (`\\w` without "_"); any other non-space character is a word of its own; the literal
+text "<unk>" is the unknown token (id 1), also inside a word, as decode writes it. So, unlike spacy+ftfy,
+contractions and abbreviations split ("don't" -> don ' t), mojibake is not repaired and an en dash "–"
+is <unk> (as in the course data); unlike BERT, non-ASCII symbols ("25°c" -> 25 ° c) and combining
+spacing marks split off and CJK is not spaced: only boundaries around characters that are <unk> anyway.
 
 Characters missing from the vocabulary never take part in a merge, so each one becomes one <unk>.
 The <unk> piece carries no "</w>", so decoding cannot tell whether an unknown character ended a word;
@@ -75,14 +69,8 @@ def load_merges(folder=None):
 
 def normalize(text):
     """Lower-case, strip accents and drop control characters (keeping whitespace as spaces)."""
-    text = unicodedata.normalize("NFD", text.lower())
-    kept = []
-    for ch in text:
-        if ch.isspace():
-            kept.append(" ")
-        elif ch != "\ufffd" and unicodedata.category(ch) not in _DROP_CATEGORIES:
-            kept.append(ch)
-    return "".join(kept)
+    return "".join(" " if ch.isspace() else ch for ch in unicodedata.normalize("NFD", text.lower())
+                   if ch.isspace() or (ch != "\ufffd" and unicodedata.category(ch) not in _DROP_CATEGORIES))
 
 
 def pre_tokenize(text):

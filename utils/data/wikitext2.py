@@ -77,19 +77,14 @@ def compute_spans(sizes, break_mode, max_length, min_length):
     else:
         spans, cur = [], None
         for s, e in _line_bounds(sizes):
-            if e - s > block:
-                if cur:
-                    spans.append(cur)
-                spans.extend(_chunk_spans(s, e, block))
-                cur = None
-            elif cur is not None and e - cur[0] <= block:
+            if cur is not None and e - cur[0] <= block:  # the line fits beside the block's lines
                 cur = (cur[0], e)
-            else:
-                if cur:
-                    spans.append(cur)
-                cur = (s, e)
-        if cur:
-            spans.append(cur)
+                continue
+            spans += [cur] if cur else []
+            long = e - s > block
+            spans += _chunk_spans(s, e, block) if long else []
+            cur = None if long else (s, e)
+        spans += [cur] if cur else []
     return [(s, e) for s, e in spans if e - s >= min_length + 1]
 
 

@@ -10,12 +10,8 @@ because almost every <unk> in the course data is a whole word that the vocabular
 Words are those of the pre-tokenizer, so every punctuation mark is a word: "1 @,@ 000" is 5 words
 and "'s" is 2 ("'", "s"), where Wikitext's word-level files have 3 and 1. Wikitext's counts also
 include one <eos> per line (blank lines too), which the course data has no token for. So these
-perplexities are close to, not equal to, published word-level Wikitext-2 figures.
-Measured on the course's splits (tokens / words, words = "</w>" ends + <unk>):
-  validation 245,046 / 221,723 = 1.105; train 2,356,376 / 2,123,354 = 1.110;
-  test 279,023 / 249,758 = 1.117. (Merity et al. report 217,646 validation words, <eos>
-  included; the word-level files are not here, so that figure is quoted, not measured.)
-So word perplexity ~= token perplexity ** 1.105 on validation.
+perplexities are close to, not equal to, published word-level Wikitext-2 figures. Tokens per word
+on the course's splits (validation 1.105: word perplexity ~= token perplexity ** 1.105): docs/results.md.
 """
 import math
 
@@ -38,12 +34,8 @@ def word_end_table(folder=None, unk_ends_word=True, encoder=None):
 
 
 def count_words(target_ids, mask, table):
-    """Number of words among the real targets: sum of table[target] where mask is nonzero.
-
-    target_ids: long tensor of any shape (e.g. (B, T)); mask: same shape, 1/True for real targets
-    (float or bool); table: from word_end_table, moved to target_ids' device if needed (keep one on
-    the device to avoid copies). Returns a 0-d int64 tensor on that device (no host sync; call int()).
-    """
+    """Words among the real targets (mask nonzero, any shape, e.g. (B, T)), as a 0-d int64 tensor on
+    target_ids' device: no host sync. Keep `table` (word_end_table) on that device to avoid copies."""
     table = table.to(target_ids.device)
     return (table[target_ids] & (mask != 0)).sum()
 

@@ -3,7 +3,7 @@
 utils.study.configs.GROUPS, results.md, results.tex (one row per configuration over seeds), results.csv
 (one row per run) and results_groups.csv (per configuration and arm: n, means, sds, intervals).
 
-The modules, one job each: read (run folders -> RunRecords), stats and compute (rows, seed groups,
+The modules, one job each: read (run folders -> RunRecords), compute (statistics, rows, seed groups,
 answers, the course's reference runs), fmt (how values read), tables (Markdown, LaTeX, CSV), answers
 and markdown (results.md), plots. Exit status 0 when a run was reported, 2 when there was nothing to
 report (with a line saying how to make runs). Only completed runs enter the answers; everything left

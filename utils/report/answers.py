@@ -5,7 +5,7 @@ import os
 
 from utils.models.registry import MODELS, display_name
 from utils.report.fmt import COURSE, TUNED, log_stat_text, lr_text, number_text, ppl_text, ratio_text, stat_text
-from utils.report.stats import paired_difference
+from utils.report.compute import paired_difference
 from utils.report.tables import MEMORY_KEYS, METRICS, NOT_LOGGED, NOT_MEASURED
 from utils.runs import schema
 

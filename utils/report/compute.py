@@ -1,5 +1,5 @@
-"""The report's numbers by pure functions: a row per run, SeedGroups over seeds, the assignment's answers,
-the course's reference runs beside them and what a run's start says.
+"""The report's numbers by pure functions: statistics over seeds, a row per run, SeedGroups over seeds, the
+assignment's answers, the course's reference runs beside them and what a run's start says.
 
 Runs group by configuration (else model, layers, optimizer) and arm (course lr, or lr_from: tuned). In a
 group, runs whose identifying settings all agree (every args.json field but schema.INCIDENTAL ones and the seed,
@@ -8,15 +8,71 @@ diverged, failed, is running or was not run is listed with its reason, never ave
 """
 import math
 from dataclasses import dataclass, field
-from statistics import mean
+from statistics import mean, stdev
 
 from utils.models.registry import MODELS, display_name
 from utils.report.fmt import COURSE, TUNED, finite, is_smoke, is_standin, run_arm, run_label, run_name, run_seed
 from utils.report.fmt import config_text, embeddings_sha, lr_text, used_settings
 from utils.report.read import as_float
-from utils.report.stats import describe_linear, describe_log, paired_difference
 from utils.runs import schema
 from utils.train.settings import DEFAULTS
+
+
+# Statistics over 2-5 seeds: means, standard deviations, Student-t intervals (n-1 degrees of freedom).
+# Perplexities, times and memory are positive and spread multiplicatively, so they are summarised in log
+# space: a geometric mean and an interval [lo, hi] symmetric as a ratio, never below zero.
+def t_quantile(dof):
+    """The two-sided 95% Student-t critical value t_{0.975, dof}, dof >= 1."""
+    from scipy.stats import t  # a dependency of the kit; imported here so importing the report stays light
+
+    return float(t.ppf(0.975, dof))
+
+
+def describe_linear(values):
+    """{"n", "mean", "sd", "half_width", "lo", "hi"} of the finite values (spread None below two values);
+    None without a finite value."""
+    values = [float(v) for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return None
+    n, centre = len(values), mean(values)
+    if n < 2:
+        return {"n": 1, "mean": centre, "sd": None, "half_width": None, "lo": None, "hi": None}
+    sd = stdev(values)
+    half = t_quantile(n - 1) * sd / math.sqrt(n)
+    return {"n": n, "mean": centre, "sd": sd, "half_width": half, "lo": centre - half, "hi": centre + half}
+
+
+def describe_log(values):
+    """Of positive values: "mean" the geometric mean, "lo"/"hi" exp of the t interval of the mean log,
+    "factor" = hi / mean, "sd_log"; None without a finite positive value."""
+    kept = [float(v) for v in values if v is not None and math.isfinite(v) and v > 0]
+    stats = describe_linear([math.log(v) for v in kept])
+    if stats is None:
+        return None
+    spread = stats["half_width"] is not None
+    centre = kept[0] if len(kept) == 1 else math.exp(stats["mean"])  # one value is exactly itself
+    return {"n": stats["n"], "mean": centre, "sd_log": stats["sd"],
+            "lo": math.exp(stats["lo"]) if spread else None, "hi": math.exp(stats["hi"]) if spread else None,
+            "factor": math.exp(stats["half_width"]) if spread else None}
+
+
+def paired_difference(a, b, log=False):
+    """a - b (a / b when `log`) seed by seed over the seeds both have (a, b: seed -> value), so what a
+    seed does to both cancels: {"seeds", "n", "log", "mean", "lo", "hi", "distinguishable", "why"};
+    distinguishable is None below two shared seeds ("why" says so)."""
+    ok = lambda v: v is not None and math.isfinite(v) and (v > 0 or not log)  # noqa: E731
+    seeds = sorted(s for s in set(a) & set(b) if ok(a[s]) and ok(b[s]))
+    f, back = (math.log, math.exp) if log else (float, float)
+    stats = describe_linear([f(a[s]) - f(b[s]) for s in seeds])
+    result = {"seeds": seeds, "n": len(seeds), "log": log, "mean": back(stats["mean"]) if stats else None,
+              "lo": None, "hi": None, "distinguishable": None, "why": ""}
+    if stats is None or stats["half_width"] is None:
+        result["why"] = f"{len(seeds)} shared seed{'s' if len(seeds) != 1 else ''}: no interval can be computed " \
+                        "(at least 2 are needed)"
+        return result
+    result.update(lo=back(stats["lo"]), hi=back(stats["hi"]), distinguishable=stats["lo"] > 0 or stats["hi"] < 0)
+    return result
+
 
 SHOWN = ("model", "layers", "optimizer", "seed", "lr", "momentum", "weight_decay")  # the tables' own columns
 OVER_SEEDS = {"gmean": describe_log, "mean": describe_linear}  # schema.RunMetric.over_seeds
