@@ -183,7 +183,8 @@ class CommandLineUnderTwoProcesses(unittest.TestCase):
 
     def argv(self, exp_id, model="gpt1"):
         return ["--data_folder", self.data, "--embeddings", self.emb, "--device", "cpu", "--log_dir", self.logs,
-                "--exp_id", exp_id, "--model", model, "--epochs", "2", "--batch_size", "4", "--print_every", "1000"]
+                "--exp_id", exp_id, "--model", model, "--epochs", "2", "--batch_size", "4", "--print_every", "1000",
+                "--precision", "fp32"]  # the processes' equivalence in fp32 (auto is bf16 on some CPUs)
 
     def read(self, exp_id, name):
         with open(os.path.join(self.logs, exp_id, name)) as handle:
