@@ -36,7 +36,7 @@ struct FakeCUDAHooks : at::CUDAHooksInterface {
 
 constexpr int64_t kCudnnLSTM = 2;  // cudnnRNNMode_t's CUDNN_LSTM
 
-// torch's cudnn/RNN.cpp lstm_cudnn (_cudnn_impl): one _cudnn_rnn call for every layer and time step.
+// torch's cudnn/RNN.cpp lstm_cudnn (_cudnn_impl): one _cudnn_rnn call covers every layer and time step.
 // The weights are not flattened (no weight_buf), as in a module whose flatten_parameters() did not run.
 void lstm_cudnn(at::Tensor& output, at::Tensor& hy, at::Tensor& cy, const at::Tensor& input, at::TensorList hx,
                 at::TensorList params, bool has_biases, int64_t num_layers, double dropout, bool train,
@@ -60,19 +60,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cudnn_rnn
                   ? at::autocast::is_eligible(*weight_buf) && weight_buf->scalar_type() != at::kHalf
                   : at::autocast::is_eligible(weight[0]) && weight[0].scalar_type() != at::kHalf;
   std::optional<at::Tensor> buffer = weight_buf;
-  std::vector<at::Tensor> views(weight.begin(), weight.end());
+  std::vector<at::Tensor> weights(weight.begin(), weight.end());
   if (cast) {
     int64_t total = 0;
     for (const auto& w : weight) total += w.numel();
     buffer = at::zeros({total}, weight[0].options().dtype(at::kHalf));
     int64_t offset = 0;
     for (size_t i = 0; i < weight.size(); ++i) {  // storage-sharing tensors, not autograd views (get_parameters)
-      views[i] = at::empty({0}, buffer->options()).set_(buffer->storage(), offset, weight[i].sizes());
-      views[i].copy_(weight[i]);
+      weights[i] = at::empty({0}, buffer->options()).set_(buffer->storage(), offset, weight[i].sizes());
+      weights[i].copy_(weight[i]);
       offset += weight[i].numel();
     }
   }
-  return at::_cudnn_rnn(at::autocast::cached_cast(at::kHalf, input), views, weight_stride0, buffer,
+  return at::_cudnn_rnn(at::autocast::cached_cast(at::kHalf, input), weights, weight_stride0, buffer,
                         at::autocast::cached_cast(at::kHalf, hx), at::autocast::cached_cast(at::kHalf, cx), mode,
                         hidden_size, proj_size, num_layers, batch_first, dropout, train, bidirectional, batch_sizes,
                         dropout_state);
