@@ -199,8 +199,8 @@ def _logging_mode(log):
             if name in ("_cudnn_rnn", "_cudnn_rnn_backward"):  # no formula in flop_counter
                 moved, flops = _rnn_cost(name, args, out, nbytes)
             elif not written or func.is_view or name in ("detach", "alias", "lift_fresh", "_unsafe_view", "t", "expand",
-                                                       "set_"):
-                moved = 0  # no data moves (a view, a device query, a tensor pointed at a storage)
+                                                       "empty", "empty_like", "empty_strided", "new_empty", "set_"):
+                moved = 0  # no data moves (a view, a device query, an allocation, a tensor pointed at a storage)
             elif name in SPARSE:
                 touched = outputs[0] if not func._schema.name.endswith("_") else inputs[-1]
                 moved = 2 * nbytes(touched) + sum(nbytes(i) for i in inputs if i.dtype in (torch.long, torch.int))
