@@ -5,6 +5,7 @@ tests/test_gpu_paths.py and bench/gpu_check.py.
 """
 import contextlib
 import traceback
+from unittest import mock
 
 import torch
 
@@ -40,26 +41,17 @@ class SyncCounter:
 def count_host_syncs():
     """Within the block, every would-synchronise call is counted in the yielded SyncCounter."""
     counter = SyncCounter()
-    saved = [(owner, name, getattr(owner, name), name in vars(owner))
-             for owner, names in ((torch.Tensor, READS), (torch, MAKERS)) for name in names]
-    try:
-        for owner, name, original, _ in saved:
-            setattr(owner, name, counter.wrap(name, original))
+    with contextlib.ExitStack() as patches:  # mock restores each (or removes it where inherited)
+        for owner, names in ((torch.Tensor, READS), (torch, MAKERS)):
+            for name in names:
+                patches.enter_context(mock.patch.object(owner, name, counter.wrap(name, getattr(owner, name))))
         yield counter
-    finally:
-        for owner, name, original, own in saved:
-            if own:
-                setattr(owner, name, original)
-            else:  # inherited (torch.Tensor from its C base): remove the override
-                delattr(owner, name)
 
 
 @contextlib.contextmanager
 def cuda_branches():
     """Run, on any device, the CUDA branch of code whose CPU branch differs only by reading values
     on the host (where no device is waited for): the token ids' range check, a device assertion."""
-    from unittest import mock
-
     def on_device(ids, size, what):  # the CUDA branch of utils.data.embeddings._check_range
         torch._assert_async(((ids >= 0) & (ids < size)).all(), f"{what} out of range [0, {size})")
 
