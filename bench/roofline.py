@@ -115,9 +115,9 @@ def main(argv=None):
         text += (f"\n\nCPU, bf16: MiniGPT1 x1 training step {step / 1e9:.0f} GFLOP/s, the classifier's matmul "
                  f"{mm / 1e9:.0f} GFLOP/s: {step / mm:.0%}")
     print(text)
-    from bench.common import write_json
+    from utils.runs.atomic import atomic_write_json
 
-    write_json(args.out, record)
+    atomic_write_json(args.out, record)
     return 0
 
 
