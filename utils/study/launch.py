@@ -31,8 +31,6 @@ class RunJob(submitit.helpers.Checkpointable):
     """One job of a sweep as a checkpointable callable: on requeue submitit calls it again and the
     run continues from its own checkpoint (the default checkpoint() resubmits this same object)."""
 
-    threads = 1  # CPUs of each task (class default: a job pickled by an older version has none)
-
     def __init__(self, job, threads=1):
         self.job = job
         self.threads = threads  # torch would otherwise start a thread per core of the whole node
@@ -117,12 +115,11 @@ class Submitted(Launcher):
         return self.collect(jobs, todo, self.submit(todo, opts), title, dist)
 
     def active_jobs(self, log_dir):
-        """{exp_id: job id} of this sweep's jobs still queued or running."""
+        """{exp_id: job id} of this sweep's jobs still queued or running (locally: none, the command waits)."""
         return {}
 
     def parameters(self, options, minutes):
-        """The scheduler's own executor parameters."""
-        return {}
+        return {}  # the scheduler's own executor parameters
 
     def executor(self, log_dir, options, name="lm-study"):
         """submitit's executor for `options` (partition, gpus_per_job, tasks_per_job, cpus_per_job,

@@ -9,12 +9,11 @@ Submitted jobs are recorded in <log_dir>/.slurm/sweep.json (exp_id -> job id, la
 which --status reads; that record and a job's bad-input note live here, free of submitit.
 """
 import importlib
-import json
 import os
 import time
 from dataclasses import dataclass
 
-from utils.runs.atomic import atomic_write_json
+from utils.runs.atomic import atomic_write_json, read_json
 from utils.runs.schema import STATUS
 from utils.train.settings import UsageError
 
@@ -72,11 +71,7 @@ def slurm_dir(log_dir):
 
 
 def read_record(log_dir):
-    try:
-        with open(os.path.join(slurm_dir(log_dir), RECORD)) as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
-        return {}
+    return read_json(os.path.join(slurm_dir(log_dir), RECORD)) or {}
 
 
 def add_to_record(log_dir, jobs, job_ids, launcher):
@@ -96,10 +91,8 @@ def record_failure(settings, message):
 
 def recorded_failure(settings):
     """Why the last job of this run stopped on bad input, when that is newer than the run's own status."""
-    try:
-        with open(failure_path(settings)) as handle:
-            failure = json.load(handle)
-    except (OSError, ValueError):
+    failure = read_json(failure_path(settings))
+    if failure is None:
         return None
     status = os.path.join(settings.log_dir, str(settings.exp_id), STATUS)
     if os.path.exists(status) and os.path.getmtime(status) > failure.get("time", 0):

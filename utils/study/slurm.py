@@ -46,7 +46,10 @@ class Slurm(Submitted):
         return [], handles
 
     def active_jobs(self, log_dir):
-        return active_jobs(log_dir)
+        record = {k: v for k, v in read_record(log_dir).items() if v.get("launcher") == "slurm"}
+        states = slurm_states(sorted({r["job_id"] for r in record.values()}))
+        return {exp_id: r["job_id"] for exp_id, r in record.items()
+                if states.get(r["job_id"]) and not states[r["job_id"]].startswith(FINAL_STATES)}
 
     def states(self, job_ids):
         return slurm_states(job_ids)
@@ -109,14 +112,6 @@ def _array_tasks(job_id):
         low, _, high = part.partition("-")
         tasks += [f"{found.group(1)}_{i}" for i in range(int(low), int(high or low) + 1)]
     return tasks
-
-
-def active_jobs(log_dir):
-    """{exp_id: job id} of this sweep's SLURM jobs that are still queued or running."""
-    record = {k: v for k, v in read_record(log_dir).items() if v.get("launcher") == "slurm"}
-    states = slurm_states(sorted({r["job_id"] for r in record.values()}))
-    return {exp_id: r["job_id"] for exp_id, r in record.items()
-            if states.get(r["job_id"]) and not states[r["job_id"]].startswith(FINAL_STATES)}
 
 
 def report_folder(log_dir):

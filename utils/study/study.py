@@ -1,16 +1,16 @@
 """The study from the command line: which runs (configurations x seeds, at the course's learning
 rate and, after a search, at a tuned one), where they run (here, submitit's local executor or
 SLURM) and where each stands (--status)."""
-import json
 import os
 
 from utils.runs import schema
+from utils.runs.atomic import read_json
 from utils.runs.run_dir import RunDir
 from utils.study import tuning
 from utils.study.launchers import LAUNCHERS, get_launcher, read_record, recorded_failure
 from utils.train.progress import perplexity_text
 from utils.train.settings import UsageError, validate
-from utils.study.sweep import OK_STATUSES, config_jobs, config_settings, fold_identical, recorded_epochs, run_jobs
+from utils.study.sweep import OK_STATUSES, config_jobs, config_settings, fold_identical, run_jobs
 
 
 def parse_seeds(text):
@@ -94,21 +94,15 @@ def run_study(numbers, given, opts, dist, main=None):
 def tuned_jobs(numbers, seeds, given, log_dir):
     """The tuned arm, when a search record exists (for --status)."""
     path = os.path.join(tuning.tuning_dir(log_dir), schema.TUNING_RECORD)
-    try:
-        with open(path) as handle:
-            record = json.load(handle)
-    except (OSError, ValueError):
-        return []
-    return config_jobs(numbers, seeds, tuned=tuning.tuned_choices(record, path), **given)
+    record = read_json(path)
+    return [] if record is None else config_jobs(numbers, seeds, tuned=tuning.tuned_choices(record, path), **given)
 
 
 def status_table(jobs):
     """One line per run: SLURM job and state, run status, epoch, best validation perplexity so far,
     and why it failed when it did."""
-    records = {}  # log_dir -> its sweep record (the search runs live in their own log_dir)
-    for job in jobs:
-        if job.settings.log_dir not in records:
-            records[job.settings.log_dir] = read_record(job.settings.log_dir)
+    # log_dir -> its sweep record (the search runs live in their own log_dir)
+    records = {log_dir: read_record(log_dir) for log_dir in {j.settings.log_dir for j in jobs}}
     submitted = {(j.settings.log_dir, j.settings.exp_id): records[j.settings.log_dir].get(j.settings.exp_id, {})
                  for j in jobs}
     states = _scheduler_states(submitted.values())
@@ -134,7 +128,7 @@ def _status_line(job, submitted, states, width):
     s = job.settings
     run_dir = RunDir(s.log_dir, s.exp_id)
     status = run_dir.status() or {}
-    epochs = recorded_epochs(run_dir)
+    epochs = run_dir.epochs()
     best = min((m["valid_ppl"] for m in epochs if "valid_ppl" in m), default=None)
     failure = recorded_failure(s)  # bad input: the job stopped before the run wrote anything new
     launcher = submitted.get("launcher", "-")

@@ -15,7 +15,6 @@ validation over its first 100 batches: long enough to separate a step size that 
 that stalls or diverges, ~1/6 of a full epoch each. Diverged or failed grid values are recorded
 and never chosen.
 """
-import math
 import os
 
 from utils.runs import schema
@@ -71,16 +70,6 @@ def search_jobs(numbers, grids, budget, study_log_dir, main=None, **overrides):
     return jobs
 
 
-def best_valid_ppl(run_dir):
-    """(status, lowest finite validation perplexity of the run or None): reads status.json and
-    metrics.jsonl only (the search never opens a test file)."""
-    from utils.study.sweep import recorded_epochs
-
-    values = [v for v in (e.get("valid_ppl") for e in recorded_epochs(run_dir))
-              if isinstance(v, (int, float)) and math.isfinite(v)]
-    return (run_dir.status() or {}).get("status", "missing"), min(values, default=None)
-
-
 def choose(results):
     """{(model, optimizer): lr} with the lowest best validation perplexity among completed grid points."""
     choice = {}
@@ -99,9 +88,10 @@ def record_search(numbers, grids, budget, log_dir, settings):
     for model, optimizer in search_pairs(numbers):
         for lr in grids[optimizer]:
             exp_id = schema.tuning_run_id(model, optimizer, lr)
-            status, best = best_valid_ppl(RunDir(tuning_dir(log_dir), exp_id))
+            run_dir = RunDir(tuning_dir(log_dir), exp_id)  # status.json and metrics.jsonl only: never a test file
+            status = (run_dir.status() or {}).get("status", "missing")
             results.append(dict(model=model, optimizer=optimizer, lr=lr, exp_id=exp_id, status=status,
-                                best_valid_ppl=best))
+                                best_valid_ppl=run_dir.best_valid_ppl()))
     choice = choose(results)
     record = {
         "budget": dict(budget, batch_size=settings.batch_size, seed=settings.seed),
