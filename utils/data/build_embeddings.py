@@ -136,7 +136,3 @@ def main(argv=None):
     print(json.dumps({k: record[k] for k in ("seconds", "peak_rss_mb", "row_norms", "seen_ids")}))
     print(f"wrote {args.out} and {sidecar_path(args.out)}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
