@@ -60,7 +60,7 @@ class Part:
         # uint16 holds ids up to 65535: GPT-1's fit, a larger custom vocabulary would not.
         if flat and max(flat) > np.iinfo(np.uint16).max:
             raise UsageError(f"{self.where()}: token id {max(flat)} does not fit the course's uint16 format: "
-                               "use a BPE vocabulary of at most 65,535 pieces.")
+                             "use a BPE vocabulary of at most 65,535 pieces.")
         return np.array(flat, dtype=np.uint16), np.array([len(line) for line in kept], dtype=np.int64)
 
 
@@ -82,7 +82,7 @@ def read_lines(path):
             lines.append(raw.decode("utf-8"))
         except UnicodeDecodeError as err:
             raise UsageError(f"{path} line {number} is not UTF-8 (byte 0x{raw[err.start]:02x} at column "
-                               f"{err.start + 1}): save the file as UTF-8.") from None
+                             f"{err.start + 1}): save the file as UTF-8.") from None
     return lines
 
 
@@ -126,10 +126,10 @@ def check_part(part):
     problem = "is empty" if count == 0 else "has a single token"
     if not part.ids:  # the ratio gave it no line at all: there is no line range to show
         raise UsageError(f"the {part.split} part of {part.source} is empty: its share of the file's lines rounds "
-                           "to none; use more lines or other ratios.")
+                         "to none; use more lines or other ratios.")
     if part.whole_file:
         raise UsageError(f"{part.source}: the {part.split} split {problem}: it needs at least {MIN_TOKENS} "
-                           "tokens of text.")
+                         "tokens of text.")
     raise UsageError(f"the {part.split} part of {part.where()} {problem}: use more lines or other ratios.")
 
 
@@ -144,7 +144,7 @@ def check_output(out, splits, force):
     existing = [os.path.basename(split_path(out, s)) for s in splits if os.path.exists(split_path(out, s))]
     if existing and not force:
         raise UsageError(f"{out} already has {', '.join(existing)}: pass --force to overwrite, or choose another "
-                           "--out.")
+                         "--out.")
 
 
 def prepare(out, parts, force=False):
@@ -173,14 +173,14 @@ def choose_mode(args):
         missing = [f"--{s}" for s in SPLITS if s not in files]
         if missing:
             raise UsageError(f"missing {', '.join(missing)}: pass all three files, or --input FILE --split NAME "
-                               "to write one split.")
+                             "to write one split.")
         return "files", files
     if not args.input:
         raise UsageError("no text given: pass --input FILE (cut by --split_ratio), or --train A --validation B "
-                           "--test C.")
+                         "--test C.")
     if args.split and args.split_ratio:
         raise UsageError("--split puts all of --input into one split, --split_ratio cuts it into three: pass one "
-                           "of them.")
+                         "of them.")
     if args.split:
         return "one", args.split
     return "ratio", parse_ratio(args.split_ratio or DEFAULT_RATIO)

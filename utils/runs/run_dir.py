@@ -117,13 +117,8 @@ class RunDir:
             raise self._foreign(contents)
         if force:
             return Plan("start", f"Starting {where} over (--force): the files the kit wrote there are deleted.")
-        if status.get("status") == schema.COMPLETED:
-            differs = self.settings_differ(settings, defaults=defaults)
-            if differs:
-                raise RunConflict(f"{where} holds a run made with other {', '.join(differs)}: pass --force to "
-                                  "overwrite it or use another --exp_id/--log_dir.")
-            raise RunConflict(f"Run {where} is already complete: pass --force to run it again or choose another --exp_id.")
-        checkpoint = load_checkpoint(self.path) if self.has_checkpoint() else None
+        completed = status.get("status") == schema.COMPLETED
+        checkpoint = load_checkpoint(self.path) if self.has_checkpoint() and not completed else None
         # the checkpoint carries the settings it was trained with: args.json may be missing or damaged
         recorded = checkpoint["settings"] if checkpoint else self.recorded_settings()
         differs = self.settings_differ(settings, recorded, defaults)
@@ -132,6 +127,8 @@ class RunDir:
                                for n in differs)
             raise RunConflict(f"{where} holds a run made with other {', '.join(differs)} ({values}): pass "
                               "--force to overwrite it or use another --exp_id/--log_dir.")
+        if completed:
+            raise RunConflict(f"Run {where} is already complete: pass --force to run it again or choose another --exp_id.")
         was = describe_status(status)
         if checkpoint is None:
             return Plan("start", f"Starting {where} over: its last attempt ({was}) left no checkpoint.")

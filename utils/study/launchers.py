@@ -1,12 +1,6 @@
-"""Where the study's runs execute, by name: one table entry each (as models and optimizers).
-
-A launcher runs a list of jobs here or hands them to a scheduler. A new scheduler is one file
-with a Launcher subclass (utils/study/slurm.py is the example) plus one entry in LAUNCHERS. The
-table names modules rather than classes so that a launcher's own imports (submitit, for local
-and slurm) happen only when that launcher is chosen: a plain run never imports submitit.
-
-Submitted jobs are recorded in <log_dir>/.slurm/sweep.json (exp_id -> job id, label, launcher),
-which --status reads; that record and a job's bad-input note live here, free of submitit.
+"""Where the study's runs execute, by name: one table entry each (a new scheduler: docs/cluster.md).
+The table names modules, imported only when their launcher is chosen: a plain run never imports
+submitit. The record of submitted jobs (--status reads it) and a job's bad-input note live here too.
 """
 import importlib
 import os

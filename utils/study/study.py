@@ -63,10 +63,9 @@ def run_study(numbers, given, opts, dist, main=None):
         return 0
     for job in search + jobs:  # every run's settings checked before the first one writes anything
         validate(job.settings)
-    launcher = get_launcher(opts["launcher"])
-    summaries, handles = [], []
-    if search:
-        found, handles = launcher.run(search, opts, dist, "Learning-rate search (validation only)")
+    launcher, handles = get_launcher(opts["launcher"]), []
+    if search:  # its runs' summaries are not the study's: the search record says how they did
+        handles = launcher.run(search, opts, dist, "Learning-rate search (validation only)")[1]
         if not _search_finished(search):
             print("The search is still running: rerun this command once its jobs have ended to launch the tuned runs.")
         else:
@@ -79,8 +78,8 @@ def run_study(numbers, given, opts, dist, main=None):
     for job in jobs:
         validate(job.settings)
     compute, reused = [j for j in jobs if not j.reuses], [j for j in jobs if j.reuses]
-    ran, more = launcher.run(compute, opts, dist, None) if compute else ([], [])
-    summaries, handles = summaries + ran, handles + more
+    summaries, more = launcher.run(compute, opts, dist, None) if compute else ([], [])
+    handles += more
     if reused:  # after the runs they reuse; a copy of records, done here whatever the launcher
         summaries += run_jobs(reused, dist, "Tuned at the course's learning rate: the course's runs stand for them")
     code = launcher.finish(log_dir, handles, opts)

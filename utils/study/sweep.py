@@ -125,13 +125,11 @@ def run_job(job, dist=SINGLE):
     run_dir = RunDir(s.log_dir, s.exp_id)
     summary = {"config": s.config, "label": job.label, "exp_id": s.exp_id, "path": run_dir.path, "seed": s.seed}
     skip = dist.broadcast(skip_reason(s, run_dir) if dist.is_main else None)  # one decision for all processes
+    if not skip and job.reuses:
+        skip = dist.broadcast(reuse_run(job) if dist.is_main else None)
     if skip:
-        numbers = recorded_numbers(run_dir) if skip[0] == "skipped" and dist.is_main else {}
+        numbers = recorded_numbers(run_dir) if skip[0] in ("skipped", "reused") and dist.is_main else {}
         return dict(summary, status=skip[0], message=skip[1], **numbers)
-    if job.reuses:
-        status, message = dist.broadcast(reuse_run(job) if dist.is_main else None)
-        numbers = recorded_numbers(run_dir) if dist.is_main else {}
-        return dict(summary, status=status, message=message, **numbers)
     start = time.perf_counter()
     try:
         values = dict(zip(schema.TXT_LOGS, job.main(s, dist, with_test=job.with_test)))
