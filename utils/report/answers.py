@@ -5,7 +5,8 @@ import os
 
 from utils.models.registry import MODELS, display_name
 from utils.report.compute import paired_difference
-from utils.report.fmt import COURSE, TUNED, config_text, lr_text, number_text, ppl_text, ratio_text, stat_text
+from utils.report.fmt import COURSE, TUNED, config_text, finite, lr_text, number_text, ppl_text, ratio_text, stat_text
+from utils.report.read import as_float
 from utils.report.tables import MEMORY_KEYS, METRICS, md_table, missing_memory
 from utils.runs import schema
 
@@ -78,13 +79,10 @@ def ranking_lines(rankings, one_seed):
     return lines
 
 
-def tied_text(groups):
-    return "".join(f", tied as shown with {g.label}" for g in groups)
-
-
 def headline_lines(a):
     f, b, key = a["fastest"], a["best"], a["fastest_key"]
     seconds = lambda g: number_text(g.stats[key]["mean"], "seconds") if g.stats[key] else None  # noqa: E731
+    tied_text = lambda groups: "".join(f", tied as shown with {g.label}" for g in groups)  # noqa: E731
     epochs = ", ".join(map(str, sorted({row["best_epoch"] for row in b.members.values()})))
     return [
         f"- **Fastest configuration** (by {a['fastest_by']}): {f.label} — {stat_text(f.stats[key], 'seconds')} s "
@@ -125,11 +123,8 @@ def arm_lines(a, groups, title):
             "Memory per configuration:", "", *memory_lines(groups), ""]
 
 
-def as_number(value):
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
+def as_number(value):  # tuning.json is read as written: None where it holds no number
+    return as_float(value) if finite(as_float(value)) else None
 
 
 def chosen_lr(record, model, optimizer):

@@ -238,9 +238,7 @@ def add_not_run(groups):
 
 def shown_run(group):
     """The run standing for a group with no completed seed: the reference, else the first with an epoch."""
-    if group.reference.exp_id in group.rows:
-        return group.reference
-    return next((run for run in group.runs if run.exp_id in group.rows), group.reference)
+    return next((run for run in [group.reference, *group.runs] if run.exp_id in group.rows), group.reference)
 
 
 def build_groups(runs, rows, stubs=()):
@@ -277,10 +275,9 @@ def fastest(groups):
     groups = [g for g in groups if g.n and g.stats["train_time_s"]]
     if not groups:
         return None, None, None
-    if len({row["epochs_logged"] for g in groups for row in g.members.values()}) == 1:
-        key, how = "train_time_s", "total training time"
-    else:
-        key, how = "time_per_epoch_s", "training time per epoch (runs differ in epochs)"
+    key, how = ("train_time_s", "total training time") if len(
+        {row["epochs_logged"] for g in groups for row in g.members.values()}) == 1 else (
+        "time_per_epoch_s", "training time per epoch (runs differ in epochs)")
     return min(groups, key=lambda g: g.stats[key]["mean"]), how, key
 
 
@@ -299,13 +296,12 @@ def averages(groups, key, where=lambda group: True):
 
 
 def optimizer_rankings(groups):
-    out = []
-    for model in dict.fromkeys(g.what[0] for g in groups if g.n and g.what[1] == 1):
-        ranked = sorted((g for g in groups if g.n and g.what[1] == 1 and g.what[0] == model),
-                        key=lambda g: g.stats["best_valid_ppl"]["mean"])
-        out.append({"model": display_name(model), "ranking": ranked,
-                    "versus": versus(ranked[0], ranked, "best_valid_ppl", log=True)})
-    return out
+    """Per model, its one-layer configurations by best val ppl, the winner against each of the others."""
+    one_layer = [g for g in groups if g.n and g.what[1] == 1]
+    rankings = [sorted((g for g in one_layer if g.what[0] == model), key=lambda g: g.stats["best_valid_ppl"]["mean"])
+                for model in dict.fromkeys(g.what[0] for g in one_layer)]
+    return [{"model": display_name(ranked[0].what[0]), "ranking": ranked,
+             "versus": versus(ranked[0], ranked, "best_valid_ppl", log=True)} for ranked in rankings]
 
 
 def arm_answers(groups):

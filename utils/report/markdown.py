@@ -123,14 +123,11 @@ def start_lines(report):
     return ["## Starts that did not learn", "", *lines, ""] if lines else []
 
 
-def image_link(name):
-    """A Markdown image of a file beside results.md that survives spaces and brackets in the name."""
-    alt = name.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
-    return f"![{alt}]({quote(name)})"
-
-
 def figure_lines(report):
-    return (["## Figures", "", BAND, ""] + [image_link(os.path.basename(p)) for p in report.figures] + [""]
+    """Image links that survive spaces and brackets in a file's name, then why a figure was not drawn."""
+    names = [os.path.basename(p) for p in report.figures]
+    alts = [n.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]") for n in names]
+    return (["## Figures", "", BAND, ""] + [f"![{alt}]({quote(n)})" for alt, n in zip(alts, names)] + [""]
             + [f"- {note}" for note in report.figure_notes] + [""])
 
 
