@@ -107,12 +107,8 @@ def _merge_pair(symbols, pair):
 
 
 class GPT1Tokenizer:
-    """encode(text) -> dataset ids (encoder id + 1); decode(ids) -> text.
-
-    GPT1Tokenizer() reads the default folder (see default_folder); GPT1Tokenizer(folder) a given one;
-    GPT1Tokenizer(encoder={...}, merges=[("a", "b"), ...]) uses in-memory tables (tests). The
-    encoder must contain "<unk>".
-    """
+    """encode(text) -> dataset ids (encoder id + 1); decode(ids) -> text. The tables come from
+    `folder` (default_folder's), or in memory from encoder={...} and merges=[("a", "b"), ...]."""
 
     def __init__(self, folder=None, encoder=None, merges=None):
         if (encoder is None) != (merges is None):
@@ -158,10 +154,9 @@ class GPT1Tokenizer:
         return [self.id_to_piece[int(i)] for i in ids if int(i) != PADDING_ID]
 
     def decode(self, ids):
-        """Text of dataset ids: pieces joined, "</w>" -> " ", padding skipped, no trailing space. <unk>
-        has no "</w>": a run of <unk>s that starts a word is taken for a word (82% of the validation
-        split's: unknown dashes and symbols) and a space follows it; inside a word it stays glued.
-        encode reads either back as the same ids."""
+        """Text of dataset ids: pieces joined, "</w>" -> " ", padding skipped, no trailing space. A run
+        of <unk>s that starts a word is taken for a word (82% of the validation split's: unknown dashes
+        and symbols), so a space follows it (module doc)."""
         pieces, text, word_start = self.pieces(ids), [], True
         for piece, following in zip(pieces, pieces[1:] + [WORD_END]):
             text.append(piece + " " if piece == UNK and word_start and following != UNK else piece)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from utils.runs import schema
-from utils.runs.atomic import TMP_PREFIX, atomic_write_json, atomic_write_text, remove_leftovers
+from utils.runs.atomic import TMP_PREFIX, atomic_write_json, atomic_write_text, read_json, remove_leftovers
 from utils.runs.checkpoint import load_checkpoint, save_checkpoint
 from utils.runs.lock import FolderLock, FolderLocked
 
@@ -40,6 +40,11 @@ def plain_dict(args):
     return {k: v for k, v in items.items() if not k.startswith("_")}
 
 
+# Every file name the kit writes in a run folder.
+KIT_FILES = (schema.MARKER, schema.LOCK, schema.ARGS, schema.STATUS, schema.METRICS, schema.TEST_METRICS,
+             schema.PROVENANCE, schema.CHECKPOINT, schema.SAMPLES) + tuple(schema.txt_name(n) for n in schema.TXT_LOGS)
+
+
 def _lines(values):
     """One value per line, repr of the float (exact), "nan" for NaN or None."""
     values = values if isinstance(values, (list, tuple)) else [values]
@@ -59,16 +64,9 @@ class RunDir:
         return os.path.join(self.path, name)
 
     # ----- reading
-    def _json(self, name):
-        try:
-            with open(self.file(name)) as handle:
-                return json.load(handle)
-        except (OSError, ValueError):
-            return None
-
     def status(self):
         """The run's status dict, or None when it has never started."""
-        return self._json(schema.STATUS)
+        return read_json(self.file(schema.STATUS))
 
     def is_completed(self):
         return (self.status() or {}).get("status") == schema.COMPLETED
@@ -77,7 +75,16 @@ class RunDir:
         return os.path.lexists(self.file(schema.CHECKPOINT))  # a link too: load_checkpoint refuses it
 
     def recorded_settings(self):
-        return self._json(schema.ARGS)
+        return read_json(self.file(schema.ARGS))
+
+    def epochs(self):
+        """metrics.jsonl's records ([] when absent or unreadable)."""
+        return [e for e in read_json(self.file(schema.METRICS), lines=True) or [] if isinstance(e, dict)]
+
+    def best_valid_ppl(self):
+        """The lowest finite validation perplexity of the recorded epochs, or None."""
+        values = [e.get("valid_ppl") for e in self.epochs()]
+        return min((v for v in values if isinstance(v, (int, float)) and math.isfinite(v)), default=None)
 
     def settings_differ(self, settings, recorded=None, defaults=None):
         """The identifying settings (schema.identity) of the folder's run that differ from `settings`
@@ -110,13 +117,8 @@ class RunDir:
             raise self._foreign(contents)
         if force:
             return Plan("start", f"Starting {where} over (--force): the files the kit wrote there are deleted.")
-        if status.get("status") == schema.COMPLETED:
-            differs = self.settings_differ(settings, defaults=defaults)
-            if differs:
-                raise RunConflict(f"{where} holds a run made with other {', '.join(differs)}: pass --force to "
-                                  "overwrite it or use another --exp_id/--log_dir.")
-            raise RunConflict(f"Run {where} is already complete: pass --force to run it again or choose another --exp_id.")
-        checkpoint = load_checkpoint(self.path) if self.has_checkpoint() else None
+        completed = status.get("status") == schema.COMPLETED
+        checkpoint = load_checkpoint(self.path) if self.has_checkpoint() and not completed else None
         # the checkpoint carries the settings it was trained with: args.json may be missing or damaged
         recorded = checkpoint["settings"] if checkpoint else self.recorded_settings()
         differs = self.settings_differ(settings, recorded, defaults)
@@ -125,6 +127,8 @@ class RunDir:
                                for n in differs)
             raise RunConflict(f"{where} holds a run made with other {', '.join(differs)} ({values}): pass "
                               "--force to overwrite it or use another --exp_id/--log_dir.")
+        if completed:
+            raise RunConflict(f"Run {where} is already complete: pass --force to run it again or choose another --exp_id.")
         was = describe_status(status)
         if checkpoint is None:
             return Plan("start", f"Starting {where} over: its last attempt ({was}) left no checkpoint.")
@@ -134,10 +138,8 @@ class RunDir:
 
     def _foreign(self, contents):
         shown = ", ".join(contents[:3]) + (", ..." if len(contents) > 3 else "")
-        adopt = (f" (a run folder of an older version of the kit: adopt it with touch {self.file(schema.MARKER)})"
-                 if set(contents) <= set(kit_files()) else "")
         return RunConflict(f"{self.path} holds files this kit did not write ({shown}), so it is left untouched "
-                           f"(--force included): choose another --exp_id or --log_dir{adopt}.")
+                           "(--force included): choose another --exp_id or --log_dir.")
 
     # ----- the folder itself
     def check_writable(self):
@@ -188,7 +190,7 @@ class RunDir:
 
     def remove_leftovers(self):
         """Temporary files of writes cut by a kill (only the kit's own names)."""
-        return remove_leftovers(self.path, kit_files()) if self.writes else []
+        return remove_leftovers(self.path, KIT_FILES) if self.writes else []
 
     def reset(self):
         """The folder ready for a new run: the files the kit wrote there are deleted (the plan said so),
@@ -197,7 +199,7 @@ class RunDir:
             return
         os.makedirs(self.path, exist_ok=True)
         self.remove_leftovers()
-        for name in kit_files():
+        for name in KIT_FILES:
             if name not in (schema.LOCK, schema.MARKER) and os.path.isfile(self.file(name)):
                 os.remove(self.file(name))
         self.mark()
@@ -219,7 +221,7 @@ class RunDir:
                                                          "epochs_done": done, "message": message})
 
     def provenance(self):
-        return self._json(schema.PROVENANCE)
+        return read_json(self.file(schema.PROVENANCE))
 
     def write_provenance(self, provenance):
         if self.writes:
@@ -250,12 +252,6 @@ class RunDir:
     def save_checkpoint(self, state):
         if self.writes:
             save_checkpoint(self.path, state)
-
-
-def kit_files():
-    """Every file name the kit writes in a run folder."""
-    return (schema.MARKER, schema.LOCK, schema.ARGS, schema.STATUS, schema.METRICS, schema.TEST_METRICS,
-            schema.PROVENANCE, schema.CHECKPOINT, schema.SAMPLES) + tuple(schema.txt_name(n) for n in schema.TXT_LOGS)
 
 
 def describe_position(epoch, step, epochs):
