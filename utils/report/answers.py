@@ -93,7 +93,7 @@ def headline_lines(a):
         f"- **Best generalising configuration** (lowest validation perplexity): {b.label} — "
         f"{stat_text(b.stats['best_valid_ppl'])} at epoch {epochs}"
         f"{tied_text(tied_with(b, [g for g, _ in a['best_versus']]))} (train ppl "
-        f"{stat_text(b.stats['train_ppl_at_best'])}, test ppl {stat_text(b.stats['test_ppl'])}, n={b.n}). "
+        f"{stat_text(b.stats['train_ppl_at_best'])}, final test ppl {stat_text(b.stats['test_ppl'])}, n={b.n}). "
         + ties_sentence(a["best_versus"], a["one_seed"]),
     ]
 

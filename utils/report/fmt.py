@@ -111,8 +111,7 @@ def is_smoke(args):
 
 
 def short_run(args):
-    """"smoke" for the --smoke preset, "max_batches=N" for another run capped by --max_batches (which caps
-    every split's pass, the test's included), else ""."""
+    """"smoke" (the --smoke preset), "max_batches=N" (a run of N batches per split per epoch), else ""."""
     if is_smoke(args):
         return "smoke"
     return f"max_batches={args['max_batches']}" if args.get("max_batches") else ""
@@ -122,7 +121,8 @@ def short_meaning(mark):
     """What a short_run() mark means, in words."""
     if mark == "smoke":
         return "the smoke preset's tiny budget, so the numbers only show that the pipeline works"
-    return f"each epoch trained, validated and tested on the first {mark.split('=')[1]} batches of each split only"
+    cap = mark.split("=")[1]
+    return f"training and validation each epoch, and the test, used only the first {cap} batches of each split"
 
 
 def run_seed(args):

@@ -11,11 +11,13 @@ from utils.report.tables import NOT_LOGGED, absent_text, group_table, markdown_t
 
 DEFINITIONS = """\
 Definitions: perplexity is exp(mean cross-entropy per predicted token), written 1.23e22 where huge;
-"best" is the epoch with the lowest validation perplexity; times are training wall-clock summed over
-epochs (evaluation excluded); memory is GPU memory in MB, "not measured (CPU)" for runs without a GPU;
-"—" marks a value the run did not log (the course notebook's save_logs records no parameter counts or peak memory);
-a blank optimizer setting is one the run's optimizer does not use; "(tuned)" marks an lr chosen by the
-learning-rate search. In results.csv an empty cell is not logged (or not used) and `nan` is not measured.
+"best" is the epoch with the lowest validation perplexity; the test perplexity is the final model's
+(after the last epoch, not at the best one); times are training wall-clock summed over epochs
+(evaluation excluded); memory is GPU memory in MB, "not measured (CPU)" for runs without a GPU; "—"
+marks a value the run did not log (the course notebook's save_logs records no parameter counts or peak
+memory); a blank optimizer setting is one the run's optimizer does not use; "(tuned)" marks an lr
+chosen by the learning-rate search. In results.csv an empty cell is not logged (or not used) and `nan`
+is not measured.
 """
 BAND = ("Comparison figures draw, per configuration, the geometric mean over its completed seeds with a "
         "shaded band from the lowest to the highest seed (min-max, not a confidence interval); solid lines are "

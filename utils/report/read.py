@@ -89,11 +89,9 @@ def epochs_from_jsonl(path, notes):
             if lacking:
                 notes.append(f"metrics.jsonl epoch {epoch} lacks {', '.join(lacking)}")
                 continue
-            by_epoch[epoch] = dict(record, epoch=epoch)  # a resumed run may log an epoch again: the later counts
-    epochs = [by_epoch[e] for e in sorted(by_epoch)]
-    for record in epochs:
-        record.update({key: as_float(record.get(key)) for key in FLOAT_KEYS})
-    return epochs
+            # a resumed run may log an epoch again: the later counts
+            by_epoch[epoch] = {**record, "epoch": epoch, **{key: as_float(record.get(key)) for key in FLOAT_KEYS}}
+    return [by_epoch[e] for e in sorted(by_epoch)]
 
 
 def epochs_from_txt(run_dir, notes):

@@ -222,11 +222,11 @@ def caption(groups, dropped, one_seed):
              r"n: completed seeds (of those run; results.md lists why the others are missing). ")
     text = (r"Wikitext-2 results per configuration. Cfg: the assignment's configuration number, ``-tuned'' at "
             r"the learning rate chosen by the search (otherwise the course's). Opt.: optimizer. " + seeds +
-            r"Best val ppl: per-token perplexity at the epoch of lowest validation perplexity; Test ppl: on the "
-            r"test split. Perplexities are geometric means over seeds; $m \times/\div f$ is the 95\% Student-t "
-            r"interval $[m/f,\,m f]$ of the mean log perplexity ($n-1$ degrees of freedom). s/epoch: training "
-            r"wall-clock per epoch (evaluation excluded), and Peak GB: peak GPU memory, are summarised the same "
-            r"way; n/m: not measured (CPU); --: not logged. Per-run numbers: results.csv.")
+            r"Best val ppl: per-token perplexity at the epoch of lowest validation perplexity; Test ppl: the final "
+            r"model's, on the test split. Perplexities are geometric means over seeds; $m \times/\div f$ is the 95\% "
+            r"Student-t interval $[m/f,\,m f]$ of the mean log perplexity ($n-1$ degrees of freedom). s/epoch: "
+            r"training wall-clock per epoch (evaluation excluded), and Peak GB: peak GPU memory, are summarised the "
+            r"same way; n/m: not measured (CPU); --: not logged. Per-run numbers: results.csv.")
     marks = dict.fromkeys(m for m in (short_run(g.reference.args) for g in groups) if m)
     if marks:
         text += r" $^\dagger$" + "; ".join(latex_escape(f"{m}: {short_meaning(m)}") for m in marks) + "."
