@@ -131,7 +131,7 @@ def read_status(run, run_dir):
 
 
 def read_extras(run, run_dir, notes):
-    for name in schema.FINAL_TXT:
+    for name in (*schema.TEST_TXT, schema.STEADY_MEMORY):
         values = read_floats(os.path.join(run_dir, schema.txt_name(name)), notes)
         if values:
             run.test[schema.TEST_TXT.get(name, name)] = values[0]
