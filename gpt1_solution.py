@@ -23,9 +23,8 @@ def _autocast_input(tensor):
 
 
 class LayerNorm(nn.Module):
-    """Layer normalisation with the biased variance. The assignment's formula from primitives runs
-    with use_fused=False; by default F.layer_norm computes the same in one kernel each way (the
-    primitives take ~10 kernels and their intermediates forward and backward), proven equal in tests."""
+    """Layer normalisation with the biased variance. use_fused=False runs the assignment's formula
+    from primitives; by default F.layer_norm computes the same in one kernel (proven equal in tests)."""
 
     def __init__(self, hidden_size, eps=1e-5, use_fused=True):
         super().__init__()
@@ -35,10 +34,8 @@ class LayerNorm(nn.Module):
 
     def forward(self, inputs):
         device = inputs.device.type
-        # Evaluating under autocast, the residual stream stays half: the kernel keeps its statistics
-        # in float32 and writes half, a quarter of float32's traffic. Not in training: in a post-norm
-        # block every gradient of the stream goes through LayerNorm's backward, which turns the half
-        # rounding of a float32 stream's gradient into 5-10x larger errors (measured in bf16).
+        # Evaluating under autocast the residual stream stays half (statistics in float32). Not in
+        # training: post-norm LayerNorm's backward turns half rounding into 5-10x larger errors (bf16).
         half = self.use_fused and torch.is_autocast_enabled(device) and not torch.is_grad_enabled()
         # Statistics in float32 at least: half-precision variance loses digits.
         x = inputs.to(torch.get_autocast_dtype(device) if half else _at_least_float32(inputs.dtype))
@@ -164,13 +161,11 @@ class MiniGPT1(TiedLanguageModel):
         return self.embedding.tokens.weight
 
     def start_uniform(self):
-        """Zero the gain of the last LayerNorm, the features the tied classifier reads: the first
-        logits are then 0 (a uniform prediction) and their scale is learnt from there. With the
-        usual gain of 1 every feature vector has norm sqrt(E) and starts along the current token's
-        row, so the first logits reach sqrt(E) * |row| and Adam's first steps, which move every
-        position the same way, swing them to confidently wrong predictions, more so in deeper
-        stacks. The engine calls this on every MiniGPT1 it builds (utils.models.registry); the
-        constructor keeps the course's initialisation."""
+        """Zero the gain of the last LayerNorm: the first logits are 0 (uniform) and their scale is
+        learnt. With a gain of 1 the features start along the current token's row, logits reach
+        sqrt(E) * |row| and Adam's first steps swing them to confidently wrong predictions
+        (docs/results.md#first-steps). The engine calls this on every MiniGPT1 it builds
+        (utils.models.registry); the constructor keeps the course's initialisation."""
         if len(self.layers):
             with torch.no_grad():
                 self.layers[-1].layer_norm_2.weight.zero_()
@@ -204,9 +199,8 @@ class MiniGPT1(TiedLanguageModel):
 
     @classmethod
     def load_embeddings_from(cls, filename, num_heads=12, num_layers=4, learn_embeddings=False, sequence_length=None):
-        """As the course skeleton: the sequence length is the file's number of position rows (512
-        for GPT-1's) unless given. A file with fewer rows than the data's items still loads; an
-        input longer than the model's positions then fails with a clear IndexError."""
+        """As the course skeleton: sequence_length defaults to the file's position rows (512 for GPT-1's);
+        an input longer than the model's positions fails with a clear IndexError."""
         tokens, position = read_embeddings(filename)
         if sequence_length is None:
             sequence_length = position.shape[0]

@@ -1,13 +1,10 @@
 """Sampling continuations from the LSTM or MiniGPT1 (any size): the core of generate.py and of report samples.
 
-    ids = generate(model, prompt_ids, max_new_tokens=100, temperature=0.8, top_k=40,
-                   generator=torch.Generator().manual_seed(0))
+    ids = generate(model, prompt_ids, 100, temperature=0.8, top_k=40, generator=torch.Generator())
 
-Models: a recurrent one (the LSTM, `model.recurrent`) is fed the prompt once and then one token at
-a time, carrying (h, c); a Transformer (MiniGPT1) is re-run on at most the last
-`model.sequence_length` tokens (its position embeddings stop there), so the window slides.
-Sampling happens on the CPU in float64 with `generator` (a CPU torch.Generator), so a seed gives the
-same tokens whatever the model's device, up to that device's arithmetic.
+The LSTM (`model.recurrent`) is fed the prompt once, then one token at a time carrying (h, c);
+MiniGPT1 is re-run on the last `model.sequence_length` tokens (a sliding window). Sampling runs on
+the CPU in float64 with a CPU `generator`: a seed gives the same tokens on any device.
 """
 import torch
 
@@ -73,11 +70,8 @@ def log_proba_steps(model, prompt_ids):
 
 
 def generate(model, prompt_ids, max_new_tokens, temperature=1.0, top_k=None, generator=None):
-    """The list of max_new_tokens new dataset ids (prompt not included) continuing prompt_ids.
-
-    temperature 0 is greedy; top_k None/0 keeps the whole vocabulary; generator: a CPU
-    torch.Generator (None: torch's global one). Runs without gradients; call model.eval() first
-    if it has dropout (the course's models have none)."""
+    """max_new_tokens new dataset ids continuing prompt_ids: temperature 0 is greedy, top_k None/0
+    keeps all, generator a CPU torch.Generator (None: the global one). Call model.eval() first."""
     prompt_ids = [int(i) for i in prompt_ids]
     _check(model, prompt_ids, max_new_tokens, temperature, top_k)
     if max_new_tokens == 0:

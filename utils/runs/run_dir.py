@@ -1,10 +1,8 @@
 """A run's folder, logs/<exp_id>/: reading what is there, deciding how a rerun continues, and
 writing status, settings, metrics, provenance and checkpoints (file names: utils.runs.schema).
-
-Every file is replaced atomically, and the per-epoch files are rewritten from the metrics held
-in the checkpoint when a run continues, so a kill between the checkpoint and the logs is
-repaired by the rerun. The kit deletes only files it wrote, in folders that carry its marker;
-a folder is locked (utils.runs.lock) while a process uses it.
+Files are replaced atomically; a continued run rewrites the per-epoch files from the checkpoint's
+metrics (a kill between checkpoint and logs is repaired). The kit deletes only its own files, in
+folders carrying its marker.
 """
 import dataclasses
 import json
@@ -87,8 +85,7 @@ class RunDir:
         return min((v for v in values if isinstance(v, (int, float)) and math.isfinite(v)), default=None)
 
     def settings_differ(self, settings, recorded=None, defaults=None):
-        """The identifying settings (schema.identity) of the folder's run that differ from `settings`
-        (a dict); a field its record lacks counts as its value in `defaults` (schema.differing)."""
+        """The identifying settings of the folder's run that differ from `settings` (schema.differing)."""
         recorded = recorded if recorded is not None else self.recorded_settings()
         if recorded is None:
             return []
@@ -102,13 +99,12 @@ class RunDir:
         return sorted(n for n in os.listdir(self.path) if n != schema.LOCK and not leftover.match(n))
 
     def is_ours(self):
-        """The kit wrote this folder: it carries the marker (files of the kit's names are not enough:
-        a user's own args.json and train_loss.txt are theirs)."""
+        """The folder carries the kit's marker (a user's own args.json, train_loss.txt are theirs)."""
         return os.path.isfile(self.file(schema.MARKER))
 
     def plan(self, settings, force, defaults=None):
-        """How a run with `settings` (a dict; `defaults`: see settings_differ) goes on from what this folder holds. Raises
-        RunConflict (or CheckpointError) without touching anything when it must not."""
+        """How a run with `settings` goes on from what this folder holds; RunConflict (or
+        CheckpointError), nothing touched, when it must not."""
         where, status = self.path, self.status() or {}
         contents = self.contents()
         if not contents:
@@ -193,8 +189,7 @@ class RunDir:
         return remove_leftovers(self.path, KIT_FILES) if self.writes else []
 
     def reset(self):
-        """The folder ready for a new run: the files the kit wrote there are deleted (the plan said so),
-        anything else is kept; the marker says the kit owns the folder."""
+        """The folder ready for a new run: the kit's files deleted (the plan said so), the rest kept."""
         if not self.writes:
             return
         os.makedirs(self.path, exist_ok=True)
@@ -255,8 +250,7 @@ class RunDir:
 
 
 def describe_position(epoch, step, epochs):
-    """Where a checkpoint stands, epochs counted from 1: "at epoch 2, step 40", "at the start of
-    epoch 2", "after its last epoch (2 of 2)"."""
+    """Where a checkpoint stands, epochs from 1: "at epoch 2, step 40", "at the start of epoch 2"..."""
     if epoch >= epochs:
         return f"after its last epoch ({epochs} of {epochs}; the test split is evaluated next)"
     if step == 0:
