@@ -54,8 +54,7 @@ def prompt_ids(tokenizer, prompt):
 
 
 def unfinished_note(run_folder, settings):
-    """One line naming the status and epoch of a run that has not completed, else None. Its
-    checkpoint.pt holds the last saved weights: a partly trained model."""
+    """One line naming the status and epoch of a run that has not completed (partly trained), else None."""
     try:
         with open(os.path.join(run_folder, STATUS)) as handle:
             status = json.load(handle)

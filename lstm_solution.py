@@ -84,8 +84,7 @@ class LSTM(TiedLanguageModel):
         return self.lstm(embedded, hidden_states)
 
     def forward(self, inputs, hidden_states):
-        """inputs (B, T) long, hidden_states (h, c) each (L, B, H) ->
-        (log-probabilities (B, T, V), (h, c))."""
+        """inputs (B, T) long, hidden_states (h, c) each (L, B, H) -> (log-probas (B, T, V), (h, c))."""
         features, hidden_states = self.features(inputs, hidden_states)
         logits = self.classifier[2](features)  # (B, T, V)
         return torch.log_softmax(logits, dim=-1), hidden_states

@@ -18,8 +18,7 @@ def frozen_embeddings(seq_len, seed=0, vocab=VOCAB, width=WIDTH):
 
 
 class RandomItems:
-    """A split of n random full-length items (mask all ones, as almost every Wikitext-2 training item
-    is), as TensorBatches reads it (the tests use it too)."""
+    """A split of n random full-length items (mask all ones), as TensorBatches reads it."""
 
     def __init__(self, n, seq_len, vocab=VOCAB, seed=0):
         generator = torch.Generator().manual_seed(seed)
@@ -59,8 +58,7 @@ def training_parts(model, precision, optimizer="adamw", fused=None):
 
 
 def loop_run(nll, optimizer, precision, scaler=None, start=0, stop=None, on_step=None):
-    """The Run that run_exp.train and evaluate take (one process, no folder), its batches from step
-    `start` to `stop`; on_step(done) after each step."""
+    """The Run run_exp.train/evaluate take (one process, no folder), batches start..stop; on_step(done)."""
     from utils.train.run import Position, Run
     from utils.train.settings import Arguments
 

@@ -57,8 +57,7 @@ def parse_args(argv=None):
 
 
 def random_like(tokens, seed):
-    """Gaussian rows rescaled to the norms of `tokens`' rows (zero rows stay zero): a gap to
-    the given rows measures what their directions carry, not their scale."""
+    """Gaussian rows at the norms of `tokens`' rows: a gap to them measures directions, not scale."""
     rows = torch.randn(tokens.shape, generator=torch.Generator().manual_seed(seed))
     return rows * (tokens.norm(dim=1, keepdim=True) / rows.norm(dim=1, keepdim=True))
 
@@ -167,8 +166,7 @@ def format_table(runs, unigram):
 
 
 def acceptance(runs, unigram, factor=1.5):
-    """Issue 14's bar for each frozen variant: below the unigram AND within `factor` x the learnable
-    embeddings' perplexity, for every model."""
+    """Issue 14's bar per frozen variant: below the unigram AND within `factor` x the learnable's ppl."""
     verdicts, lines = {}, []
     for kind, by_name in runs.items():
         learn = by_name.get("learnable", {}).get("valid_perplexity")

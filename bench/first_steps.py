@@ -32,8 +32,7 @@ def parse_args(argv=None):
 
 
 def unigram_loss(train_tokens, batches, vocabulary_size):
-    """The course loss of the add-0.1 training unigram on these batches: what a model that knows only
-    token frequencies scores."""
+    """The course loss of the add-0.1 training unigram on these batches (token frequencies only)."""
     from bench.common import unigram_nll
     from utils.models.losses import course_loss
 

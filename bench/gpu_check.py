@@ -115,8 +115,7 @@ class Check:
 
 # ----------------------------------------------------------------------------- the pieces
 class Training:
-    """A model's TokenNLL module, optimizer, precision, scaler and batches as a run builds them
-    (compile: as --compile does, torch.compile of the model's features)."""
+    """A model's TokenNLL, optimizer, precision, scaler and batches as a run (and --compile) builds them."""
 
     def __init__(self, check, model, layers, precision_name, compile=False, seed=0):
         from bench.common import RandomItems, project_model, training_parts
@@ -171,8 +170,7 @@ def run_tests(check):
 
 
 def quiet_steps(check, model):
-    """Train steps 2..n of an epoch with no reporter: under CUDA's sync debug mode ("error") and the
-    host-read counter. Returns the number of would-synchronise calls (0 expected)."""
+    """Would-synchronise calls (0 expected) of train steps 2..n under sync debug "error" and the counter."""
     from bench.host_syncs import count_host_syncs, cuda_branches, set_sync_debug
 
     training, steps, seen, error = Training(check, model, 1, "auto"), check.warmup + check.steps, {}, None

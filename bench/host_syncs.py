@@ -1,7 +1,6 @@
-"""Count the calls that make the host wait for the device, on any device (a CPU included): reading
-a tensor's value on the host (.item, .tolist, .cpu, .numpy, float(), int(), bool(), an index) and
-making a tensor from host values. On CUDA, set_sync_debug_mode("error") catches the rest. Used by
-tests/test_gpu_paths.py and bench/gpu_check.py.
+"""Count the calls that make the host wait for the device, on any device: host reads of a tensor
+(.item, .tolist, .cpu, .numpy, float(), int(), bool(), an index) and tensors from host values. On
+CUDA, set_sync_debug_mode("error") catches the rest.
 """
 import contextlib
 import traceback

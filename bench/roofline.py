@@ -14,9 +14,7 @@ import json
 import os
 import sys
 
-# name: (dense half-precision tensor FLOP/s, TF32 FLOP/s or None, fp32 FLOP/s, bytes/s): datasheets
-# (T4: 65 fp16 / 8.1 fp32 TFLOP/s, 320 GB/s; A100 SXM4 80GB: 312 / 156 / 19.5, 2,039 GB/s;
-# H100 SXM5: 989 / 494 / 67, 3,350 GB/s).
+# name: (dense half tensor FLOP/s, TF32 FLOP/s or None, fp32 FLOP/s, bytes/s): datasheets, docs/gpu.md
 PEAKS = {"T4": (65e12, None, 8.1e12, 320e9), "A100": (312e12, 156e12, 19.5e12, 2039e9),
          "H100": (989e12, 494e12, 67e12, 3350e9)}
 TRAIN_STEPS, VALID_STEPS, TEST_STEPS = 576, 60, 69  # ceil(9,205 / 958 / 1,090 items of 256 targets / 16)

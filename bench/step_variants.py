@@ -48,8 +48,7 @@ def run_worker(args):
 
 
 def build(variant, seq_len, layers=1, compile_features=False):
-    """-> step(batch) running one full optimisation step of `variant` (e.g. "lstm-project",
-    "gpt1-project-fp32", "gpt1-course", "gpt1-hf")."""
+    """-> step(batch), one full optimisation step of `variant` (e.g. "lstm-project", "gpt1-hf")."""
     model_name, kind = variant.split("-", 1)
     if kind == "hf":
         return _hf_step(seq_len, layers)
@@ -140,8 +139,7 @@ def matmul_gflops(dtype, rows=2048, inner=768, cols=8192, repeats=3):
 
 
 def reset_peak_rss():
-    """Reset this process's RSS high-water mark (Linux clear_refs '5'), so that ru_maxrss
-    measures the steps, not model construction. False where the kernel refuses."""
+    """Reset the RSS high-water mark (clear_refs '5'): ru_maxrss then measures the steps; False if refused."""
     try:
         with open("/proc/self/clear_refs", "w") as handle:
             handle.write("5")

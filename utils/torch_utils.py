@@ -25,8 +25,7 @@ def to_device(tensors, device, non_blocking=False):
 
 
 def rng_state():
-    """Every RNG state a run depends on, for exact resume, in types torch.load(weights_only=True) reads
-    (numpy's key array as a list of ints)."""
+    """Every RNG state a run depends on, in types torch.load(weights_only=True) reads (exact resume)."""
     name, keys, *rest = np.random.get_state()
     state = {"python": random.getstate(), "numpy": (name, keys.tolist(), *rest), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():

@@ -1,19 +1,16 @@
-"""Batches from a split held in memory (on the GPU when training there): no per-batch host
-copies, no worker processes, and an order fixed by (seed, epoch), so a resumed run sees exactly
-the batches an uninterrupted one would, from any step.
+"""Batches from a split held in memory (on the GPU when training there): no host copies, no
+workers, an order fixed by (seed, epoch), so a resumed run sees the same batches from any step.
 
-Data-parallel runs: every process draws the same global batch and keeps its own contiguous
-part of it (`rank` of `world`). A short last batch is split as evenly as it goes and the
-shorter parts are padded with empty rows (mask 0), so every process runs the same shapes and
-no sequence is dropped or seen twice. Each batch carries `global_rows`, the number of real
-sequences in the whole global batch, which the loss needs to equal the single-process one.
+Data parallel: every process draws the same global batch and keeps its contiguous part (`rank` of
+`world`); a short last batch is split evenly, the shorter parts padded with empty rows (mask 0),
+so all run the same shapes. `global_rows` (real sequences in the global batch) lets the loss
+equal the single-process one.
 """
 import torch
 
 
 class TensorBatches:
-    """Iterable of dicts {"source", "target", "mask"} (B, T) and "global_rows" (0-d), over a
-    Wikitext2 split."""
+    """Iterable of dicts {"source", "target", "mask"} (B, T), "global_rows" (0-d) over a Wikitext2 split."""
 
     def __init__(self, dataset, batch_size, shuffle=False, seed=0, device="cpu", rank=0, world=1):
         if batch_size % world:

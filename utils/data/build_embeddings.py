@@ -1,7 +1,6 @@
-"""`python -m utils.build_embeddings`: a stand-in for GPT-1's `embeddings.npz`, built offline from a training
-split by one of utils/data/standins.py's methods (its doc explains them). The output is written atomically with
-fixed zip timestamps, so the same data, seed and BLAS give the same bytes; a JSON sidecar `<out>.json` records
-how it was made (see describe_embeddings)."""
+"""`python -m utils.build_embeddings`: a stand-in for GPT-1's `embeddings.npz` from a training split
+(methods: utils/data/standins.py), written atomically with fixed zip timestamps (same data, seed and
+BLAS, same bytes), with a JSON sidecar `<out>.json` saying how it was made (describe_embeddings)."""
 import argparse
 import json
 import os

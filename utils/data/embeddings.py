@@ -119,8 +119,7 @@ class GPT1Embedding(nn.Module):
         return self.tokens(tokens) + self.position(positions)
 
     def sequences(self, tokens):
-        """tokens (B, T) -> the embeddings of positions 0..T-1 (B, T, E): the (T, E) position rows
-        broadcast over the batch, where forward's lookup would write them B times."""
+        """tokens (B, T) -> embeddings at positions 0..T-1 (B, T, E), the (T, E) positions broadcast."""
         T = tokens.shape[1]
         if T > self.sequence_length:
             raise IndexError(f"position out of range: {T} positions, the model has {self.sequence_length}.")

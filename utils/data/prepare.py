@@ -38,8 +38,7 @@ exit status: 0 written; 2 bad input (one line on stderr, nothing written)."""
 
 @dataclass
 class Part:
-    """One split's lines of the user's text, as token ids per line (blank lines: []), and where
-    they came from, for the messages."""
+    """One split's lines as token ids per line (blank lines: []), and where they came from."""
     split: str
     source: str
     ids: list
@@ -146,8 +145,7 @@ def check_output(out, splits, force):
 
 
 def prepare(out, parts, force=False):
-    """Check every Part, then write `out/wiki.<split>.npz` for each (the folder is created);
-    return [(part, path, tokens, sizes)]. Nothing is written unless every split is fine."""
+    """Check every Part, then write each `out/wiki.<split>.npz`; [(part, path, tokens, sizes)]."""
     check_output(out, [p.split for p in parts], force)
     for part in parts:
         check_part(part)

@@ -85,8 +85,7 @@ def _product(sparse, dense):
 
 
 def randomized_svd(matrix, rank, seed, oversample=OVERSAMPLE, power_iters=POWER_ITERS):
-    """Top `rank` left singular vectors and values (U, S) of a sparse matrix (Halko et al., 2011,
-    with power iterations); a numpy Generator seeded with `seed` draws the probe: deterministic."""
+    """Top `rank` left singular vectors and values (U, S) of a sparse matrix (Halko et al.), seeded."""
     width = min(rank + oversample, *matrix.shape)
     probe = np.random.default_rng(seed).standard_normal((matrix.shape[1], width))
     basis = _orthonormal(_product(matrix, probe))
@@ -177,8 +176,7 @@ def unit_rows(vectors, norm):
 
 
 def centred_log_frequency(tokens, vocabulary_size, smoothing=SMOOTHING):
-    """(vocabulary_size,) log p(v) from add-`smoothing` counts, minus its token-weighted mean, so
-    frequent input ids sit near 0 along the frequency directions."""
+    """(vocabulary_size,) add-`smoothing` log p(v) minus its token-weighted mean (frequent ids near 0)."""
     counts = np.bincount(tokens, minlength=vocabulary_size).astype(np.float64)
     log_p = np.log((counts + smoothing) / (counts.sum() + smoothing * vocabulary_size))
     return log_p - counts @ log_p / counts.sum()

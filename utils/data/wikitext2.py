@@ -47,8 +47,7 @@ def _check_ids(path, name, values):
 
 
 def _chunk_spans(start, stop, block):
-    """Spans [s, e) of at most `block` tokens covering [start, stop), consecutive spans
-    overlapping by one token so that every token but the first is a target exactly once."""
+    """Spans [s, e) of at most `block` tokens covering [start, stop), overlapping by one token."""
     starts = np.arange(start, max(stop - 1, start), block - 1)
     return [(s, min(s + block, stop)) for s in starts]
 
@@ -60,7 +59,6 @@ def _line_bounds(sizes):
 
 def compute_spans(sizes, break_mode, max_length, min_length):
     """Item spans [start, end) into the token stream, each of at most max_length + 1 tokens.
-
     none:     the whole split is one stream, cut in blocks overlapping by one token.
     lines:    each line is cut the same way on its own; no item crosses a line.
     complete: whole lines are packed greedily into blocks; a line longer than a block is
@@ -89,8 +87,7 @@ def compute_spans(sizes, break_mode, max_length, min_length):
 
 
 class Wikitext2(Dataset):
-    """Items are dicts of `source` (T,) long, `target` (T,) long and `mask` (T,) float,
-    zero-padded to T = max_length; mask is 1 where target is a real token."""
+    """Items: `source`, `target` (T,) long and `mask` (T,) float (1 at real targets), padded to max_length."""
 
     def __init__(self, root, split="train", break_mode="none", max_length=256, min_length=1):
         if max_length < 1 or min_length < 1:

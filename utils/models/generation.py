@@ -11,8 +11,7 @@ import torch
 from utils.data.tokenizer import PADDING_ID
 
 def filter_distribution(log_probas, temperature, top_k=None, banned=(PADDING_ID,)):
-    """(V,) log-probabilities -> (V,) float64 CPU scores for sampling: banned ids (padding) at -inf,
-    divided by temperature, and all but the top_k highest at -inf (top_k None or 0: keep all)."""
+    """(V,) log-probas -> (V,) float64 CPU scores / temperature, banned ids and all but top_k at -inf."""
     scores = log_probas.detach().to("cpu", torch.float64).clone()
     scores[list(banned)] = float("-inf")
     if top_k:
@@ -24,8 +23,7 @@ def filter_distribution(log_probas, temperature, top_k=None, banned=(PADDING_ID,
 
 
 def pick_next(log_probas, temperature, top_k=None, generator=None):
-    """One token id from (V,) log-probabilities: argmax when temperature == 0 (padding excluded),
-    else a draw from softmax(log_probas / temperature) restricted to the top_k ids."""
+    """One token id from (V,) log-probas: argmax at temperature 0, else a top_k draw (padding excluded)."""
     scores = filter_distribution(log_probas, temperature, top_k)
     if temperature == 0:
         return int(torch.argmax(scores))
@@ -63,8 +61,7 @@ def _gpt_steps(model, prompt_ids, device):
 
 
 def log_proba_steps(model, prompt_ids):
-    """A generator of next-token log-probabilities (V,): next() gives the prompt's, send(token) the
-    one after appending token. Run it under torch.no_grad()."""
+    """Next-token log-probas (V,): next() the prompt's, send(token) the next; under torch.no_grad()."""
     device = next(model.parameters()).device
     return (_lstm_steps if model.recurrent else _gpt_steps)(model, [int(i) for i in prompt_ids], device)
 

@@ -1,8 +1,6 @@
-"""Models by name: how the engine builds each one and what it needs from the embeddings file.
-
-A third model is its own file (a TiedLanguageModel subclass) plus one entry in MODELS.
-Importing this module imports no torch: builders import their model when called, and the
-report reads display names from here.
+"""Models by name: how the engine builds each and what it needs from the embeddings file. A third
+model is its own file (a TiedLanguageModel) plus one MODELS entry. No torch at import (the report
+reads display names here).
 """
 from dataclasses import dataclass
 from typing import Callable, Optional

@@ -1,7 +1,5 @@
-"""Atomic files: write to a temporary file beside the target, fsync, rename. A crash or a kill
-leaves either the old file or the new one, never half of one; a kill mid-write can leave a
-temporary file, named TMP_PREFIX + 8 characters + the target's name, which the next run of that
-folder removes (remove_leftovers)."""
+"""Atomic files: temporary file beside the target, fsync, rename: a kill leaves the old file or the
+new one, at worst a TMP_PREFIX + 8 characters + name leftover that the next run removes."""
 import errno
 import json
 import os
@@ -13,16 +11,14 @@ _FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
 class WriteError(OSError):
-    """A file could not be written (a full disk, a read-only file system...); one line says which and why.
-    The file it was to replace is intact."""
+    """A file could not be written (full disk, read-only...): one line; the file it replaces is intact."""
 
     def __str__(self):
         return self.strerror
 
 
 def fault_point(point, path):
-    """Where a write can be cut ("begin", "written": the temporary file complete, "replaced"): the
-    fault-injection tests replace this function; it does nothing."""
+    """A no-op the fault-injection tests replace: "begin", "written" (temporary complete), "replaced"."""
 
 
 def atomic_write(path, write):

@@ -11,8 +11,7 @@ from utils.torch_utils import cpu_model_name
 
 
 def data_identity(splits):
-    """{split: {"path", "sha256"}} of the wiki.<split>.npz files a run reads (Wikitext2 datasets by
-    split): part of what makes a run the same run, like the embeddings' sha256."""
+    """{split: {"path", "sha256"}} of the wiki.<split>.npz files a run reads (part of its identity)."""
     identity = {}
     for name, dataset in splits.items():
         path = os.path.abspath(os.path.join(dataset.root, f"wiki.{name}.npz"))

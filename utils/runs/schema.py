@@ -136,11 +136,9 @@ def txt_name(log_name):
 # What status.json can say.
 RUNNING, COMPLETED, INTERRUPTED, DIVERGED, FAILED = "running", "completed", "interrupted", "diverged", "failed"
 STATUSES = (RUNNING, COMPLETED, INTERRUPTED, DIVERGED, FAILED)
-# Run identity. Every setting identifies a run (a sweep never skips or continues a folder made with
-# another value; the report never pools two values as seeds), except these incidental ones: where
-# the run is logged and named, printing, the device, how often it checkpoints, --force, and labels
-# whose effect other fields already carry (config, smoke, where the lr came from). A new field of
-# the settings dataclass therefore identifies runs by default.
+# Run identity: every setting identifies a run (never continued with, nor pooled as a seed of, another
+# value; a new settings field included) except these: where it is logged, printing, the device,
+# checkpoint frequency, --force, and labels other fields already carry (config, smoke, lr source).
 INCIDENTAL = ("exp_id", "log", "log_dir", "embeddings", "num_workers", "device", "progress_bar", "print_every", "tensorboard",
               "resume", "force", "compile", "vocab_folder", "checkpoint_every", "lr_from", "reused_from", "config",
               "smoke")
@@ -153,10 +151,8 @@ def identity(args):
 
 
 def differing(recorded, settings, defaults=None):
-    """The identifying fields on which a recorded run differs from `settings` (both dicts). A field
-    the record lacks (written before the field existed) counts as its default (`defaults`, e.g.
-    utils.train.settings.DEFAULTS), which reproduces the code of before; without a default, as the
-    same value."""
+    """The identifying fields on which a recorded run differs from `settings` (dicts). A field the
+    record lacks (older than it) counts as its value in `defaults`, else as the same value."""
     defaults, a, b = defaults or {}, identity(recorded), identity(settings)
     return [k for k in dict.fromkeys([*b, *a])
             if a.get(k, defaults.get(k, b.get(k))) != b.get(k, defaults.get(k, a.get(k)))]

@@ -113,8 +113,7 @@ class Local(Launcher):
         return {}  # the scheduler's own executor parameters
 
     def executor(self, log_dir, options, name="lm-study"):
-        """submitit's executor for `options` (partition, gpus_per_job, tasks_per_job, cpus_per_job,
-        mem_gb, time, max_parallel)."""
+        """submitit's executor for `options` (partition, gpus/tasks/cpus per job, mem_gb, time...)."""
         # cluster is explicit: once srun is on PATH, submitit would pick SLURM even for --launcher local
         executor = submitit.AutoExecutor(folder=os.path.join(slurm_dir(log_dir), "%j"), cluster=self.cluster)
         gpus = int(options.get("gpus_per_job") or 0)

@@ -1,6 +1,6 @@
-"""Where the study's runs execute, by name: one table entry each (a new scheduler: docs/cluster.md).
-The table names modules, imported only when their launcher is chosen: a plain run never imports
-submitit. The record of submitted jobs (--status reads it) and a job's bad-input note live here too.
+"""Where the study's runs execute, by name (a new scheduler: docs/cluster.md); modules imported
+only when chosen (a plain run never imports submitit). Also the record of submitted jobs and a
+job's bad-input note.
 """
 import importlib
 import os

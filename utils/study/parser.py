@@ -1,7 +1,5 @@
-"""run_exp.py's command line: every Arguments field as a flag with its help, default and choices,
-plus the study's own flags. Only the flags a user typed are returned, so an explicit flag is
-always honoured (or rejected with a reason), even when it equals the default. Importing this
-module imports no torch: `run_exp.py --help` and a bad flag answer at once."""
+"""run_exp.py's command line: every Arguments field as a flag, plus the study's flags. Only typed
+flags are returned, so an explicit flag is honoured (or refused) even at its default. No torch."""
 import argparse
 import dataclasses
 import typing
@@ -27,8 +25,7 @@ examples:
 exit status: 0 done; 1 a run failed or diverged; 2 bad input (nothing written);
 130/143 stopped by Ctrl-C/SIGTERM after saving a checkpoint (rerun the same command to continue)."""
 
-# The study's own flags (not run settings): name -> (default, type, help). Parsing imports no torch
-# and no submitit: the launcher table names its modules, imported only when a launcher is used.
+# The study's own flags (not run settings): name -> (default, type, help).
 STUDY_FLAGS = {
     "config": (None, str, "configuration(s) to run: N, a list like 1,3,5-8, or all (each run is named after its "
                           "number; run settings below override the configuration where they do not contradict it)"),

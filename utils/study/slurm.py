@@ -55,8 +55,7 @@ class Slurm(Local):
         return 0
 
     def submit_report(self, log_dir, out_dir, after, options):
-        """The report as a SLURM job that starts once the arrays `after` (job ids) have ended, however
-        they ended (afterany): its job id."""
+        """Job id of the report as a SLURM job starting once the arrays `after` ended (afterany)."""
         executor = self.executor(log_dir, dict(options, gpus_per_job=0, tasks_per_job=1), name="lm-report")
         if after:
             executor.update_parameters(slurm_additional_parameters={"dependency": "afterany:" + ":".join(after)})
@@ -67,9 +66,8 @@ class Slurm(Local):
 
 
 def slurm_states(job_ids):
-    """{job id: state} (array tasks as "<array>_<task>"): sacct's record, overridden by the controller's
-    live view (squeue), which knows pending array tasks and requeues at once where sacct lags behind.
-    {} when SLURM cannot answer."""
+    """{job id: state} (array tasks "<array>_<task>"): sacct's, overridden by squeue's live view (pending
+    tasks, requeues, where sacct lags); {} when SLURM cannot answer."""
     arrays = sorted({str(job_id).split("_")[0] for job_id in job_ids})
     if not arrays:
         return {}
@@ -105,8 +103,7 @@ def _array_tasks(job_id):
 
 
 def report_folder(log_dir):
-    """Where the report job writes: beside the logs (logs -> plots, logs_smoke -> plots_smoke),
-    absolute, so that it never depends on the job's working directory."""
+    """The report job's absolute folder beside the logs (logs -> plots, logs_smoke -> plots_smoke)."""
     log_dir = os.path.abspath(log_dir)
     name = os.path.basename(log_dir)
     out = name.replace("logs", "plots", 1) if "logs" in name else f"{name}_plots"

@@ -1,6 +1,5 @@
-"""The study from the command line: which runs (configurations x seeds, at the course's learning
-rate and, after a search, at a tuned one), where they run (here, submitit's local executor or
-SLURM) and where each stands (--status)."""
+"""The study from the command line: which runs (configurations x seeds, course or tuned lr), where
+they run (here, submitit's local executor, SLURM) and where each stands (--status)."""
 import os
 
 from utils.runs import schema
@@ -98,8 +97,7 @@ def tuned_jobs(numbers, seeds, given, log_dir):
 
 
 def status_table(jobs):
-    """One line per run: SLURM job and state, run status, epoch, best validation perplexity so far,
-    and why it failed when it did."""
+    """One line per run: SLURM job and state, status, epoch, best validation ppl, why it failed."""
     # log_dir -> its sweep record (the search runs live in their own log_dir)
     records = {log_dir: read_record(log_dir) for log_dir in {j.settings.log_dir for j in jobs}}
     submitted = {(j.settings.log_dir, j.settings.exp_id): records[j.settings.log_dir].get(j.settings.exp_id, {})

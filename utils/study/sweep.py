@@ -36,8 +36,7 @@ class Job:
 
 
 def config_settings(number, **overrides):
-    """Settings of configuration `number`, named after it, with `overrides` on top (they are explicit:
-    the smoke preset never replaces them)."""
+    """Settings of configuration `number` with `overrides` on top (explicit: smoke never replaces them)."""
     if number not in CONFIGS:
         raise UsageError(f"Unknown configuration {number}: choose from 1-{max(CONFIGS)}.")
     cfg = CONFIGS[number]
@@ -86,8 +85,7 @@ def fold_identical(jobs):
 
 
 def reuse_run(job):
-    """Give `job`'s folder the records of the run it reuses (all but the checkpoint), with args.json
-    saying so (schema.REUSED_FROM). Returns (status, message)."""
+    """(status, message): `job`'s folder given the reused run's records, all but the checkpoint."""
     s = job.settings
     source, target = RunDir(s.log_dir, job.reuses), RunDir(s.log_dir, s.exp_id)
     status = (source.status() or {}).get("status")
@@ -116,8 +114,7 @@ def skip_reason(s, run_dir):
 
 
 def run_job(job, dist=SINGLE):
-    """Run (or skip, or refuse) one job; returns its summary dict. A failed or diverged run is
-    reported, not raised; bad input and Ctrl-C are raised."""
+    """Run, skip or refuse one job: its summary dict (a failure is reported; bad input, Ctrl-C raise)."""
     s = job.settings
     run_dir = RunDir(s.log_dir, s.exp_id)
     summary = {"config": s.config, "label": job.label, "exp_id": s.exp_id, "path": run_dir.path, "seed": s.seed}
