@@ -22,7 +22,7 @@ from utils.runs.schema import seed_run_id, tuned_run_id
 from utils.study.configs import CONFIGS
 from utils.train.distributed import SINGLE
 from utils.train.progress import perplexity_text
-from utils.train.settings import DEFAULTS, Arguments, UsageError, apply_smoke, to_dict
+from utils.train.settings import DEFAULTS, Arguments, UsageError, apply_smoke, check_used, to_dict
 from utils.train.stop import RunInterrupted
 from utils.train.watch import TrainingDiverged
 
@@ -48,6 +48,7 @@ def config_settings(number, **overrides):
     fields = dict(model=cfg.model, layers=cfg.layers, optimizer=cfg.optimizer, batch_size=cfg.batch_size,
                   epochs=cfg.epochs, exp_id=cfg.exp_id, config=number)
     fields.update(overrides)
+    check_used(fields["optimizer"], overrides, f"leave out configuration {number}")
     return apply_smoke(Arguments(**fields), explicit=set(overrides))
 
 

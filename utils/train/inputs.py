@@ -34,22 +34,18 @@ def resolve_device(requested, dist=SINGLE, fallback=True):
     return dist.device(device)
 
 
-def resolve_data_folder(folder, dist=SINGLE):
-    """`folder` if it holds the splits; the project's data/ (with a notice) when `folder` is the
-    course default and the current directory is not the project; else a one-line UsageError."""
-    if os.path.isfile(os.path.join(folder, "wiki.train.npz")):
-        return folder
-    if os.path.normpath(folder) == "data" and os.path.isfile(os.path.join(PROJECT_DATA, "wiki.train.npz")):
+def load_splits(folder, dist=SINGLE):
+    """The splits in `folder`; in the project's data/ (with a notice) when `folder` is the course
+    default and the current directory is not the project; else a one-line UsageError."""
+    if os.path.normpath(folder) == "data" and not os.path.isfile(os.path.join(folder, "wiki.train.npz")) and \
+            os.path.isfile(os.path.join(PROJECT_DATA, "wiki.train.npz")):
         if dist.is_main:
             print(f"Note: {folder} has no wiki.train.npz here; using the project's {PROJECT_DATA}.")
-        return PROJECT_DATA
-    raise UsageError(f"Missing data file {os.path.join(folder, 'wiki.train.npz')}: pass --data_folder with "
-                     "wiki.{train,validation,test}.npz (the project's data/ has Wikitext-2; "
-                     "python -m utils.prepare_data makes them from your text).")
-
-
-def load_splits(folder, dist=SINGLE):
-    folder = resolve_data_folder(folder, dist)
+        folder = PROJECT_DATA
+    if not os.path.isfile(os.path.join(folder, "wiki.train.npz")):
+        raise UsageError(f"Missing data file {os.path.join(folder, 'wiki.train.npz')}: pass --data_folder with "
+                         "wiki.{train,validation,test}.npz (the project's data/ has Wikitext-2; "
+                         "python -m utils.prepare_data makes them from your text).")
     try:
         return {name: Wikitext2(folder, split=name) for name in SPLITS}
     except (FileNotFoundError, ValueError) as err:
