@@ -1,10 +1,7 @@
-"""What the assignment's two models share, and the module training calls.
-
-Both models tie their classifier to the token embedding (one Parameter, frozen unless
-learn_embeddings), optimise the course's loss (each sequence's mean NLL over its real targets,
-then the batch mean) and expose `sequence_features`, the pre-classifier features. `TokenNLL`
-turns those into per-token NLL through the exact chunked loss of utils.models.losses, in its
-`forward`: wrapping it in DistributedDataParallel is all data-parallel training needs.
+"""What the assignment's two models share, and the module training calls: both tie their classifier
+to the token embedding (one Parameter, frozen unless learn_embeddings) and expose `sequence_features`;
+`TokenNLL` turns those into per-token NLL with utils.models.losses' exact chunked loss in its
+`forward`, so wrapping it in DistributedDataParallel is all data-parallel training needs.
 """
 import torch.nn as nn
 

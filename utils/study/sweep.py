@@ -12,7 +12,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Callable, Optional
 
 from utils.runs import schema
@@ -22,7 +22,7 @@ from utils.runs.schema import seed_run_id, tuned_run_id
 from utils.study.configs import CONFIGS
 from utils.train.distributed import SINGLE
 from utils.train.progress import perplexity_text
-from utils.train.settings import DEFAULTS, Arguments, UsageError, apply_smoke, check_used, to_dict
+from utils.train.settings import DEFAULTS, Arguments, UsageError, apply_smoke, check_used
 from utils.train.stop import RunInterrupted
 from utils.train.watch import TrainingDiverged
 
@@ -84,7 +84,7 @@ def fold_identical(jobs):
     the search chose the course's lr) reuses that run's records instead of training again."""
     first, folded = {}, []
     for job in jobs:
-        same = first.setdefault(json.dumps(schema.identity(to_dict(job.settings)), sort_keys=True), job)
+        same = first.setdefault(json.dumps(schema.identity(asdict(job.settings)), sort_keys=True), job)
         other = same.settings.exp_id != job.settings.exp_id  # a configuration listed twice is one run
         folded.append(dataclasses.replace(job, reuses=same.settings.exp_id) if other else job)
     return folded
@@ -106,7 +106,7 @@ def reuse_run(job):
             continue
         with open(source.file(name), "rb") as handle:
             atomic_write(target.file(name), lambda out: shutil.copyfileobj(handle, out))
-    atomic_write_json(target.file(schema.ARGS), dict(to_dict(s), **{schema.REUSED_FROM: str(job.reuses)}))
+    atomic_write_json(target.file(schema.ARGS), dict(asdict(s), **{schema.REUSED_FROM: str(job.reuses)}))
     with open(source.file(schema.STATUS), "rb") as handle:
         atomic_write(target.file(schema.STATUS), lambda out: shutil.copyfileobj(handle, out))
     return "reused", f"the records of {source.path}: same settings, not run again"
@@ -116,7 +116,7 @@ def skip_reason(s, run_dir):
     """(status, message) when the run must not be executed, else None."""
     if not s.log or s.force or not (run_dir.is_completed() or run_dir.has_checkpoint()):
         return None
-    differs = run_dir.settings_differ(to_dict(s), defaults=DEFAULTS)
+    differs = run_dir.settings_differ(asdict(s), defaults=DEFAULTS)
     if differs:  # e.g. a smoke run where a full run is asked for: never overwrite or mix silently
         return "conflict", (f"{run_dir.path} was run with other {', '.join(differs)}: pass --force to overwrite it "
                             "or use another --log_dir")

@@ -74,10 +74,8 @@ def make_batches(splits, settings, device, dist=SINGLE):
     if settings.batch_size % dist.world:
         raise UsageError(f"--batch_size {settings.batch_size} does not divide among {dist.world} processes: use a "
                          f"multiple of {dist.world} (it is the global batch, shared by all processes).")
-    shards = dict(device=device, rank=dist.rank, world=dist.world)
-    return {"train": TensorBatches(splits["train"], settings.batch_size, shuffle=True, seed=settings.seed, **shards),
-            "validation": TensorBatches(splits["validation"], settings.batch_size, **shards),
-            "test": TensorBatches(splits["test"], settings.batch_size, **shards)}
+    return {name: TensorBatches(splits[name], settings.batch_size, shuffle=name == "train", seed=settings.seed,
+                                device=device, rank=dist.rank, world=dist.world) for name in SPLITS}
 
 
 def word_table(settings, device, dist=SINGLE):

@@ -17,6 +17,7 @@ from typing import Optional
 
 import torch
 
+from utils.data.wikitext2 import SPLITS
 from utils.gpu_usage import get_gpu_memory_usage, peak_gpu_memory_mb
 from utils.models.base import TokenNLL
 from utils.models.registry import model_spec
@@ -33,7 +34,7 @@ from utils.train.optim import load_optimizer_state, make_optimizer
 from utils.train.passes import steps_of
 from utils.train.precision import Precision
 from utils.train.progress import RunClock, Schedule, perplexity_text, plan_text
-from utils.train.settings import DEFAULTS, UsageError, apply_smoke, from_any, to_dict, validate
+from utils.train.settings import DEFAULTS, UsageError, apply_smoke, from_any, validate
 from utils.train.stop import GracefulStop, RunInterrupted
 from utils.train.watch import TrainingDiverged
 
@@ -135,7 +136,7 @@ class Run:
         training pass checkpoints every --checkpoint_every steps."""
         if self.run_dir is None:
             return
-        if self.dist.any_every(self.stop is not None and self.stop.requested, done):
+        if self.dist.any_every(self.stop is not None and self.stop.signum is not None, done):
             self.stop_here(steps, done)
         every = self.settings.checkpoint_every
         if steps.training and every and done % every == 0 and done < steps.total:
@@ -160,7 +161,7 @@ class Run:
                 self.run_dir.save_checkpoint({
                     "model": learned_state(self.model), "embeddings_sha256": self.embeddings["sha256"],
                     "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng_state(),
-                    "settings": to_dict(self.settings), "position": asdict(self.position),
+                    "settings": asdict(self.settings), "position": asdict(self.position),
                     "metrics": self.metrics, "memories": self.memories,
                     "precision": str(self.precision), "git_commit": self.commit, "origin": self.origin,
                     "data": self.data, "threads": torch.get_num_threads(),
@@ -243,11 +244,9 @@ class Run:
             run_dir.remove_leftovers()
             # a kill between the checkpoint and the logs of an epoch: the checkpoint's own record repairs them
             run_dir.write_epochs(self.metrics)
-        run_dir.write_args(dict(to_dict(s), device=str(self.device)))
-        if self.plan.message:
-            self.say(self.plan.message)
-        for note in self.notes:
-            self.say(note)
+        run_dir.write_args(dict(asdict(s), device=str(self.device)))
+        for line in filter(None, [self.plan.message, *self.notes]):  # what this rerun does, what changed since
+            self.say(line)
         write_provenance(self, self.dist.gather(device_name(self.device)))
         if s.tensorboard and run_dir.writes:  # purge_step: epochs logged again (a resume, --force) replace the old
             from torch.utils.tensorboard import SummaryWriter
@@ -256,20 +255,18 @@ class Run:
         processes = f", {self.dist.world} processes ({self.dist.backend})" if self.dist.world > 1 else ""
         self.say(f"{model_spec(s.model).display_name} x{s.layers} on {self.device} ({self.precision}{processes}): "
                  f"{count_parameters(self.model)[0]:,} learnable parameters; logs in {run_dir.path}")
-        steps = [steps_of(self.batches[k], s.max_batches) for k in ("train", "validation", "test")]
-        schedule = Schedule(s.epochs, steps[0], steps[1], steps[2], s.batch_size)
+        schedule = Schedule(s.epochs, *(steps_of(self.batches[k], s.max_batches) for k in SPLITS), s.batch_size)
         self.clock = RunClock(schedule, self.device.type)
         self.say(plan_text(schedule, self.device, self.precision, self.position.epoch))
 
 
-def course_run(model, optimizer, args, batches, precision="fp32", dist=SINGLE):
+def course_run(model, optimizer, args, batches, precision="fp32"):
     """The Run behind the course's train(...) and evaluate(...) called on their own (the course
-    notebook's main; tests, benchmarks): one process and float32 as the course's loop, no folder,
-    the lr schedule over args.epochs passes of `batches`."""
+    notebook's main; tests, benchmarks): one process, float32 and no folder, as the course's loop."""
     settings = from_any(args)
     precision = Precision(precision, next(model.parameters()).device.type)
-    return Run(settings, model, dist.wrap(TokenNLL(model)), optimizer, precision, precision.make_scaler(), dist,
-               total_steps=settings.epochs * steps_of(batches, settings.max_batches))
+    return Run(settings, model, TokenNLL(model), optimizer, precision, precision.make_scaler(),
+               total_steps=settings.epochs * steps_of(batches, settings.max_batches))  # what the lr schedule spans
 
 
 # ----------------------------------------------------------------------------- open_run
@@ -325,7 +322,7 @@ def agreed_plan(run_dir, settings, dist=SINGLE):
     if dist.is_main:
         try:
             run_dir.lock()  # before reading: no other process may change the folder under this decision
-            plan = run_dir.plan(to_dict(settings), settings.force, DEFAULTS) if settings.log else Plan("start", "")
+            plan = run_dir.plan(asdict(settings), settings.force, DEFAULTS) if settings.log else Plan("start", "")
         except (RunConflict, CheckpointError) as err:
             run_dir.unlock()
             error = str(err)

@@ -1,8 +1,6 @@
-"""A run's settings: the course notebook's `Arguments` fields plus optional extras, as plain data.
-
-Settings never carry runtime objects (devices, scalers, tables): those belong to the Run that
-utils.train.run.open_run builds from them. Every field's help text lives here and is what
-`python run_exp.py --help` prints.
+"""A run's settings: the course notebook's `Arguments` fields plus optional extras, as plain data
+(never runtime objects: those belong to the Run that utils.train.run.open_run builds from them).
+Every field's help text lives here and is what `python run_exp.py --help` prints.
 """
 import dataclasses
 import importlib.util
@@ -76,7 +74,6 @@ class Arguments:
     smoke: bool = _arg(False, f"smoke preset {SMOKE} for fields left at their defaults; logs in {SMOKE_LOG_DIR}")
     precision: str = _arg("auto", "auto: bf16 on GPUs of compute capability 8.0+ (A100, L4, H100) and on CPUs with "
                                   "native bf16; fp16 with a gradient scaler on older GPUs (T4); else fp32", PRECISIONS)
-    resume: bool = _arg(False, "accepted for old commands: a plain rerun already continues an unfinished run")
     force: bool = _arg(False, "start the run over (also a completed one): the files the kit wrote in its folder are "
                               "deleted, anything else there is kept")
     compile: bool = _arg(False, "torch.compile the model's features (slower on CPUs; try it on a GPU)")
@@ -99,11 +96,6 @@ def from_any(args):
     return Arguments(**{k: v for k, v in values.items() if k in DEFAULTS})
 
 
-def to_dict(settings):
-    """Plain JSON-safe dict of the settings (what args.json holds)."""
-    return dataclasses.asdict(settings)
-
-
 def apply_smoke(settings, explicit=()):
     """The smoke preset on the fields neither in `explicit` nor changed from their defaults, once:
     open_run applies it to every run, and a second pass would undo an explicit --epochs 10 --smoke."""
@@ -121,12 +113,6 @@ LR_LIMIT = 1e3  # above it lr x gradient overflows float32 in a step or two: nev
 SEED_LIMIT = 2**32  # numpy's seeds are 32-bit
 
 
-def check_lr(value, flag="--lr"):
-    """UsageError unless `value` is a usable learning rate."""
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 < value <= LR_LIMIT):
-        raise UsageError(f"{flag} must be a number in (0, {LR_LIMIT:g}] (got {value}).")
-
-
 def check_exp_id(exp_id):
     """A run name is one folder name: never empty, a path, '.' or '..' (the kit would write, or delete, above it)."""
     name = str(exp_id)
@@ -136,13 +122,14 @@ def check_exp_id(exp_id):
                          "(no '/', not empty, not '.' or '..').")
 
 
-def _check_number(s, name, low, high=math.inf, closed_high=False):
+def _check_number(s, name, low, high=math.inf, ends="[)"):
+    """UsageError unless --name is a finite number from low to high (`ends`: which of them are allowed)."""
     value = getattr(s, name)
-    ok = isinstance(value, (int, float)) and math.isfinite(value) and low <= value
-    ok = ok and (value <= high if closed_high else value < high)
+    ok = isinstance(value, (int, float)) and math.isfinite(value)
+    ok = ok and (low <= value if ends[0] == "[" else low < value)
+    ok = ok and (value <= high if ends[1] == "]" else value < high)
     if not ok:
-        bracket = "]" if closed_high else ")"
-        raise UsageError(f"--{name} must be a number in [{low:g}, {high:g}{bracket} (got {value}).")
+        raise UsageError(f"--{name} must be a number in {ends[0]}{low:g}, {high:g}{ends[1]} (got {value}).")
 
 
 def validate(settings):
@@ -162,7 +149,7 @@ def validate(settings):
     for name, low in counts.items():
         if int(getattr(s, name)) < low:
             raise UsageError(f"--{name} must be >= {low} (got {getattr(s, name)}).")
-    check_lr(s.lr)
+    _check_number(s, "lr", 0, LR_LIMIT, "(]")
     _check_number(s, "momentum", 0, 1)
     _check_number(s, "weight_decay", 0)
     if not (isinstance(s.seed, int) and 0 <= s.seed < SEED_LIMIT):

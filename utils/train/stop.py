@@ -48,7 +48,7 @@ class GracefulStop:
     """Context manager installing the recording handlers (main thread only; elsewhere inert)."""
 
     def __init__(self):
-        self.signum, self.previous = None, {}
+        self.signum, self.previous = None, {}  # signum: the signal received (None: no stop requested)
         self.writing = False  # inside holding(): a second Ctrl-C waits for the write to end
         self.hurry = False  # a second Ctrl-C came while writing
 
@@ -84,10 +84,6 @@ class GracefulStop:
         if self.hurry and not outer:
             self.hurry = False
             raise KeyboardInterrupt
-
-    @property
-    def requested(self):
-        return self.signum is not None
 
     def finish(self, where, signum=None):
         """After the state is saved: let the previous handler act (submitit's requeue), then stop.
