@@ -14,6 +14,14 @@ def _at_least_float32(dtype):
     return torch.promote_types(dtype, torch.float32)
 
 
+def _autocast_input(tensor):
+    """tensor in the autocast dtype where autocast is on (what each nn.Linear would cast it to)."""
+    device_type = tensor.device.type
+    if torch.is_autocast_enabled(device_type) and tensor.dtype == torch.float32:  # as autocast: not float64
+        return tensor.to(torch.get_autocast_dtype(device_type))
+    return tensor
+
+
 class LayerNorm(nn.Module):
     """Layer normalisation with the biased variance. The assignment's formula from primitives runs
     with use_fused=False; by default F.layer_norm computes the same in one kernel each way (the
@@ -26,11 +34,14 @@ class LayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(hidden_size))
 
     def forward(self, inputs):
-        # Statistics in float32 even under autocast: half-precision variance loses digits.
-        x = inputs.to(_at_least_float32(inputs.dtype))
         if self.use_fused:
-            weight, bias = self.weight.to(x.dtype), self.bias.to(x.dtype)
-            return F.layer_norm(x, (self.hidden_size,), weight, bias, self.eps).to(inputs.dtype)
+            # The kernel keeps its statistics in float32 for half inputs too and writes the input's
+            # dtype, so under autocast the residual stream stays half (Megatron-LM's default): a
+            # quarter of float32's traffic. Autocast would upcast it to float32.
+            with torch.autocast(inputs.device.type, enabled=False):
+                weight, bias = self.weight.to(inputs.dtype), self.bias.to(inputs.dtype)
+                return F.layer_norm(inputs, (self.hidden_size,), weight, bias, self.eps)
+        x = inputs.to(_at_least_float32(inputs.dtype))  # statistics in float32: half-precision variance loses digits
         mean = x.mean(dim=-1, keepdim=True)
         variance = ((x - mean) ** 2).mean(dim=-1, keepdim=True)
         normed = (x - mean) * torch.rsqrt(variance + self.eps)
@@ -83,6 +94,7 @@ class MultiHeadedAttention(nn.Module):
 
     def forward(self, hidden_states):
         """hidden_states (B, T, nh * hs) -> (B, T, nh * hs)."""
+        hidden_states = _autocast_input(hidden_states)  # cast once for the three projections, not three times
         queries = self.split_heads(self.query(hidden_states))  # (B, nh, T, hs)
         keys = self.split_heads(self.key(hidden_states))  # (B, nh, T, hs)
         values = self.split_heads(self.value(hidden_states))  # (B, nh, T, hs)
@@ -169,15 +181,15 @@ class MiniGPT1(TiedLanguageModel):
 
     def get_embeddings(self, inputs):
         """inputs (B, T) -> token + position embeddings (B, T, E)."""
-        positions = torch.arange(inputs.shape[1], device=inputs.device).expand_as(inputs)  # (B, T)
-        return self.embedding(inputs, positions)
+        return self.embedding.sequences(inputs)  # = self.embedding(inputs, arange(T) for each row)
 
     def sequence_features(self, inputs):
         return self.features(inputs)
 
     def features(self, inputs):
         """Pre-classifier features (B, T, E), for the fast loss."""
-        hidden_states = self.dropout(self.get_embeddings(inputs))
+        # in the autocast dtype from here on: each block's LayerNorm writes it (see LayerNorm)
+        hidden_states = _autocast_input(self.dropout(self.get_embeddings(inputs)))
         for block in self.layers:
             hidden_states = block(hidden_states)
         return hidden_states

@@ -74,10 +74,9 @@ def evaluate(epoch, model, dataloader, args, mode="val", run=None):
     run = run or course_run(model, None, args, dataloader)
     run.nll.eval()
     steps = Pass(run, mode, epoch, dataloader)
-    with torch.no_grad():
+    with torch.no_grad(), run.precision.autocast():  # one autocast for the pass: each weight is cast once
         for step, batch in steps:
-            with run.precision.autocast():
-                nll = run.nll(batch["source"], batch["target"])  # (B, T)
+            nll = run.nll(batch["source"], batch["target"])  # (B, T)
             steps.add(nll, batch)
     return steps.result()
 

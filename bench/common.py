@@ -1,8 +1,5 @@
-"""What the benchmarks share: random frozen embeddings at the stand-in's scale, random batches, the
-project's training step as users get it, and result files. Benchmarks never import an entry script."""
-import json
-import os
-
+"""What the benchmarks share: random frozen embeddings at the stand-in's scale, random items, the
+project's training step as users get it. Benchmarks never import an entry script."""
 import torch
 
 VOCAB, WIDTH = 40479, 768  # GPT-1's embedding table
@@ -20,11 +17,24 @@ def frozen_embeddings(seq_len, seed=0, vocab=VOCAB, width=WIDTH):
     return tokens, torch.randn(seq_len, width, generator=generator) * EMBEDDING_RMS
 
 
+class RandomItems:
+    """A split of n random full-length items (mask all ones, as almost every Wikitext-2 training item
+    is), as TensorBatches reads it (the tests use it too)."""
+
+    def __init__(self, n, seq_len, vocab=VOCAB, seed=0):
+        generator = torch.Generator().manual_seed(seed)
+        tokens = torch.randint(1, vocab, (n, seq_len + 1), generator=generator)
+        self.tensors = {"source": tokens[:, :-1], "target": tokens[:, 1:], "mask": torch.ones(n, seq_len)}
+
+    def __len__(self):
+        return len(self.tensors["source"])
+
+    def as_tensors(self):
+        return self.tensors
+
+
 def random_batch(batch_size, seq_len, seed=0, device="cpu", vocab=VOCAB):
-    """Full-length sequences (mask all ones), as almost every Wikitext-2 training item is."""
-    generator = torch.Generator().manual_seed(seed)
-    tokens = torch.randint(1, vocab, (batch_size, seq_len + 1), generator=generator).to(device)
-    return {"source": tokens[:, :-1], "target": tokens[:, 1:], "mask": torch.ones(batch_size, seq_len, device=device)}
+    return {k: v.to(device) for k, v in RandomItems(batch_size, seq_len, vocab, seed).tensors.items()}
 
 
 def project_model(model, layers, seq_len, seed=0, device="cpu", vocab=VOCAB, width=WIDTH):
@@ -35,6 +45,17 @@ def project_model(model, layers, seq_len, seed=0, device="cpu", vocab=VOCAB, wid
     torch.manual_seed(seed)
     tokens, position = frozen_embeddings(seq_len, seed, vocab, width)
     return model_spec(model).build(Arguments(layers=layers), tokens, position).to(device)
+
+
+def training_parts(model, precision, optimizer="adamw", fused=None):
+    """(TokenNLL module, optimizer, scaler) for `model` as a run builds them, at the study's settings."""
+    from types import SimpleNamespace
+
+    from utils.models.base import TokenNLL
+    from utils.train.optim import make_optimizer
+
+    settings = SimpleNamespace(optimizer=optimizer, lr=LR, weight_decay=WEIGHT_DECAY, momentum=0.9)
+    return TokenNLL(model), make_optimizer(settings, model, fused=fused), precision.make_scaler()
 
 
 def loop_run(nll, optimizer, precision, scaler=None, start=0, stop=None, on_step=None):
@@ -62,28 +83,20 @@ def loop_train(nll, batches, optimizer, precision, scaler=None, start=0, stop=No
 
 
 def project_step(model, optimizer="adamw", precision="auto"):
-    """step(batch) -> loss: one optimisation step exactly as a run does it (run_exp.train's step on one
-    batch: TokenNLL forward, the course loss, the optimizer table, the precision users get with
-    --precision `precision`); the loss is the batch's mean NLL per token, read at the pass's end."""
-    from types import SimpleNamespace
-
-    from utils.models.base import TokenNLL
-    from utils.train.optim import make_optimizer
+    """step(batch) -> loss: one optimisation step exactly as a run does it, at the precision users get
+    with --precision `precision`; the loss is the batch's mean NLL per token, read at the pass's end."""
     from utils.train.precision import Precision
 
-    settings = SimpleNamespace(optimizer=optimizer, lr=LR, weight_decay=WEIGHT_DECAY, momentum=0.9)
-    opt = make_optimizer(settings, model)
-    device = next(model.parameters()).device
-    chosen = Precision.resolve(precision, device)
+    chosen = Precision.resolve(precision, next(model.parameters()).device)
     chosen.configure()
-    nll, scaler = TokenNLL(model), chosen.make_scaler()
+    nll, opt, scaler = training_parts(model, chosen, optimizer)
     step = lambda batch: torch.tensor(loop_train(nll, [batch], opt, chosen, scaler).loss)  # noqa: E731
     step.precision = str(chosen)
     return step
 
 
-def write_json(path, obj):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as handle:
-        json.dump(obj, handle, indent=2)
-        handle.write("\n")
+def unigram_nll(train_tokens, vocabulary_size, smoothing=0.1):
+    """(V,) float64 NLL of each id under add-`smoothing` counts of `train_tokens` (a tensor of ids)."""
+    counts = torch.bincount(train_tokens.long(), minlength=vocabulary_size).double() + smoothing
+    return -torch.log(counts / counts.sum())
+

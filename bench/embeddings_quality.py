@@ -1,30 +1,17 @@
-"""Which frozen stand-in embeddings let the LSTM and MiniGPT1 learn? One small, fixed budget.
+"""Which frozen stand-in embeddings let the LSTM and MiniGPT1 learn? One small, fixed budget
+(method and figures: docs/embeddings.md#what-the-stand-in-costs).
 
-    python -m utils.build_embeddings --method ppmi-svd --out data/ppmi-svd.npz
-    python -m utils.build_embeddings --out data/embeddings.npz
     python -m bench.embeddings_quality --standin data/ppmi-svd.npz \
         --candidate next-token-svd=data/embeddings.npz [--data_folder DATA --out PATH]
 
-Budget (the defaults): each run trains for 100 steps of 8 x 128 tokens (102,400 training
-tokens, ~4% of an epoch; Wikitext2 items of 128 tokens, shuffled with --seed) with Adam lr 1e-3,
-no weight decay, as in the study's configurations 1 and 5, then is scored on the first 128
-validation items of 128 tokens (16,384 targets). Models: LSTM (1 layer, hidden 512) and
-MiniGPT1 (1 block, 12 heads). 6-7 minutes per frozen run and 12-19 per learnable one on one
-thread of a 2-core AVX2 CPU (fp32) shared with other work; 76.5 minutes for the eight.
-
-Variants, all trained from the same initial weights (torch seeded with --seed before each
-model is built; the embeddings are passed in, so they draw nothing) on the same batches:
-  standin      --standin's rows, frozen (the old PPMI + SVD build);
-  learnable    the same rows, learn_embeddings=True (MiniGPT1 then also learns positions);
-  random       Gaussian rows with the stand-in's row norms (row 0 stays zero), frozen;
-  <name>       each --candidate NAME=PATH, frozen.
-Beside them, the unigram baseline: add-0.1 counts over all V ids from the train split, scored
-on exactly the same validation targets. Perplexity is token-weighted, exp(sum NLL / targets),
-with the exact chunked tied loss. Everything is seeded and runs on one thread: same numbers for
-the same files and arguments. A JSON result (args, embeddings' provenance, per-run perplexity,
-train losses) is written atomically to --out.
+Variants, all trained from the same initial weights (torch seeded before each model is built) on
+the same batches: standin (--standin's rows, frozen), learnable (the same rows learned), random
+(Gaussian rows with the stand-in's row norms, frozen) and each --candidate NAME=PATH, frozen;
+beside them the add-0.1 train unigram on the same validation targets. Seeded, one thread: the
+same numbers for the same files and arguments.
 """
 import argparse
+import itertools
 import math
 import os
 import sys
@@ -33,6 +20,7 @@ import time
 import numpy as np
 import torch
 
+from bench.common import unigram_nll
 from utils.data import PROJECT_DATA
 from utils.data.batches import TensorBatches
 from utils.data.build_embeddings import describe_embeddings
@@ -104,15 +92,11 @@ def build_model(kind, tokens, position, learn, seq_len, seed):
 
 def batches(data, count):
     """The first `count` batches of `data`, epoch after epoch if needed."""
-    epoch = 0
-    while count > 0:
-        data.set_epoch(epoch)
-        for batch in data:
-            if count == 0:
-                return
-            count -= 1
-            yield batch
-        epoch += 1
+    def epoch(number):
+        data.set_epoch(number)
+        return iter(data)
+
+    return itertools.islice(itertools.chain.from_iterable(map(epoch, itertools.count())), count)
 
 
 def train(model, train_data, args, name):
@@ -141,13 +125,11 @@ def validation_nll(model, valid_batch):
     return total, int(mask.sum())
 
 
-def unigram_perplexity(data_folder, valid_batch, vocabulary_size, smoothing=0.1):
-    """exp(mean NLL) of add-`smoothing` train-split unigram counts on the same validation targets."""
+def unigram_perplexity(data_folder, valid_batch, vocabulary_size):
+    """exp(mean NLL) of add-0.1 train-split unigram counts on the same validation targets."""
     tokens, _ = load_split(data_folder, "train")
-    counts = np.bincount(tokens, minlength=vocabulary_size).astype(np.float64) + smoothing
-    log_p = np.log(counts / counts.sum())
-    targets = valid_batch["target"][valid_batch["mask"] > 0].numpy()
-    return math.exp(-log_p[targets].mean())
+    nll = unigram_nll(torch.from_numpy(tokens.astype(np.int64)), vocabulary_size)
+    return math.exp(nll[valid_batch["target"][valid_batch["mask"] > 0]].mean())
 
 
 def describe(path):

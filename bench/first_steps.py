@@ -1,18 +1,14 @@
-"""The first training steps of each configuration: the batch loss at step 1 (the initial model),
-at steps 10 and 100 (what the optimizer sees there, after 9 and 99 updates), the mean of the last
-10 steps and the worst loss on the way, against the uniform and unigram losses.
+"""The first training steps of each configuration: the batch loss at steps 1 (the initial model), 10
+and 100, the mean of the last 10 steps and the worst on the way, against the uniform and unigram
+losses. A loss far above uniform (ln V) in the first steps means confidently wrong logits.
 
-    python -m bench.first_steps [--configs all --steps 100 --batch_size 16 --seq_len 256
-                                 --embeddings data/embeddings.npz --out bench/results/first_steps.json]
+    python -m bench.first_steps [--configs all --steps 100 --batch_size 16 --seq_len 256 --course_init]
 
-Each configuration is built as the engine builds it (registry, optimizer table, course lr, seed
-42) on the real training split in the engine's shuffled order, sequences cut to --seq_len. A loss
-far above uniform (ln V) in the first steps means confidently wrong logits. The models start as
-`--init stable` builds them (MiniGPT1.start_uniform, LSTM.start_orthogonal); --course_init as
-`--init course` (the course constructors' initialisation, the engine's default), for comparison.
+Each configuration is built as the engine builds it (registry, optimizer table, course lr, seed 42)
+on the training split in the engine's shuffled order, cut to --seq_len; its start is `--init
+stable`'s, or with --course_init `--init course`'s (the engine's default), for comparison.
 """
 import argparse
-import json
 import math
 import os
 import sys
@@ -39,22 +35,20 @@ def parse_args(argv=None):
 def unigram_loss(train_tokens, batches, vocabulary_size):
     """The course loss of the add-0.1 training unigram on these batches: what a model that knows only
     token frequencies scores."""
-    import torch
-
+    from bench.common import unigram_nll
     from utils.models.losses import course_loss
 
-    counts = torch.bincount(train_tokens.long(), minlength=vocabulary_size).double()
-    nll = -torch.log((counts + 0.1) / (counts.sum() + 0.1 * vocabulary_size))
+    nll = unigram_nll(train_tokens, vocabulary_size)
     return sum(float(course_loss(nll[b["target"]], b["mask"].double())) for b in batches) / len(batches)
 
 
 def first_steps(number, tokens, position, batches, course_init=False):
     """{step: loss} for steps 1..len(batches) of configuration `number` (step 1: the initial model)."""
-    from utils.study.configs import CONFIGS
+    from bench.common import loop_train
     from utils.models.base import TokenNLL
     from utils.models.registry import model_spec
+    from utils.study.configs import CONFIGS
     from utils.torch_utils import seed_experiment
-    from bench.common import loop_train
     from utils.train.optim import make_optimizer
     from utils.train.precision import Precision
     from utils.train.settings import Arguments
@@ -84,9 +78,9 @@ def load_batches(data_folder, batch_size, seq_len, steps):
 
 def main(argv=None):
     args = parse_args(argv)
-    from utils.study.configs import parse_config_list
     from utils.data import PROJECT_DATA
     from utils.data.embeddings import EmbeddingsError, read_embeddings
+    from utils.study.configs import CONFIGS, parse_config_list
 
     try:
         numbers = parse_config_list(args.configs)
@@ -102,12 +96,11 @@ def main(argv=None):
     uniform, unigram = math.log(tokens.shape[0]), unigram_loss(train.tokens, batches[:10], tokens.shape[0])
     shown = [s for s in STEPS_SHOWN if s <= len(batches)]
     print(f"uniform ln V = {uniform:.2f}, unigram (first 10 batches) = {unigram:.2f}; batch {args.batch_size} x "
-          f"{args.seq_len} tokens, {len(batches)} steps, {'--init course' if args.course_init else '--init stable'}")
-    print(f"{'configuration':<24}" + "".join(f"{'step ' + str(s):>10}" for s in shown) + f"{'last 10':>10}{'worst':>10}{'seconds':>9}")
+          f"{args.seq_len} tokens, {len(batches)} steps, --init {'course' if args.course_init else 'stable'}")
+    print(f"{'configuration':<24}" + "".join(f"{'step ' + str(s):>10}" for s in shown)
+          + f"{'last 10':>10}{'worst':>10}{'seconds':>9}")
     results = {}
     for number in numbers:
-        from utils.study.configs import CONFIGS
-
         start = time.perf_counter()
         losses = first_steps(number, tokens, position, batches, args.course_init)
         seconds = time.perf_counter() - start
@@ -116,9 +109,9 @@ def main(argv=None):
         print(f"{CONFIGS[number].label:<24}" + "".join(f"{losses[s]:>10.2f}" for s in shown)
               + f"{sum(last) / len(last):>10.2f}{max(losses.values()):>10.2f}{seconds:>9.0f}", flush=True)
     if args.out:
-        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-        with open(args.out, "w") as handle:
-            json.dump({"args": vars(args), "uniform": uniform, "unigram": unigram, "results": results}, handle, indent=1)
+        from utils.runs.atomic import atomic_write_json
+
+        atomic_write_json(args.out, {"args": vars(args), "uniform": uniform, "unigram": unigram, "results": results})
     return 0
 
 

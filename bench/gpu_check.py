@@ -1,33 +1,26 @@
-"""The device check: on one GPU, in at most 8 minutes, one table of what must hold there.
+"""The device check: on one GPU, in at most 8 minutes, one table of what must hold there (its rows and
+options: docs/gpu.md#the-device-check).
 
     python -m bench.gpu_check            # on a CUDA machine
     python -m bench.gpu_check --dry      # the same code path on the CPU, tiny sizes (tests run it)
 
-Rows: the CUDA-capable tests (tests/test_gpu_paths.py with LM_TEST_DEVICE=cuda; at most 3 minutes,
-skipped where pytest is missing); quiet training steps under torch.cuda.set_sync_debug_mode("error")
-(and the host-read counter of bench/host_syncs.py); run_exp.py itself for a few dozen steps, killed
-after its first checkpoint and rerun (once all on the GPU, once started on the CPU): it must
-continue; seconds per epoch (train + validation at the study's 16 x 256) of LSTM and MiniGPT1 at 1,
-2 and 4 layers in the auto precision, at 1 and 4 in fp16, and at 1 with --compile, EXTRAPOLATED from
---steps timed steps after --warmup ones (576 training and 60 validation steps per epoch); peak
-memory; the device's memory bandwidth (a 1 GiB copy: the steps are memory-bound, so bench.roofline's
-bytes per step over it is their floor); and the 12-configuration x 10-epoch study time, one run at a
-time and with K runs sharing the GPU (`--launcher local --max_parallel K`), each model's sharing
-measured on its own. Every row is guarded: an error (out of memory, cuDNN, the sync-debug mode)
-becomes that row's result, and the table is printed and written to --out as JSON whatever happens.
+Seconds per epoch are EXTRAPOLATED from --steps timed steps after --warmup ones. Every row is
+guarded: an error (out of memory, cuDNN, the sync-debug mode) becomes that row's result, and the
+table is printed and written to --out as JSON whatever happens.
 """
 import argparse
 import importlib.util
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 
 import torch
+
+from bench.train_step import read_results, result_line
 
 DEFAULT_OUT = os.path.join("bench", "results", "gpu_check.json")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,6 +32,10 @@ EPOCHS = 10  # the study's epochs per configuration
 TARGETS = (((8, 0), "A100/H100 class, auto (bf16)", 5.0, 12.0), ((0, 0), "T4 class, fp16", 25.0, 60.0))
 FULL = dict(batch=16, seq_len=256, vocab=40479, width=768)
 TINY = dict(batch=2, seq_len=16, vocab=500, width=48)
+# The defaults of --steps, --warmup, --parallel and --budget on a GPU and dry (a longer budget: a busy CPU).
+DEFAULTS = {False: dict(steps=20, warmup=3, parallel="2,4", budget=450.0),
+            True: dict(steps=1, warmup=1, parallel="2", budget=1200.0)}
+MODELS = ("lstm", "gpt1")
 
 
 def parse_args(argv=None):
@@ -53,26 +50,33 @@ def parse_args(argv=None):
     parser.add_argument("--out", default=DEFAULT_OUT)
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: one concurrent run
     parser.add_argument("--go", default=None, help=argparse.SUPPRESS)  # internal: the start barrier's folder
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for name, value in DEFAULTS[args.dry].items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    return args
+
+
+def line_of(text, index=0, width=160):
+    """One line of `text` (the first, or index -1: the last), at most `width` characters."""
+    return (str(text).strip().splitlines() or [""])[index][:width]
 
 
 class Check:
-    """The sizes, device and clock of one check."""
+    """The sizes, device, clock, rows and record of one check."""
 
     def __init__(self, args):
-        self.args, self.dry = args, args.dry
-        if not self.dry and not torch.cuda.is_available():
+        if not args.dry and not torch.cuda.is_available():
             raise SystemExit("error: no CUDA device here: run it on a GPU, or with --dry on a CPU.")
+        self.args, self.dry, self.steps, self.warmup = args, args.dry, args.steps, args.warmup
         self.device = torch.device("cpu" if self.dry else "cuda")
+        self.cuda = self.device.type == "cuda"
         self.sizes = TINY if self.dry else FULL
-        self.steps = args.steps or (1 if self.dry else 20)
-        self.warmup = args.warmup if args.warmup is not None else (1 if self.dry else 3)
         self.started = time.perf_counter()
         self.rows, self.record = [], {}
 
     def left(self):
-        budget = self.args.budget or (1200.0 if self.dry else 450.0)
-        return budget - (time.perf_counter() - self.started)
+        return self.args.budget - (time.perf_counter() - self.started)
 
     def precision(self, name):
         """The precision a run would get; fp16 on the CPU only in dry mode (resolve() refuses it there)."""
@@ -93,58 +97,66 @@ class Check:
         try:
             return work(self, *args)
         except Exception as err:  # noqa: BLE001  out of memory, a cuDNN error, the sync-debug mode...
-            line = f"{type(err).__name__}: " + (str(err).strip().splitlines() or [""])[0][:160]
+            line = f"{type(err).__name__}: " + line_of(err)
             self.row(label, "error: " + line)
             self.record.setdefault("errors", {})[label] = line
-            if self.device.type == "cuda":
+            if self.cuda:
                 torch.cuda.empty_cache()
             return None
 
+    def synchronize(self):
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+
+
+def epoch_steps(items, batch):
+    return -(-items // batch)
+
 
 # ----------------------------------------------------------------------------- the pieces
-class RandomItems:
-    """A split of n random full-length items, as TensorBatches reads it (the tests use it too)."""
+class Training:
+    """A model's TokenNLL module, optimizer, precision, scaler and batches as a run builds them
+    (compile: as --compile does, torch.compile of the model's features)."""
 
-    def __init__(self, n, seq_len, vocab, seed=0):
-        generator = torch.Generator().manual_seed(seed)
-        tokens = torch.randint(1, vocab, (n, seq_len + 1), generator=generator)
-        self.tensors = {"source": tokens[:, :-1], "target": tokens[:, 1:], "mask": torch.ones(n, seq_len)}
+    def __init__(self, check, model, layers, precision_name, compile=False, seed=0):
+        from bench.common import RandomItems, project_model, training_parts
+        from utils.data.batches import TensorBatches
 
-    def __len__(self):
-        return len(self.tensors["source"])
+        s = check.sizes
+        network = project_model(model, layers, s["seq_len"], seed, check.device, s["vocab"], s["width"])
+        if compile:
+            network.sequence_features = torch.compile(network.sequence_features)
+        self.precision = check.precision(precision_name)
+        fused = True if check.dry else None  # dry: the optimizer CUDA gets
+        self.nll, self.optimizer, self.scaler = training_parts(network, self.precision, fused=fused)
+        items = RandomItems(s["batch"] * (check.warmup + check.steps + 1), s["seq_len"], s["vocab"], seed)
+        self.batches = TensorBatches(items, s["batch"], shuffle=True, seed=seed, device=check.device)
 
-    def as_tensors(self):
-        return self.tensors
+    def train(self, start, stop, on_step=None):
+        """run_exp.train over steps start..stop of the epoch: its EpochResult (loss, ppl, seconds)."""
+        from bench.common import loop_train
 
+        return loop_train(self.nll, self.batches, self.optimizer, self.precision, self.scaler, start, stop, on_step)
 
-def build_run(check, model, layers, precision_name, seed=0, compile=False):
-    """(TokenNLL module, optimizer, precision, scaler, batches) as a run builds them (compile: as
-    --compile does, torch.compile of the model's features)."""
-    from types import SimpleNamespace
+    def validate(self, stop):
+        """run_exp.evaluate over the first `stop` batches: its EpochResult."""
+        import run_exp
+        from bench.common import loop_run
 
-    from bench.common import LR, WEIGHT_DECAY, project_model
-    from utils.data.batches import TensorBatches
-    from utils.models.base import TokenNLL
-    from utils.train.optim import make_optimizer
-
-    s = check.sizes
-    network = project_model(model, layers, s["seq_len"], seed, check.device, s["vocab"], s["width"])
-    if compile:
-        network.sequence_features = torch.compile(network.sequence_features)
-    settings = SimpleNamespace(optimizer="adamw", lr=LR, weight_decay=WEIGHT_DECAY, momentum=0.9)
-    precision = check.precision(precision_name)
-    items = RandomItems(s["batch"] * (check.warmup + check.steps + 1), s["seq_len"], s["vocab"], seed)
-    batches = TensorBatches(items, s["batch"], shuffle=True, seed=seed, device=check.device)
-    fused = True if check.dry else None  # dry: the optimizer CUDA gets
-    return TokenNLL(network), make_optimizer(settings, network, fused=fused), precision, precision.make_scaler(), batches
+        run = loop_run(self.nll, self.optimizer, self.precision, self.scaler, stop=stop)
+        return run_exp.evaluate(0, self.nll.model, self.batches, run.settings, "valid", run)
 
 
 def run_tests(check):
     """The CUDA-capable tests on the device (dry: the capability tests on the CPU), bounded in time."""
     label = "tests/test_gpu_paths.py on " + str(check.device)
+
+    def result(returncode, summary):
+        check.record["tests"] = {"returncode": returncode, "summary": summary}
+        check.row(label, summary, "all pass")
+
     if importlib.util.find_spec("pytest") is None:
-        check.record["tests"] = {"returncode": None, "summary": "pytest is not installed"}
-        return check.row(label, "skipped: pytest is not installed (pip install pytest)", "all pass")
+        return result(None, "skipped: pytest is not installed (pip install pytest)")
     env = dict(os.environ, LM_TEST_DEVICE=str(check.device))
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_gpu_paths.py",
                "-k", "PrecisionByCapability" if check.dry else "not GpuCheckDryRun"]  # never itself again
@@ -152,11 +164,8 @@ def run_tests(check):
     try:
         done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=limit)
     except subprocess.TimeoutExpired:
-        check.record["tests"] = {"returncode": None, "summary": f"timed out after {limit:.0f} s"}
-        return check.row(label, f"timed out after {limit:.0f} s", "all pass")
-    summary = (done.stdout.strip().splitlines() or ["no output"])[-1]
-    check.record["tests"] = {"returncode": done.returncode, "summary": summary}
-    check.row(label, summary, "all pass")
+        return result(None, f"timed out after {limit:.0f} s")
+    result(done.returncode, line_of(done.stdout, -1, None) or "no output")
     if done.returncode:
         print(done.stdout[-3000:] + done.stderr[-2000:], file=sys.stderr)
 
@@ -164,83 +173,63 @@ def run_tests(check):
 def quiet_steps(check, model):
     """Train steps 2..n of an epoch with no reporter: under CUDA's sync debug mode ("error") and the
     host-read counter. Returns the number of would-synchronise calls (0 expected)."""
-    from bench.host_syncs import count_host_syncs, cuda_branches
-    from bench.common import loop_train
+    from bench.host_syncs import count_host_syncs, cuda_branches, set_sync_debug
 
-    nll, optimizer, precision, scaler, batches = build_run(check, model, 1, "auto")
-    steps = check.warmup + check.steps
-    seen = {}
+    training, steps, seen, error = Training(check, model, 1, "auto"), check.warmup + check.steps, {}, None
 
     def hook(step):  # steps 2..steps run inside the strict window
         if step == 1:
-            _set_sync_debug(check.device, "error")
+            set_sync_debug(check.device, "error")
             seen["start"] = counter.calls
         if step == steps:
-            _set_sync_debug(check.device, "default")
+            set_sync_debug(check.device, "default")
             seen["end"] = counter.calls
 
-    error = None
     with cuda_branches(), count_host_syncs() as counter:
         try:
             # one step more: the pass's last step reads its values (a printing line), after the window
-            loop_train(nll, batches, optimizer, precision, scaler, stop=steps + 1, on_step=hook)
+            training.train(0, steps + 1, on_step=hook)
         except RuntimeError as err:  # what set_sync_debug_mode("error") raises on a synchronisation
-            error = (str(err).strip().splitlines() or ["RuntimeError"])[0][:200]
+            error = line_of(err, width=200) or "RuntimeError"
         finally:
-            _set_sync_debug(check.device, "default")
+            set_sync_debug(check.device, "default")
     calls = seen.get("end", counter.calls) - seen.get("start", 0)
     check.record.setdefault("quiet_step_syncs", {})[model] = {"calls": calls, "where": counter.where[:5],
                                                               "error": error}
-    check.row(f"{model}: host syncs in {steps - 1} quiet steps ({precision})", error or str(calls), "0")
+    check.row(f"{model}: host syncs in {steps - 1} quiet steps ({training.precision})", error or str(calls), "0")
     return calls + (error is not None)
-
-
-def _set_sync_debug(device, mode):
-    if device.type == "cuda":
-        torch.cuda.set_sync_debug_mode(mode)
 
 
 def time_epoch(check, model, layers, precision_name, compile=False):
     """Seconds per epoch (train + validation), extrapolated from timed steps; peak memory."""
-    import run_exp
-    from bench.common import loop_run, loop_train
-
-    nll, optimizer, precision, scaler, batches = build_run(check, model, layers, precision_name, compile=compile)
-    s = check.sizes
-    batches.set_epoch(0)
-    loop_train(nll, batches, optimizer, precision, scaler, stop=check.warmup)  # warm-up
-    if check.device.type == "cuda":
+    training, s = Training(check, model, layers, precision_name, compile), check.sizes
+    training.batches.set_epoch(0)
+    training.train(0, check.warmup)  # warm-up
+    if check.cuda:
         torch.cuda.reset_peak_memory_stats(check.device)
-    train = loop_train(nll, batches, optimizer, precision, scaler, start=check.warmup,
-                       stop=check.warmup + check.steps)  # its time is taken after a synchronisation
-    run = loop_run(nll, optimizer, precision, scaler, stop=check.steps)
-    valid = run_exp.evaluate(0, nll.model, batches, run.settings, "valid", run)
+    train = training.train(check.warmup, check.warmup + check.steps)  # its time is taken after a synchronisation
+    valid = training.validate(check.steps)
     train_step, valid_step = train[2] / check.steps, valid[2] / check.steps
-    per_epoch = _steps(TRAIN_ITEMS, s["batch"]) * train_step + _steps(VALID_ITEMS, s["batch"]) * valid_step
-    peak = torch.cuda.max_memory_allocated(check.device) / 2**20 if check.device.type == "cuda" else None
-    result = {"model": model, "layers": layers, "precision": str(precision), "train_step_s": train_step,
-              "valid_step_s": valid_step, "epoch_s": per_epoch, "test_pass_s": _steps(TEST_ITEMS, s["batch"]) * valid_step,
-              "peak_memory_mb": peak, "train_loss": train[0], "compile": compile}
-    del nll, optimizer, batches
-    if check.device.type == "cuda":
+    per_epoch = epoch_steps(TRAIN_ITEMS, s["batch"]) * train_step + epoch_steps(VALID_ITEMS, s["batch"]) * valid_step
+    peak = torch.cuda.max_memory_allocated(check.device) / 2**20 if check.cuda else None
+    result = {"model": model, "layers": layers, "precision": str(training.precision), "train_step_s": train_step,
+              "valid_step_s": valid_step, "epoch_s": per_epoch, "peak_memory_mb": peak, "train_loss": train[0],
+              "test_pass_s": epoch_steps(TEST_ITEMS, s["batch"]) * valid_step, "compile": compile}
+    del training
+    if check.cuda:
         torch.cuda.empty_cache()
     return result
-
-
-def _steps(items, batch):
-    return -(-items // batch)
 
 
 def bandwidth(check, repeats=5):
     """GB/s of the best of `repeats` copies of 1 GiB (1 MiB dry), read and written."""
     source = torch.empty(2**28 if not check.dry else 2**18, device=check.device)
-    target = torch.empty_like(source)
-    best = math.inf
+    target, best = torch.empty_like(source), math.inf
     for _ in range(repeats + 1):
-        _synchronize(check.device)
+        check.synchronize()
         start = time.perf_counter()
         target.copy_(source)
-        _synchronize(check.device)
+        check.synchronize()
         best = min(best, time.perf_counter() - start)
     rate = 2 * source.numel() * source.element_size() / best / 1e9
     check.record["bandwidth_gb_s"] = rate
@@ -263,13 +252,12 @@ def resumed_run(check, first_device):
         first = subprocess.Popen(command + ["--device", first_device], cwd=ROOT, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.PIPE, text=True)
         deadline = time.perf_counter() + (600.0 if check.dry else min(120.0, max(check.left() - 120, 30.0)))
-        while first.poll() is None and not os.path.exists(os.path.join(run_dir, CHECKPOINT)):
-            if time.perf_counter() > deadline:
-                break
+        checkpointed = lambda: os.path.exists(os.path.join(run_dir, CHECKPOINT))  # noqa: E731
+        while first.poll() is None and not checkpointed() and time.perf_counter() < deadline:
             time.sleep(0.05)
-        first.send_signal(signal.SIGKILL)
+        first.kill()  # SIGKILL: the run gets no chance to save anything more
         first.wait()
-        if not os.path.exists(os.path.join(run_dir, CHECKPOINT)):
+        if not checkpointed():
             return check.row(label, "failed: no checkpoint before the kill: " + first.stderr.read()[-200:].strip())
         second = subprocess.run(command + ["--device", str(check.device)], cwd=ROOT, capture_output=True, text=True,
                                 timeout=max(deadline - time.perf_counter(), 600.0 if check.dry else 60.0))
@@ -277,8 +265,8 @@ def resumed_run(check, first_device):
             resumes = json.load(handle).get("resumes", [])
     ok = second.returncode == 0 and resumes
     check.record.setdefault("resumed", {})[first_device] = {"returncode": second.returncode, "resumes": len(resumes)}
-    tail = (second.stderr.strip().splitlines() or [""])[-1][:160]
-    check.row(label, "continued and finished" if ok else f"failed (exit {second.returncode}): {tail}", "continues")
+    failed = f"failed (exit {second.returncode}): {line_of(second.stderr, -1)}"
+    check.row(label, "continued and finished" if ok else failed, "continues")
 
 
 def _tiny_embeddings(folder):
@@ -292,25 +280,17 @@ def _tiny_embeddings(folder):
     return path
 
 
-def _synchronize(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 # ----------------------------------------------------------------------------- several runs at once
 def worker(args):
     """One of K concurrent runs: x1 training steps of the model args.worker names; prints its seconds per step."""
-    from bench.common import loop_train
-
     check = Check(args)
-    nll, optimizer, precision, scaler, batches = build_run(check, args.worker, 1, "auto")
-    loop_train(nll, batches, optimizer, precision, scaler, stop=check.warmup)
+    training = Training(check, args.worker, 1, "auto")
+    training.train(0, check.warmup)
     open(os.path.join(args.go, f"ready-{os.getpid()}"), "w").close()
     while not os.path.exists(os.path.join(args.go, "go")):
         time.sleep(0.01)
-    result = loop_train(nll, batches, optimizer, precision, scaler, start=check.warmup,
-                        stop=check.warmup + check.steps)
-    print("RESULT " + json.dumps({"step_s": result[2] / check.steps}), flush=True)
+    seconds = training.train(check.warmup, check.warmup + check.steps)[2]
+    print(result_line({"step_s": seconds / check.steps}), flush=True)
     return 0
 
 
@@ -318,7 +298,7 @@ def concurrent_step_seconds(check, k, model):
     """Mean seconds per step of each of k runs of `model` x1 training at once, or None on failure."""
     with tempfile.TemporaryDirectory() as go:
         command = [sys.executable, "-m", "bench.gpu_check", "--worker", model, "--go", go, "--steps",
-                   str(check.steps), "--warmup", str(check.warmup)] + (["--dry"] if check.dry else [])
+                   str(check.steps), "--warmup", str(check.warmup)] + ["--dry"] * check.dry
         procs = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for _ in range(k)]
         deadline = time.perf_counter() + max(check.left(), 60)
@@ -334,8 +314,7 @@ def concurrent_step_seconds(check, k, model):
                 p.kill()
             print(f"{k} concurrent runs did not finish in the time budget", file=sys.stderr)
             return None
-    steps = [json.loads(line[len("RESULT "):])["step_s"] for out, _ in outputs for line in out.splitlines()
-             if line.startswith("RESULT ")]
+    steps = [r["step_s"] for out, _ in outputs for r in read_results(out)]
     if len(steps) < k:
         print(f"{k} concurrent runs failed: {outputs[0][1][-1500:]}", file=sys.stderr)
         return None
@@ -353,30 +332,24 @@ def study_seconds(epochs, speedup=None):
                / (speedup or {}).get(c.model, 1.0) for c in CONFIGS.values())
 
 
-def targets_for(check):
-    if check.dry:
-        return None
-    capability = torch.cuda.get_device_capability(check.device)
-    return next(t for t in TARGETS if capability >= t[0])
-
-
 def run(check):
     name = "CPU (dry run)" if check.dry else torch.cuda.get_device_name(check.device)
     print(f"gpu_check on {name}, torch {torch.__version__}, budget {check.left():.0f}s", flush=True)
     check.record.update(device=name, torch=torch.__version__, dry=check.dry, sizes=check.sizes,
                         steps=check.steps, warmup=check.warmup, date=time.strftime("%Y-%m-%d"))
-    target = targets_for(check)
+    capability = None if check.dry else torch.cuda.get_device_capability(check.device)
+    target = None if check.dry else next(t for t in TARGETS if capability >= t[0])
     check.guarded("tests", run_tests)
-    for model in ("lstm", "gpt1"):
+    for model in MODELS:
         check.guarded(f"{model}: host syncs in quiet steps", quiet_steps, model)
     for first in ("cuda", "cpu") if not check.dry else ("cpu",):
         check.guarded(f"run_exp.py resumed from {first}", resumed_run, first)
     check.guarded("memory bandwidth", bandwidth)
-    epochs = []
-    plan = [(m, n, "auto", False) for n in (1, 2, 4) for m in ("lstm", "gpt1")]
+    plan = [(m, n, "auto", False) for n in (1, 2, 4) for m in MODELS]
     if check.precision("auto").name != "fp16":  # on a T4, auto is fp16 already
-        plan += [(m, n, "fp16", False) for n in (1, 4) for m in ("lstm", "gpt1")]
-    plan += [(m, 1, "auto", True) for m in ("lstm", "gpt1")]
+        plan += [(m, n, "fp16", False) for n in (1, 4) for m in MODELS]
+    plan += [(m, 1, "auto", True) for m in MODELS]
+    epochs = check.record["epochs"] = []
     for model, layers, precision, compiled in plan:
         label = f"{model} x{layers} {precision}" + (" --compile" if compiled else "")
         if check.left() < 60:
@@ -389,7 +362,6 @@ def run(check):
         goal = f"<= {target[2]:.0f} s" if target and layers == 1 and precision == "auto" else ""
         peak = "" if result["peak_memory_mb"] is None else f", peak {result['peak_memory_mb']:,.0f} MB"
         check.row(f"{label} ({result['precision']}): s/epoch", f"{result['epoch_s']:.1f}{peak}", goal)
-    check.record["epochs"] = epochs
     autos = [e for e in epochs if e["asked"] == "auto" and not e["compile"]]
     if len(autos) == 6:
         study(check, autos, target)
@@ -397,13 +369,12 @@ def run(check):
 
 
 def study(check, autos, target):
-    alone = study_seconds(autos)
-    check.record["study_s_one_at_a_time"] = alone
+    alone = check.record["study_s_one_at_a_time"] = study_seconds(autos)
     goal = f"<= {target[3]:.0f} min" if target else ""
     check.row("12 x 10 study, one run at a time (extrapolated)", f"{alone / 60:.1f} min", goal)
-    for k in (int(v) for v in (check.args.parallel or ("2" if check.dry else "2,4")).split(",") if v):
+    for k in (int(v) for v in check.args.parallel.split(",") if v):
         gains = {}
-        for model in ("lstm", "gpt1"):
+        for model in MODELS:
             if check.left() < 60:
                 break
             single = next(e["train_step_s"] for e in autos if e["model"] == model and e["layers"] == 1)
@@ -420,11 +391,11 @@ def study(check, autos, target):
 
 
 def table(check):
-    lines = ["| check | result | target |", "|---|---|---|"]
-    lines += [f"| {a} | {b} | {c} |" for a, b, c in check.rows]
+    lines = ["| check | result | target |", "|---|---|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in check.rows]
+    s = check.sizes
     note = (f"Seconds per epoch are extrapolated from {check.steps} timed steps (after {check.warmup}) to "
-            f"{_steps(TRAIN_ITEMS, check.sizes['batch'])} training + {_steps(VALID_ITEMS, check.sizes['batch'])} "
-            f"validation steps of {check.sizes['batch']} x {check.sizes['seq_len']}.")
+            f"{epoch_steps(TRAIN_ITEMS, s['batch'])} training + {epoch_steps(VALID_ITEMS, s['batch'])} "
+            f"validation steps of {s['batch']} x {s['seq_len']}.")
     if check.dry:
         note += " DRY RUN: CPU, tiny sizes; the figures mean nothing."
     return "\n".join(lines) + "\n\n" + note
@@ -440,9 +411,9 @@ def main(argv=None):
     finally:  # the table, whatever happened
         text = table(check)
         print("\n" + text, flush=True)
-        from bench.common import write_json
+        from utils.runs.atomic import atomic_write_json
 
-        write_json(args.out, dict(check.record, table=text))
+        atomic_write_json(args.out, dict(check.record, table=text))
     tests = check.record.get("tests", {}).get("returncode")
     syncs = check.record.get("quiet_step_syncs", {}).values()
     failed = tests not in (0, None) or check.record.get("errors") or any(v["calls"] or v["error"] for v in syncs)

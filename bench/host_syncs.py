@@ -1,13 +1,11 @@
-"""Count the calls that make the host wait for the device, on any device (a CPU included).
-
-On CUDA, torch.cuda.set_sync_debug_mode("error") catches a synchronisation when it happens; on a
-CPU nothing synchronises, so this counts the calls that WOULD: reading a tensor's value on the
-host (.item, .tolist, .cpu, .numpy, float(), int(), bool(), using it as an index) and making a
-tensor from host values (torch.tensor, torch.as_tensor, a blocking host-to-device copy on CUDA).
-Both are used on the training step: by tests/test_gpu_paths.py and by bench/gpu_check.py.
+"""Count the calls that make the host wait for the device, on any device (a CPU included): reading
+a tensor's value on the host (.item, .tolist, .cpu, .numpy, float(), int(), bool(), an index) and
+making a tensor from host values. On CUDA, set_sync_debug_mode("error") catches the rest. Used by
+tests/test_gpu_paths.py and bench/gpu_check.py.
 """
 import contextlib
 import traceback
+from unittest import mock
 
 import torch
 
@@ -43,43 +41,34 @@ class SyncCounter:
 def count_host_syncs():
     """Within the block, every would-synchronise call is counted in the yielded SyncCounter."""
     counter = SyncCounter()
-    saved = [(owner, name, getattr(owner, name), name in vars(owner))
-             for owner, names in ((torch.Tensor, READS), (torch, MAKERS)) for name in names]
-    try:
-        for owner, name, original, _ in saved:
-            setattr(owner, name, counter.wrap(name, original))
+    with contextlib.ExitStack() as patches:  # mock restores each (or removes it where inherited)
+        for owner, names in ((torch.Tensor, READS), (torch, MAKERS)):
+            for name in names:
+                patches.enter_context(mock.patch.object(owner, name, counter.wrap(name, getattr(owner, name))))
         yield counter
-    finally:
-        for owner, name, original, own in saved:
-            if own:
-                setattr(owner, name, original)
-            else:  # inherited (torch.Tensor from its C base): remove the override
-                delattr(owner, name)
-
-
-def _range_check_on_device(ids, size, what):
-    """The CUDA branch of utils.data.embeddings._check_range: an assertion the device checks."""
-    torch._assert_async(((ids >= 0) & (ids < size)).all(), f"{what} out of range [0, {size})")
 
 
 @contextlib.contextmanager
 def cuda_branches():
     """Run, on any device, the CUDA branch of code whose CPU branch differs only by reading values
-    on the host (where no device is waited for): the token ids' range check."""
-    from unittest import mock
+    on the host (where no device is waited for): the token ids' range check, a device assertion."""
+    def on_device(ids, size, what):  # the CUDA branch of utils.data.embeddings._check_range
+        torch._assert_async(((ids >= 0) & (ids < size)).all(), f"{what} out of range [0, {size})")
 
-    with mock.patch("utils.data.embeddings._check_range", _range_check_on_device):
+    with mock.patch("utils.data.embeddings._check_range", on_device):
         yield
+
+
+def set_sync_debug(device, mode):
+    if torch.device(device).type == "cuda":
+        torch.cuda.set_sync_debug_mode(mode)
 
 
 @contextlib.contextmanager
 def cuda_sync_errors(device):
     """On CUDA, make any synchronisation inside the block an error; elsewhere, nothing."""
-    if torch.device(device).type != "cuda":
-        yield
-        return
-    torch.cuda.set_sync_debug_mode("error")
+    set_sync_debug(device, "error")
     try:
         yield
     finally:
-        torch.cuda.set_sync_debug_mode("default")
+        set_sync_debug(device, "default")

@@ -1,14 +1,12 @@
-"""Time one training step of the project against a course-style step and Hugging Face's GPT.
+"""Time one training step of the project against a course-style step and Hugging Face's GPT
+(docs/performance.md#the-per-step-benchmark).
 
     python -m bench.train_step [--steps 5 --warmup 2 --rounds 2 --batch_size 16 --seq_len 256
                                 --out bench/results/train_step.json]
 
-Each variant (bench/step_variants.py) runs in its own subprocess, so its peak resident memory
-(getrusage ru_maxrss, its high-water mark reset just before the first step) is its own.
-Variants are interleaved round by round (A B C ... A B C ...) so that load from other
-processes spreads over all of them; the ratios come from one such run. Each round also
-measures the machine's fp32 and bf16 matmul rate, and each step's analytic matmul FLOPs are
-reported as a fraction of the fp32 rate. The orchestrating process never imports torch.
+Each variant (bench/step_variants.py) runs in its own subprocess, so its peak resident memory is its
+own; variants are interleaved round by round (A B C ... A B C ...) so that load from other processes
+spreads over all of them. The orchestrating process never imports torch.
 """
 import argparse
 import importlib.util
@@ -18,14 +16,16 @@ import statistics
 import subprocess
 import sys
 
-RESULT_TAG = "RESULT "
+from utils.runs.atomic import atomic_write_json
+
 DEFAULT_OUT = os.path.join("bench", "results", "train_step.json")
 ALL_VARIANTS = ("lstm-project", "lstm-project-fp32", "lstm-course", "gpt1-project", "gpt1-project-fp32", "gpt1-course",
                 "gpt1-hf")
-# (numerator, denominator, minimum speed ratio, maximum memory ratio) set by the issue.
-FLOORS = (("lstm-project", "lstm-course", 2.5, 0.5), ("gpt1-project", "gpt1-hf", 2.0, 0.5))
+# (numerator, denominator): (minimum speed ratio, maximum memory ratio) set by the issue, or None.
+RATIOS = {("lstm-project", "lstm-course"): (2.5, 0.5), ("gpt1-project", "gpt1-course"): None,
+          ("gpt1-project", "gpt1-hf"): (2.0, 0.5)}
 SETUP_KEYS = ("steps", "warmup", "rounds", "batch_size", "seq_len", "layers", "compile")
-RATIOS = (("lstm-project", "lstm-course"), ("gpt1-project", "gpt1-course"), ("gpt1-project", "gpt1-hf"))
+RESULT_TAG = "RESULT "  # a worker's one line of JSON on stdout (bench/gpu_check.py's workers too)
 
 
 def parse_args(argv=None):
@@ -47,19 +47,19 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     if args.worker:
-        from bench.train_step_worker import run_worker
+        from bench.step_variants import run_worker
 
-        print(RESULT_TAG + json.dumps(run_worker(args)), flush=True)
+        print(result_line(run_worker(args)), flush=True)
         return 0
     variants = available_variants(args.variants)
     runs = {name: [] for name in ("matmul",) + variants}
     for round_index in range(args.rounds):
-        for name in ("matmul",) + variants:
+        for name in runs:
             print(f"round {round_index + 1}/{args.rounds}: {name} ...", file=sys.stderr, flush=True)
             runs[name].append(spawn(name, args))
     summary = summarise(runs, args)
     print(format_table(summary))
-    write_json(args.out, summary)
+    atomic_write_json(args.out, summary)
     print(f"\nwrote {args.out}")
     return 0
 
@@ -78,32 +78,27 @@ def available_variants(text):
 
 def spawn(name, args):
     """Run one variant in a fresh interpreter; returns its result dict."""
-    command = [sys.executable, "-m", "bench.train_step", "--worker", name]
+    command = [sys.executable, "-m", "bench.train_step", "--worker", name] + ["--compile"] * args.compile
     for flag in ("steps", "warmup", "batch_size", "seq_len", "layers", "threads"):
-        value = getattr(args, flag)
-        if value is not None:
-            command += [f"--{flag}", str(value)]
-    if args.compile:
-        command.append("--compile")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    done = subprocess.run(command, cwd=root, capture_output=True, text=True)
-    for line in done.stdout.splitlines():
-        if line.startswith(RESULT_TAG):
-            return json.loads(line[len(RESULT_TAG):])
+        if getattr(args, flag) is not None:
+            command += [f"--{flag}", str(getattr(args, flag))]
+    done = subprocess.run(command, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          capture_output=True, text=True)
+    for result in read_results(done.stdout):
+        return result
     raise RuntimeError(f"{name} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
 
 
 def summarise(runs, args):
-    """Medians over all timed steps of all rounds; peaks as the max over rounds."""
+    """Medians over all timed steps of all rounds; peaks as the max over rounds; each step's analytic
+    matmul FLOPs as a fraction of the machine's fp32 matmul rate measured in the same rounds."""
     tokens = args.batch_size * args.seq_len
     matmul = runs.pop("matmul")
     fp32_peak = statistics.median(r["fp32_gflops"] for r in matmul)
-    bf16_peak = statistics.median(r["bf16_gflops"] for r in matmul)
     rows = {}
     for name, results in runs.items():
         times = [t for r in results for t in r["step_seconds"]]
-        seconds = statistics.median(times)
-        flops = results[0]["step_flops"]
+        seconds, flops = statistics.median(times), results[0]["step_flops"]
         rows[name] = {
             "median_step_s": seconds, "tokens_per_s": tokens / seconds, "step_seconds": times,
             "peak_mb": max(r["peak_mb"] for r in results), "base_mb": min(r["base_mb"] for r in results),
@@ -116,34 +111,33 @@ def summarise(runs, args):
         "setup": {k: getattr(args, k) for k in SETUP_KEYS}
         | {"tokens_per_step": tokens, "torch": matmul[0]["torch"], "cpu": matmul[0]["cpu"], "device": "cpu",
            "threads": matmul[0]["threads"], "command": " ".join(["python -m bench.train_step"] + sys.argv[1:])},
-        "matmul_gflops": {"fp32": fp32_peak, "bf16": bf16_peak, "per_round": matmul},
+        "matmul_gflops": {"fp32": fp32_peak, "bf16": statistics.median(r["bf16_gflops"] for r in matmul),
+                          "per_round": matmul},
         "variants": rows, "ratios": ratios(rows),
     }
 
 
 def ratios(rows):
     out = {}
-    for num, den in RATIOS:
-        if num in rows and den in rows:
-            a, b = rows[num], rows[den]
-            out[f"{num} / {den}"] = {
-                "speed": a["tokens_per_s"] / b["tokens_per_s"], "peak_memory": a["peak_mb"] / b["peak_mb"],
-                "added_memory": (a["peak_mb"] - a["base_mb"]) / max(b["peak_mb"] - b["base_mb"], 1e-9),
-            }
-    for num, den, min_speed, max_memory in FLOORS:
-        entry = out.get(f"{num} / {den}")
-        if entry is not None:
-            entry["floor"] = {"speed": min_speed, "peak_memory": max_memory,
-                              "met": entry["speed"] >= min_speed and entry["peak_memory"] <= max_memory}
+    for (num, den), floor in RATIOS.items():
+        if num not in rows or den not in rows:
+            continue
+        a, b = rows[num], rows[den]
+        entry = out[f"{num} / {den}"] = {
+            "speed": a["tokens_per_s"] / b["tokens_per_s"], "peak_memory": a["peak_mb"] / b["peak_mb"],
+            "added_memory": (a["peak_mb"] - a["base_mb"]) / max(b["peak_mb"] - b["base_mb"], 1e-9)}
+        if floor is not None:
+            entry["floor"] = {"speed": floor[0], "peak_memory": floor[1],
+                              "met": entry["speed"] >= floor[0] and entry["peak_memory"] <= floor[1]}
     return out
 
 
 def format_table(summary):
-    mm = summary["matmul_gflops"]
+    mm, setup = summary["matmul_gflops"], summary["setup"]
     lines = [
         f"matmul peak on this machine: fp32 {mm['fp32']:.1f} GFLOP/s, bf16 {mm['bf16']:.1f} GFLOP/s "
-        f"(median of {len(mm['per_round'])} rounds); {summary['setup']['tokens_per_step']} tokens/step, "
-        f"{summary['setup']['threads']} thread(s), torch {summary['setup']['torch']}",
+        f"(median of {len(mm['per_round'])} rounds); {setup['tokens_per_step']} tokens/step, "
+        f"{setup['threads']} thread(s), torch {setup['torch']}",
         f"{'variant':<18}{'prec':>5}{'step s':>8}{'tokens/s':>10}{'peak MB':>9}{'+MB':>8}{'GFLOP':>8}{'GFLOP/s':>9}"
         f"{'% fp32 mm':>11}",
     ]
@@ -151,23 +145,24 @@ def format_table(summary):
         lines.append(
             f"{name:<18}{r['precision']:>5}{r['median_step_s']:>8.2f}{r['tokens_per_s']:>10.0f}{r['peak_mb']:>9.0f}"
             f"{r['peak_mb'] - r['base_mb']:>8.0f}{r['step_gflop']:>8.0f}{r['gflops']:>9.1f}"
-            f"{100 * r['fraction_of_fp32_matmul']:>10.0f}%"
-        )
+            f"{100 * r['fraction_of_fp32_matmul']:>10.0f}%")
     lines.append("(+MB: peak minus the resident memory just before the first step)")
     for key, r in summary["ratios"].items():
         floor = r.get("floor")
-        verdict = "" if floor is None else (
-            f"   floor >= {floor['speed']}x speed, <= {floor['peak_memory']}x memory: "
-            + ("met" if floor["met"] else "NOT met"))
+        verdict = "" if floor is None else (f"   floor >= {floor['speed']}x speed, <= {floor['peak_memory']}x memory: "
+                                            + ("met" if floor["met"] else "NOT met"))
         lines.append(f"{key:<28} speed {r['speed']:.2f}x  peak memory {r['peak_memory']:.2f}x  "
                      f"added memory {r['added_memory']:.2f}x{verdict}")
     return "\n".join(lines)
 
 
-def write_json(path, summary):
-    from bench.common import write_json as write
+def result_line(obj):
+    return RESULT_TAG + json.dumps(obj)
 
-    write(path, summary)
+
+def read_results(stdout):
+    """The objects a worker printed with result_line."""
+    return [json.loads(line[len(RESULT_TAG):]) for line in stdout.splitlines() if line.startswith(RESULT_TAG)]
 
 
 if __name__ == "__main__":

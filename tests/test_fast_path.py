@@ -161,6 +161,23 @@ class ChunkedNLL(unittest.TestCase):
         torch.testing.assert_close(nll.double(), expected.detach(), rtol=1e-5, atol=1e-4)
         torch.testing.assert_close(features.grad.double(), x64.grad, rtol=1e-5, atol=1e-5)
 
+    def test_fp16_nll_past_the_underflow_of_its_probability(self):
+        # fp16's p_t underflows below 6e-8 (an NLL above 16.6); the training path's NLL, from the
+        # row's largest probability, must stay exact to the fp16 logits' rounding far beyond that.
+        generator = torch.Generator().manual_seed(0)
+        weight, features = torch.randn(5000, 16, generator=generator) * 3, torch.randn(64, 16, generator=generator) * 2
+        targets = torch.randint(0, 5000, (64,), generator=generator)
+        logits = (features.half() @ weight.half().t()).float()  # what the fp16 matmul gives, then exact
+        expected = -torch.log_softmax(logits, 1).gather(1, targets[:, None]).squeeze(1)
+        with torch.autocast("cpu", dtype=torch.float16):
+            trained = tied_token_nll(features.clone().requires_grad_(), weight, targets, chunk_size=24)
+            with torch.no_grad():
+                evaluated = tied_token_nll(features, weight, targets, chunk_size=24)
+        self.assertGreater(int((expected > 30).sum()), 10)  # most of these p_t are 0 in fp16
+        self.assertEqual(trained.dtype, torch.float32)
+        torch.testing.assert_close(trained.detach(), expected, rtol=1e-4, atol=2e-3)
+        torch.testing.assert_close(evaluated, expected, rtol=1e-3, atol=2e-3)  # log_softmax's fp16 output
+
     def test_no_grad_path_equals_autograd_path(self):
         torch.manual_seed(0)
         features, weight, targets = torch.randn(30, 8), torch.randn(V, 8), torch.randint(0, V, (30,))

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from bench.host_syncs import count_host_syncs, cuda_branches, cuda_sync_errors
-from bench.gpu_check import RandomItems
+from bench.common import RandomItems
 from gpt1_solution import LayerNorm, MiniGPT1
 from lstm_solution import LSTM
 from utils import gpu_usage

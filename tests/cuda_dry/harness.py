@@ -140,8 +140,9 @@ def _logging_mode(log):
                 log.host_read()  # a device-to-host copy waits for the device
             written = outputs or [a for arg, value in zip(func._schema.arguments, args) if arg.alias_info is not None
                                   and arg.alias_info.is_write for a in tree_leaves(value) if isinstance(a, torch.Tensor)]
-            if not written or func.is_view or name in ("detach", "alias", "lift_fresh", "_unsafe_view", "t", "expand"):
-                moved = 0  # no data moves (a view, a device query)
+            if not written or func.is_view or name in ("detach", "alias", "lift_fresh", "_unsafe_view", "t", "expand",
+                                                     "empty", "empty_like", "empty_strided", "new_empty"):
+                moved = 0  # no data moves (a view, a device query, an allocation)
             elif name in SPARSE:
                 touched = outputs[0] if not func._schema.name.endswith("_") else inputs[-1]
                 moved = 2 * nbytes(touched) + sum(nbytes(i) for i in inputs if i.dtype in (torch.long, torch.int))

@@ -7,6 +7,9 @@ import zipfile
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+
+from utils.models.losses import cast_weight
 
 GPT1_VOCABULARY_SIZE = 40479
 GPT1_EMBEDDING_SIZE = 768
@@ -114,6 +117,21 @@ class GPT1Embedding(nn.Module):
         _check_range(tokens, self.vocabulary_size, "token id")
         _check_range(positions, self.sequence_length, "position")
         return self.tokens(tokens) + self.position(positions)
+
+    def sequences(self, tokens):
+        """tokens (B, T) -> the embeddings of positions 0..T-1 (B, T, E): the (T, E) position rows
+        broadcast over the batch, where forward's lookup would write them B times."""
+        T = tokens.shape[1]
+        if T > self.sequence_length:
+            raise IndexError(f"position out of range: {T} positions, the model has {self.sequence_length}.")
+        _check_range(tokens, self.vocabulary_size, "token id")
+        table, position = self.tokens.weight, self.position.weight[:T]
+        device = tokens.device.type
+        if torch.is_autocast_enabled(device) and not (table.requires_grad or position.requires_grad):
+            # Frozen tables under autocast: rows of the half copy the tied loss keeps, summed in half.
+            dtype = torch.get_autocast_dtype(device)
+            table, position = cast_weight(table, dtype), position.to(dtype)
+        return F.embedding(tokens, table, self.tokens.padding_idx) + position  # (B, T, E) + (T, E)
 
     @classmethod
     def load_embeddings_from(cls, filename):

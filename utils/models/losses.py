@@ -25,10 +25,11 @@ class _TiedNLL(torch.autograd.Function):
         want_x, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         kernel = _Chunk(weight, compute_dtype)
         nll = torch.empty(features.shape[0], dtype=kernel.out_dtype, device=features.device)
-        grad_rows = torch.empty_like(features) if (want_x and not want_w) else None
+        # The gradient rows in the compute dtype: the second matmul writes them, no copy.
+        grad_rows = features.new_empty(features.shape, dtype=compute_dtype) if (want_x and not want_w) else None
         for rows, x, t in _chunks(features, targets, chunk_size, compute_dtype):
             nll[rows] = kernel.nll(x, t, None if grad_rows is None else grad_rows[rows])
-        ctx.chunk_size, ctx.compute_dtype = chunk_size, compute_dtype
+        ctx.chunk_size, ctx.compute_dtype, ctx.features_dtype = chunk_size, compute_dtype, features.dtype
         ctx.save_for_backward(grad_rows if grad_rows is not None else features, weight, targets)
         ctx.precomputed = grad_rows is not None
         return nll
@@ -36,8 +37,8 @@ class _TiedNLL(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_nll):
         saved, weight, targets = ctx.saved_tensors
-        if ctx.precomputed:
-            return saved * grad_nll[:, None].to(saved.dtype), None, None, None, None
+        if ctx.precomputed:  # scaled in grad_nll's dtype (float32 at least): fp16 cannot overflow here
+            return (saved * grad_nll[:, None]).to(ctx.features_dtype), None, None, None, None
         # Weight needs a gradient too (learn_embeddings): recompute chunk by chunk.
         features = saved
         kernel = _Chunk(weight, ctx.compute_dtype)
@@ -49,15 +50,16 @@ class _TiedNLL(torch.autograd.Function):
 
 
 class _Chunk:
-    """One chunk's loss, at the traffic of a plain half-precision mm + F.cross_entropy or less: (n, V)
+    """One chunk's loss, below the traffic of a plain half-precision mm + F.cross_entropy: (n, V)
     logits in the compute dtype from one matmul, one softmax kernel over them (it accumulates in
     float32), the one-hot subtracted at n entries, and the second matmul. In bf16 the softmax itself
     gives the NLL, -log p_t (bf16 has float32's range, so p_t keeps 8 bits however small): four
     (n, V) passes, 8 nV bytes, against cross-entropy's eight (16 nV). fp16's p_t would underflow
-    below 6e-8, so there log_softmax gives the NLL and its exp in place the softmax: 12 nV. The NLL
-    carries the half-precision rounding (unbiased; the logits carry as much); in float32 and float64
-    it is exact. The softmax is normalised before the second matmul, so fp16 cannot overflow there,
-    and the one-hot is subtracted after the exp, as autograd's log_softmax backward does."""
+    below 6e-8, so there the NLL comes from the row's largest probability (one more read, 10 nV);
+    without a gradient (evaluation) log_softmax gives it in one pass (6 nV). The NLL carries the
+    half-precision rounding (unbiased; the logits carry as much); in float32 and float64 it is
+    exact. The softmax is normalised before the second matmul, so fp16 cannot overflow there, and
+    the one-hot is subtracted after the exp, as autograd's log_softmax backward does."""
 
     def __init__(self, weight, compute_dtype):
         self.weight_c, self.compute_dtype = cast_weight(weight, compute_dtype), compute_dtype
@@ -66,10 +68,17 @@ class _Chunk:
     def _softmax(self, x, t, want_probs=True):
         """(softmax (n, V) in the compute dtype, or None when not wanted; nll (n,))."""
         logits = x @ self.weight_c.t()  # (n, V) in the compute dtype
-        if self.compute_dtype == torch.bfloat16:
+        half = self.compute_dtype in (torch.float16, torch.bfloat16)
+        if half and (want_probs or self.compute_dtype == torch.bfloat16):
             probs = torch.softmax(logits, dim=1)
-            p_t = probs.gather(1, t[:, None]).squeeze(1).to(self.out_dtype)
-            return probs, -p_t.clamp(min=torch.finfo(torch.bfloat16).tiny).log()
+            if self.compute_dtype == torch.bfloat16:
+                p_t = probs.gather(1, t[:, None]).squeeze(1).to(self.out_dtype)
+                return probs, -p_t.clamp(min=torch.finfo(torch.bfloat16).tiny).log()
+            # fp16: log p_j = logit_j - lse for every j; at the row's most likely j, p_j >= 1/V never
+            # underflows, so lse = logit_j - log p_j, and nll = lse - logit_t (one read pass, not two).
+            p_top, top = probs.max(dim=1)
+            picked = logits.gather(1, torch.stack((top, t), 1)).to(self.out_dtype)  # (n, 2): logit_j, logit_t
+            return probs, picked[:, 0] - picked[:, 1] - p_top.to(self.out_dtype).log()
         log_p = torch.log_softmax(logits, dim=1)
         nll = -log_p.gather(1, t[:, None]).squeeze(1).to(self.out_dtype)
         return (log_p.exp_() if want_probs else None), nll
