@@ -42,7 +42,7 @@ class Planted:
         self.proof = proof
 
     def __reduce__(self):
-        return builtins.exec, (f"open({self.proof!r}, 'w').write('code ran')",)
+        return builtins.exec, (f"with open({self.proof!r}, 'w') as f: f.write('code ran')",)
 
 
 def digest(path):
@@ -82,7 +82,7 @@ class MaliciousCheckpoint(UntrustedCase):
         planted = {"format": 3, "model": Planted(proof)}
         makers = {"torch.save": (lambda f: torch.save(planted, f), lambda p: torch.load(p, weights_only=False),
                                  ("not loaded", "could run code")),
-                  "plain pickle": (lambda f: pickle.dump(planted, f), lambda p: pickle.load(open(p, "rb")),
+                  "plain pickle": (lambda f: pickle.dump(planted, f), lambda p: pickle.loads(Path(p).read_bytes()),
                                    ("unreadable", "--force"))}  # not even a zip, as torch.save writes
         for kind, (write, unsafe_load, refusal) in makers.items():
             with self.subTest(kind=kind):
@@ -396,7 +396,7 @@ if kind in ("data", "locked"):
     setattr(run, target, wrapped)
 if kind == "memory":
     import numpy, torch, utils.train.run
-    used = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
+    used = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
     resource.setrlimit(resource.RLIMIT_AS, (used + int(what) * 2 ** 20, resource.RLIM_INFINITY))
 sys.exit(run_exp.cli(sys.argv[3:]))
 """
