@@ -101,7 +101,7 @@ class Run:
                                      peak_memory_mb_per_rank=None if peaks[0] is None else peaks)
         self.metrics.append(record)
         self.position, self.train_pass = Position(epoch + 1, 0, None), None
-        with self.holding():  # the logs follow the checkpoint; a rerun rewrites them from it when a kill cuts between
+        with self.stop.holding():  # the logs follow the checkpoint; a rerun rewrites them from it after a kill
             self.checkpoint()
             self.run_dir.write_epochs(self.metrics)
         if self.board is not None:
@@ -119,7 +119,7 @@ class Run:
         s = self.settings
         avg_memory = sum(self.memories) / len(self.memories) if self.memories else math.nan
         record = schema.test_record(test.values) if test is not None else dict.fromkeys(schema.TEST_KEYS, math.nan)
-        with self.holding():
+        with self.stop.holding():
             if test is None:
                 self.write_status(schema.COMPLETED, s.epochs, message="validation only (no test evaluation)")
             else:
@@ -157,7 +157,7 @@ class Run:
     def checkpoint(self):
         """Save where the run stands (rank 0 writes; the others wait for it)."""
         if self.run_dir.writes:
-            with self.holding():
+            with self.stop.holding():  # a second Ctrl-C waits for the write: a cut checkpoint is lost
                 self.run_dir.save_checkpoint({
                     "model": learned_state(self.model), "embeddings_sha256": self.embeddings["sha256"],
                     "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng_state(),
@@ -167,10 +167,6 @@ class Run:
                     "data": self.data, "threads": torch.get_num_threads(),
                 })
         self.dist.barrier()
-
-    def holding(self):
-        """A second Ctrl-C waits until the writes inside this have ended (a cut checkpoint is lost)."""
-        return self.stop.holding() if self.stop is not None else contextlib.nullcontext()
 
     def write_status(self, status, epoch, step=None, message=""):
         """`epoch`: the epochs done (0-based); the file counts from 1, as its message and the console do."""
