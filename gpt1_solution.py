@@ -23,9 +23,8 @@ def _autocast_input(tensor):
 
 
 class LayerNorm(nn.Module):
-    """Layer normalisation with the biased variance. The assignment's formula from primitives runs
-    with use_fused=False; by default F.layer_norm computes the same in one kernel each way (the
-    primitives take ~10 kernels and their intermediates forward and backward), proven equal in tests."""
+    """Layer normalisation with the biased variance. use_fused=False runs the assignment's formula
+    from primitives; by default F.layer_norm computes the same in one kernel (proven equal in tests)."""
 
     def __init__(self, hidden_size, eps=1e-5, use_fused=True):
         super().__init__()
@@ -34,14 +33,17 @@ class LayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(hidden_size))
 
     def forward(self, inputs):
+        device = inputs.device.type
+        # Evaluating under autocast the residual stream stays half (statistics in float32). Not in
+        # training: post-norm LayerNorm's backward turns half rounding into 5-10x larger errors (bf16).
+        half = self.use_fused and torch.is_autocast_enabled(device) and not torch.is_grad_enabled()
+        # Statistics in float32 at least: half-precision variance loses digits.
+        x = inputs.to(torch.get_autocast_dtype(device) if half else _at_least_float32(inputs.dtype))
         if self.use_fused:
-            # The kernel keeps its statistics in float32 for half inputs too and writes the input's
-            # dtype, so under autocast the residual stream stays half (Megatron-LM's default): a
-            # quarter of float32's traffic. Autocast would upcast it to float32.
-            with torch.autocast(inputs.device.type, enabled=False):
-                weight, bias = self.weight.to(inputs.dtype), self.bias.to(inputs.dtype)
-                return F.layer_norm(inputs, (self.hidden_size,), weight, bias, self.eps)
-        x = inputs.to(_at_least_float32(inputs.dtype))  # statistics in float32: half-precision variance loses digits
+            with torch.autocast(device, enabled=False):  # autocast would upcast a half x
+                weight, bias = self.weight.to(x.dtype), self.bias.to(x.dtype)
+                normed = F.layer_norm(x, (self.hidden_size,), weight, bias, self.eps)
+            return normed if half else normed.to(inputs.dtype)
         mean = x.mean(dim=-1, keepdim=True)
         variance = ((x - mean) ** 2).mean(dim=-1, keepdim=True)
         normed = (x - mean) * torch.rsqrt(variance + self.eps)
@@ -159,13 +161,11 @@ class MiniGPT1(TiedLanguageModel):
         return self.embedding.tokens.weight
 
     def start_uniform(self):
-        """Zero the gain of the last LayerNorm, the features the tied classifier reads: the first
-        logits are then 0 (a uniform prediction) and their scale is learnt from there. With the
-        usual gain of 1 every feature vector has norm sqrt(E) and starts along the current token's
-        row, so the first logits reach sqrt(E) * |row| and Adam's first steps, which move every
-        position the same way, swing them to confidently wrong predictions, more so in deeper
-        stacks. The engine calls this on every MiniGPT1 it builds (utils.models.registry); the
-        constructor keeps the course's initialisation."""
+        """Zero the gain of the last LayerNorm: the first logits are 0 (uniform) and their scale is
+        learnt. With a gain of 1 the features start along the current token's row, logits reach
+        sqrt(E) * |row| and Adam's first steps swing them to confidently wrong predictions
+        (docs/results.md#first-steps). The engine calls this on every MiniGPT1 it builds
+        (utils.models.registry); the constructor keeps the course's initialisation."""
         if len(self.layers):
             with torch.no_grad():
                 self.layers[-1].layer_norm_2.weight.zero_()
@@ -188,8 +188,7 @@ class MiniGPT1(TiedLanguageModel):
 
     def features(self, inputs):
         """Pre-classifier features (B, T, E), for the fast loss."""
-        # in the autocast dtype from here on: each block's LayerNorm writes it (see LayerNorm)
-        hidden_states = _autocast_input(self.dropout(self.get_embeddings(inputs)))
+        hidden_states = self.dropout(self.get_embeddings(inputs))  # half when evaluating under autocast
         for block in self.layers:
             hidden_states = block(hidden_states)
         return hidden_states
@@ -200,9 +199,8 @@ class MiniGPT1(TiedLanguageModel):
 
     @classmethod
     def load_embeddings_from(cls, filename, num_heads=12, num_layers=4, learn_embeddings=False, sequence_length=None):
-        """As the course skeleton: the sequence length is the file's number of position rows (512
-        for GPT-1's) unless given. A file with fewer rows than the data's items still loads; an
-        input longer than the model's positions then fails with a clear IndexError."""
+        """As the course skeleton: sequence_length defaults to the file's position rows (512 for GPT-1's);
+        an input longer than the model's positions fails with a clear IndexError."""
         tokens, position = read_embeddings(filename)
         if sequence_length is None:
             sequence_length = position.shape[0]

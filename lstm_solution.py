@@ -39,19 +39,12 @@ class LSTM(TiedLanguageModel):
 
     def start_orthogonal(self, forget_bias=1.0):
         """Orthogonal input and recurrent weights per gate block, zero biases but the forget gate's
-        (1): the input's signal then reaches the top layer at every depth, and the first steps of
-        Adam do not all push one output the same way.
-
-        With PyTorch's default uniform weights (+-1/sqrt(H)) each layer shrinks the signal several-fold
-        while its uniform biases add a constant, so a 4-layer stack's top output is nearly the same
-        at every position. Every position's gradient then agrees; Adam moves each weight by about lr
-        whatever the gradient's size, so all its first steps grow that one output together, and the
-        growth compounds through the layers: the ReLU features' mean, which the tied rows read as a
-        unigram, overshoots within 3-4 steps (a loss far above ln V). Orthogonal blocks keep each
-        layer's gain near 1 (Saxe et al., 2014) and a forget bias of 1 lets the cell carry the
-        signal (Jozefowicz et al., 2015); the positions' gradients then partly cancel. The engine
-        calls this on every LSTM it builds (utils.models.registry); the constructor keeps the
-        course's initialisation."""
+        (1), so the input's signal reaches the top layer at every depth. With PyTorch's default
+        weights a 4-layer stack's top output is nearly the same at every position: every position's
+        gradient agrees and Adam's first steps overshoot far above ln V (docs/results.md#first-steps).
+        Orthogonal blocks keep each layer's gain near 1 (Saxe et al., 2014), a forget bias of 1 lets
+        the cell carry the signal (Jozefowicz et al., 2015). The engine calls this on every LSTM it
+        builds (utils.models.registry); the constructor keeps the course's initialisation."""
         H = self.hidden_size
         with torch.no_grad():
             for name, parameter in self.lstm.named_parameters():
@@ -83,11 +76,9 @@ class LSTM(TiedLanguageModel):
         device_type = embedded.device.type
         half = device_type == "cuda" and torch.get_autocast_dtype(device_type) == torch.float16
         if torch.is_autocast_enabled(device_type) and not half:
-            # The recurrence runs in fp32 under bf16 autocast: autocast would run cuDNN's LSTM in fp16
-            # whatever dtype it was given (with no scaler under bf16), and oneDNN's bf16 LSTM fails on CPUs
-            # without native bf16. fp16 autocast (GPUs below sm_80, with a gradient scaler) runs it in
-            # fp16 on the tensor cores: fp32 there has none, and its FLOPs were half the LSTM x1 step's
-            # roofline time on a T4 (docs/gpu.md).
+            # fp32 under bf16 autocast: autocast would run cuDNN's LSTM in fp16 (no scaler under bf16),
+            # and oneDNN's bf16 LSTM fails on CPUs without native bf16. fp16 autocast (below sm_80,
+            # with a scaler) keeps fp16 for the tensor cores (docs/gpu.md).
             with torch.autocast(device_type, enabled=False):
                 return self.lstm(embedded.float(), tuple(h.float() for h in hidden_states))
         return self.lstm(embedded, hidden_states)

@@ -72,6 +72,8 @@ class Check:
         self.device = torch.device("cpu" if self.dry else "cuda")
         self.cuda = self.device.type == "cuda"
         self.sizes = TINY if self.dry else FULL
+        # steps of an epoch's training and validation passes and of the test pass at these sizes
+        self.epoch_steps = [-(-items // self.sizes["batch"]) for items in (TRAIN_ITEMS, VALID_ITEMS, TEST_ITEMS)]
         self.started = time.perf_counter()
         self.rows, self.record = [], {}
 
@@ -100,17 +102,16 @@ class Check:
             line = f"{type(err).__name__}: " + line_of(err)
             self.row(label, "error: " + line)
             self.record.setdefault("errors", {})[label] = line
-            if self.cuda:
-                torch.cuda.empty_cache()
+            self.free()
             return None
+
+    def free(self):
+        if self.cuda:
+            torch.cuda.empty_cache()
 
     def synchronize(self):
         if self.cuda:
             torch.cuda.synchronize(self.device)
-
-
-def epoch_steps(items, batch):
-    return -(-items // batch)
 
 
 # ----------------------------------------------------------------------------- the pieces
@@ -202,7 +203,8 @@ def quiet_steps(check, model):
 
 def time_epoch(check, model, layers, precision_name, compile=False):
     """Seconds per epoch (train + validation), extrapolated from timed steps; peak memory."""
-    training, s = Training(check, model, layers, precision_name, compile), check.sizes
+    training = Training(check, model, layers, precision_name, compile)
+    train_steps, valid_steps, test_steps = check.epoch_steps
     training.batches.set_epoch(0)
     training.train(0, check.warmup)  # warm-up
     if check.cuda:
@@ -210,14 +212,13 @@ def time_epoch(check, model, layers, precision_name, compile=False):
     train = training.train(check.warmup, check.warmup + check.steps)  # its time is taken after a synchronisation
     valid = training.validate(check.steps)
     train_step, valid_step = train[2] / check.steps, valid[2] / check.steps
-    per_epoch = epoch_steps(TRAIN_ITEMS, s["batch"]) * train_step + epoch_steps(VALID_ITEMS, s["batch"]) * valid_step
     peak = torch.cuda.max_memory_allocated(check.device) / 2**20 if check.cuda else None
     result = {"model": model, "layers": layers, "precision": str(training.precision), "train_step_s": train_step,
-              "valid_step_s": valid_step, "epoch_s": per_epoch, "peak_memory_mb": peak, "train_loss": train[0],
-              "test_pass_s": epoch_steps(TEST_ITEMS, s["batch"]) * valid_step, "compile": compile}
+              "valid_step_s": valid_step, "epoch_s": train_steps * train_step + valid_steps * valid_step,
+              "test_pass_s": test_steps * valid_step, "peak_memory_mb": peak, "train_loss": train[0],
+              "compile": compile}
     del training
-    if check.cuda:
-        torch.cuda.empty_cache()
+    check.free()
     return result
 
 
@@ -392,10 +393,9 @@ def study(check, autos, target):
 
 def table(check):
     lines = ["| check | result | target |", "|---|---|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in check.rows]
-    s = check.sizes
     note = (f"Seconds per epoch are extrapolated from {check.steps} timed steps (after {check.warmup}) to "
-            f"{epoch_steps(TRAIN_ITEMS, s['batch'])} training + {epoch_steps(VALID_ITEMS, s['batch'])} "
-            f"validation steps of {s['batch']} x {s['seq_len']}.")
+            f"{check.epoch_steps[0]} training + {check.epoch_steps[1]} validation steps of {check.sizes['batch']} x "
+            f"{check.sizes['seq_len']}.")
     if check.dry:
         note += " DRY RUN: CPU, tiny sizes; the figures mean nothing."
     return "\n".join(lines) + "\n\n" + note

@@ -9,9 +9,8 @@ configuration at the study's 16 x 256 with `--precision auto` for that GPU's com
 A step's roofline time is max(FLOPs / peak FLOP rate, bytes / peak bandwidth), from the published
 peaks below: half-precision FLOPs at the tensor-core rate, float32 ones (the LSTM's fp32 recurrence)
 at TF32's on sm_80+ (cuDNN's allow_tf32 default) and at the fp32 rate below. It is a floor: no
-kernel reaches either peak, and the LSTM recurrence is 256 dependent time steps (latency-bound on a
-GPU). The dry run's LSTM is ATen's cell-by-cell fallback (no cuDNN on a CPU build): its per-step
-weight-gradient sums inflate the LSTM's bytes, so the LSTM rows overstate cuDNN's traffic.
+kernel reaches either peak, and the LSTM recurrence (one cuDNN call, as on a GPU) is 256 dependent
+time steps (latency-bound on a GPU).
 """
 import argparse
 import json
@@ -116,9 +115,9 @@ def main(argv=None):
         text += (f"\n\nCPU, bf16: MiniGPT1 x1 training step {step / 1e9:.0f} GFLOP/s, the classifier's matmul "
                  f"{mm / 1e9:.0f} GFLOP/s: {step / mm:.0%}")
     print(text)
-    from bench.common import write_json
+    from utils.runs.atomic import atomic_write_json
 
-    write_json(args.out, record)
+    atomic_write_json(args.out, record)
     return 0
 
 

@@ -101,6 +101,23 @@ class CudaDryRun(unittest.TestCase):
                 self.assertIs(provenance["tf32"], record["precision"] == "fp32")  # configure() allows it for fp32
                 self.assertIs(provenance["bitwise_reproducible"], False)
 
+    def test_the_lstm_runs_cudnn_once_per_pass(self):
+        # nn.LSTM takes cuDNN's path, as on a GPU: one _cudnn_rnn per forward (its FLOPs those of every
+        # layer's gate matmuls over all time steps, once), one _cudnn_rnn_backward, no cell-by-cell kernels
+        from utils.models.registry import LSTM_HIDDEN_SIZE as H
+
+        for record in self.select(model="lstm"):
+            with self.subTest(**key(record)):
+                B, T, E, L = record["batch_size"], record["seq_len"], record["width"], record["layers"]
+                gates = 2 * B * T * 4 * H * ((E + H) + (L - 1) * 2 * H)
+                for phase in ("train2", "eval1"):
+                    ops = [op.split(":")[1] for op in record["phases"][phase]["by_op"] if op.startswith("recurrence:")]
+                    self.assertIn("_cudnn_rnn", ops, phase)
+                    self.assertEqual([op for op in ops if "mm" in op or "lstm" in op or "linear" in op], [], phase)
+                    self.assertEqual(record["phases"][phase]["regions"]["recurrence"][1], gates, phase)
+                self.assertIn("model:_cudnn_rnn_backward", record["phases"]["train2"]["by_op"])
+                self.assertNotIn("model:_cudnn_rnn_backward", record["phases"]["eval1"]["by_op"])
+
     def test_evaluation_and_both_checkpoint_directions(self):
         for record in self.select():
             with self.subTest(**key(record)):

@@ -228,6 +228,20 @@ class BF16OnCPU(unittest.TestCase):
                 self.assertGreater(ppl["fp32"], 10.0)
                 self.assertLess(abs(ppl["bf16"] / ppl["fp32"] - 1), 0.02, ppl)
 
+    def test_the_residual_stream_is_half_only_when_evaluating(self):
+        # Evaluation keeps MiniGPT1's stream in bf16 (a quarter of the traffic); training keeps it
+        # in float32, whose gradients LayerNorm's backward would otherwise amplify (docs/gpu.md).
+        model, source = tiny("gpt1"), padded_batch(lengths=(T, T))["source"]
+        with torch.no_grad():
+            exact = model.features(source)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            trained = model.features(source)
+            with torch.no_grad():
+                evaluated = model.features(source)
+        self.assertEqual((trained.dtype, evaluated.dtype), (torch.float32, torch.bfloat16))
+        for found in (trained.detach(), evaluated.float()):
+            torch.testing.assert_close(found, exact, rtol=0.05, atol=0.05)
+
     def test_fp16_on_cpu_is_refused_clearly(self):
         with self.assertRaisesRegex(ValueError, "fp16.*bf16 or fp32"):
             Precision.resolve("fp16", "cpu")

@@ -3,17 +3,18 @@
 Tensors claiming device "cuda" are FakeTensorMode's (shapes, dtypes and devices, no data). A CPU
 build still refuses them a device guard and CUDA hooks, so fake_cuda.cpp (built once with
 torch.utils.cpp_extension into build/cuda_dry/, git-ignored) registers a do-nothing guard and hooks
-saying one device exists. ATen looks its hooks up once, early in `import torch`, so the library is
+saying one device and cuDNN exist, and the CUDA build's route from nn.LSTM to cuDNN (at::lstm's
+cuDNN stub, _cudnn_rnn's autocast cast); _register_cudnn_rnn gives _cudnn_rnn and its backward
+their fake kernels. ATen looks its hooks up once, early in `import torch`, so the library is
 loaded (activate) BEFORE torch is imported: the dry run lives in its own process (`python -m
 tests.cuda_dry.harness`, one JSON line out; tests/test_cuda_dry.py and bench/roofline.py run it).
 
 What it checks for free: device mixing raises (FakeTensorMode); a host read (.item(), .tolist(), a
 copy to the CPU) is counted per step, and answered with a placeholder so the code runs on. Every
 aten op is logged with its bytes read and written (views: none; gathers and scatters: what they
-touch), its FLOPs (torch.utils.flop_counter's formulas) and its dtypes; ops inside the LSTM's
-recurrence are tagged. What it cannot do: run cuDNN (the LSTM runs ATen's fused-cell kernels, with
-the same matmuls), flash attention (SDPA's math path runs), fused SGD (no fake kernel: an unfused
-stand-in), or time anything.
+touch), its FLOPs (torch.utils.flop_counter's formulas; cuDNN's RNN: _rnn_cost) and its dtypes; ops
+inside the LSTM's recurrence are tagged. What it cannot do: let SDPA choose its kernel (the one it
+would pick is called by name), fused SGD (no fake kernel: an unfused stand-in), or time anything.
 """
 import argparse
 import contextlib
@@ -64,6 +65,42 @@ def activate(library):
 
     if not torch.ops.fake_cuda.hooks_active():
         raise RuntimeError("the fake CUDA hooks are not the ones ATen uses")
+    _register_cudnn_rnn()
+
+
+_KERNELS = []  # the Library objects holding the fake cuDNN RNN kernels (registered while alive)
+
+
+def _register_cudnn_rnn():
+    """Fake (Meta) kernels for cuDNN's RNN, the op nn.LSTM runs on CUDA (fake_cuda.cpp routes it there):
+    torch's own _cudnn_rnn meta gives an empty reserve and passes no weight_buf on, so its outputs are
+    remade here as cuDNN's kernel makes them; its backward has none."""
+    import torch
+    from torch._meta_registrations import _cudnn_rnn as shapes
+
+    def forward(input, weight, weight_stride0, weight_buf, hx, cx, mode, hidden_size, proj_size, num_layers,
+                batch_first, dropout, train, bidirectional, batch_sizes, dropout_state):
+        output, hy, cy, _, _ = shapes(input, weight, weight_stride0, weight_buf, hx, cx, mode, hidden_size, proj_size,
+                                      num_layers, batch_first, dropout, train, bidirectional, batch_sizes, dropout_state)
+        # cuDNN's reserve size is opaque (cudnnGetRNNTrainingReserveSize): per layer, direction, time step
+        # and row, the four gates, the cell and the hidden state it keeps for the backward pass
+        rows = input.numel() // input.shape[-1]  # T x B (packed: the sum of the batch sizes)
+        size = num_layers * (1 + bidirectional) * rows * 6 * hidden_size * input.element_size() if train else 0
+        if weight_buf is None:  # the kernel copies unflattened weights into a buffer of its own and returns it
+            weight_buf = input.new_empty(sum(w.numel() for w in weight))
+        return output, hy, cy, input.new_empty(size, dtype=torch.uint8), weight_buf
+
+    def backward(input, weight, weight_stride0, weight_buf, hx, cx, output, grad_output, grad_hy, grad_cy, mode,
+                 hidden_size, proj_size, num_layers, batch_first, dropout, train, bidirectional, batch_sizes,
+                 dropout_state, reserve, output_mask):
+        # the input's gradients always (cuDNN's weight pass needs its data pass), the weights' when asked
+        weights = [w.new_empty(w.shape) for w in weight] if output_mask[3] else []
+        return input.new_empty(input.shape), hx.new_empty(hx.shape), cx.new_empty(cx.shape), weights
+
+    library = torch.library.Library("aten", "IMPL")
+    library.impl("_cudnn_rnn", forward, "Meta")
+    library.impl("_cudnn_rnn_backward", backward, "Meta")
+    _KERNELS.append(library)
 
 
 def _placeholder(dtype):
@@ -116,6 +153,24 @@ SPARSE = {"gather", "index", "index_select", "embedding", "index_put", "index_pu
           "scatter", "scatter_", "index_add_", "embedding_dense_backward", "_index_put_impl_", "masked_fill_"}
 
 
+def _rnn_cost(name, args, out, nbytes):
+    """(bytes, FLOPs) of cuDNN's RNN forward or backward. Bytes: every tensor read or written once (a floor:
+    cuDNN re-reads W_hh from L2 at each time step), weight_buf not on top of the weights (flattened, they
+    are the same memory). FLOPs: the gates' matmuls, 2 x T x B x 4H x (in + H) per layer forward; the
+    backward's data pass as many, its weight pass as many again."""
+    read = [args[0], *args[1], args[4], args[5]]  # input, weights, hx, cx
+    if name == "_cudnn_rnn":
+        written = out[:4]  # output, hy, cy, reserve
+    else:
+        read += [*args[6:10], args[20]]  # output, its three gradients, reserve
+        written = [*out[:3], *out[3]]
+    rows = args[0].numel() // args[0].shape[-1]  # T x B (packed: the sum of the batch sizes)
+    flops = 2 * rows * sum(w.numel() for w in args[1] if w.dim() == 2)
+    if name == "_cudnn_rnn_backward":
+        flops *= 1 + bool(args[21][3])
+    return sum(nbytes(t) for t in [*read, *written] if t is not None), flops
+
+
 def _logging_mode(log):
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
@@ -140,15 +195,17 @@ def _logging_mode(log):
                 log.host_read()  # a device-to-host copy waits for the device
             written = outputs or [a for arg, value in zip(func._schema.arguments, args) if arg.alias_info is not None
                                   and arg.alias_info.is_write for a in tree_leaves(value) if isinstance(a, torch.Tensor)]
-            if not written or func.is_view or name in ("detach", "alias", "lift_fresh", "_unsafe_view", "t", "expand",
-                                                     "empty", "empty_like", "empty_strided", "new_empty"):
-                moved = 0  # no data moves (a view, a device query, an allocation)
+            flops = 0
+            if name in ("_cudnn_rnn", "_cudnn_rnn_backward"):  # no formula in flop_counter
+                moved, flops = _rnn_cost(name, args, out, nbytes)
+            elif not written or func.is_view or name in ("detach", "alias", "lift_fresh", "_unsafe_view", "t", "expand",
+                                                       "empty", "empty_like", "empty_strided", "new_empty", "set_"):
+                moved = 0  # no data moves (a view, a device query, an allocation, a tensor pointed at a storage)
             elif name in SPARSE:
                 touched = outputs[0] if not func._schema.name.endswith("_") else inputs[-1]
                 moved = 2 * nbytes(touched) + sum(nbytes(i) for i in inputs if i.dtype in (torch.long, torch.int))
             else:
                 moved = sum(nbytes(t) for t in inputs) + sum(nbytes(t) for t in written)
-            flops = 0
             if func._overloadpacket in flop_registry:
                 flops = flop_registry[func._overloadpacket](*args, **kwargs, out_val=out)
             on_cpu = any(t.device.type == "cpu" and t.dim() > 0 for t in inputs + outputs) and name not in (
@@ -350,7 +407,7 @@ def dry_run(gpu, model, layers, optimizer, precision="auto", batch_size=16, seq_
 
     # 2. The fake GPU resumes it, trains, prints, evaluates and checkpoints.
     log, record = OpLog(), dict(gpu=gpu, model=model, layers=layers, optimizer=optimizer, batch_size=batch_size,
-                               seq_len=seq_len, precision=precision, vocab=vocab)
+                               seq_len=seq_len, precision=precision, vocab=vocab, width=width)
     gpu_model = _build(model, layers, tables)
     real_nll = base.tied_token_nll
 

@@ -13,9 +13,10 @@ import numpy as np
 
 from utils.data import PROJECT_DATA
 from utils.data.embeddings import GPT1_EMBEDDING_SIZE, GPT1_VOCABULARY_SIZE, file_sha256
-from utils.data.wikitext2 import load_split
-from utils.memory import peak_rss_mb
 from utils.data.standins import DEFAULT_WINDOW, METHODS, SCALE
+from utils.data.wikitext2 import load_split
+from utils.errors import UsageError
+from utils.memory import peak_rss_mb
 from utils.runs.atomic import atomic_write, atomic_write_json
 
 N_POSITIONS = 512
@@ -115,19 +116,16 @@ def parse_args(argv):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    if os.path.exists(args.out) and not args.force:
-        print(f"error: {args.out} already exists; pass --force to overwrite it.", file=sys.stderr)
-        return 2
+    args, start = parse_args(argv), time.perf_counter()
     bad_window = args.window is not None and args.window < 1
-    if args.scale <= 0 or bad_window or args.dim < 4 or args.dim % 2 or args.vocabulary_size < 2:
-        print("error: need --scale > 0, --window >= 1, an even --dim >= 4 and --vocabulary_size >= 2.", file=sys.stderr)
-        return 2
-    start = time.perf_counter()
     try:
+        if os.path.exists(args.out) and not args.force:
+            raise UsageError(f"{args.out} already exists; pass --force to overwrite it.")
+        if args.scale <= 0 or bad_window or args.dim < 4 or args.dim % 2 or args.vocabulary_size < 2:
+            raise UsageError("need --scale > 0, --window >= 1, an even --dim >= 4 and --vocabulary_size >= 2.")
         arrays, record = build(args.data_folder, args.vocabulary_size, args.dim, args.n_positions,
                                args.seed, args.scale, args.window, args.method)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError) as err:  # UsageError is a ValueError
         print(f"error: {err}", file=sys.stderr)
         return 2
     record.update(seconds=round(time.perf_counter() - start, 1), peak_rss_mb=round(peak_rss_mb(), 1),
@@ -136,7 +134,3 @@ def main(argv=None):
     print(json.dumps({k: record[k] for k in ("seconds", "peak_rss_mb", "row_norms", "seen_ids")}))
     print(f"wrote {args.out} and {sidecar_path(args.out)}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,5 @@
-"""`python -m utils.prepare_data`: your own text -> the course's format (see DESCRIPTION and EXAMPLES below).
-
-Each split file holds `tokens` uint16 (the ids of all its lines, concatenated) and `sizes` int64
-(tokens per line), one entry per line that encodes to at least one token: blank lines are skipped,
-as in the course files. Id k >= 1 is entry k - 1 of GPT-1's BPE encoder (utils.data.tokenizer).
+"""`python -m utils.prepare_data`: your own text -> the course's format (see DESCRIPTION and EXAMPLES below):
+per split, `tokens` uint16 (its lines' ids, concatenated) and `sizes` int64 (tokens per non-blank line).
 Everything is read, tokenized and checked before anything is written, and each file is written
 atomically, so a refused command leaves the output folder as it was.
 """
@@ -17,6 +14,7 @@ import numpy as np
 
 from utils.data.tokenizer import GPT1Tokenizer
 from utils.data.wikitext2 import SPLITS
+from utils.errors import UsageError
 from utils.runs.atomic import atomic_write
 
 PROG = "python -m utils.prepare_data"
@@ -37,10 +35,6 @@ then train on it:
   python run_exp.py --data_folder data/mycorpus
 
 exit status: 0 written; 2 bad input (one line on stderr, nothing written)."""
-
-
-class PrepareError(ValueError):
-    """Input the user can fix: one line saying what is wrong and what to do; exit code 2."""
 
 
 @dataclass
@@ -65,8 +59,8 @@ class Part:
         flat = [i for line in kept for i in line]
         # uint16 holds ids up to 65535: GPT-1's fit, a larger custom vocabulary would not.
         if flat and max(flat) > np.iinfo(np.uint16).max:
-            raise PrepareError(f"{self.where()}: token id {max(flat)} does not fit the course's uint16 format: "
-                               "use a BPE vocabulary of at most 65,535 pieces.")
+            raise UsageError(f"{self.where()}: token id {max(flat)} does not fit the course's uint16 format: "
+                             "use a BPE vocabulary of at most 65,535 pieces.")
         return np.array(flat, dtype=np.uint16), np.array([len(line) for line in kept], dtype=np.int64)
 
 
@@ -77,18 +71,18 @@ def read_lines(path):
         with open(path, "rb") as handle:
             data = handle.read()
     except FileNotFoundError:
-        raise PrepareError(f"{path}: file not found: check the path.") from None
+        raise UsageError(f"{path}: file not found: check the path.") from None
     except IsADirectoryError:
-        raise PrepareError(f"{path} is a folder: pass a text file.") from None
+        raise UsageError(f"{path} is a folder: pass a text file.") from None
     except OSError as err:
-        raise PrepareError(f"{path}: cannot read it ({err.strerror}).") from None
+        raise UsageError(f"{path}: cannot read it ({err.strerror}).") from None
     lines = []
     for number, raw in enumerate(data.splitlines(), start=1):
         try:
             lines.append(raw.decode("utf-8"))
         except UnicodeDecodeError as err:
-            raise PrepareError(f"{path} line {number} is not UTF-8 (byte 0x{raw[err.start]:02x} at column "
-                               f"{err.start + 1}): save the file as UTF-8.") from None
+            raise UsageError(f"{path} line {number} is not UTF-8 (byte 0x{raw[err.start]:02x} at column "
+                             f"{err.start + 1}): save the file as UTF-8.") from None
     return lines
 
 
@@ -96,7 +90,7 @@ def encode_file(path, tokenizer):
     """Token ids of each line of `path`; refuses a file with no token at all."""
     ids = [tokenizer.encode(line) for line in read_lines(path)]
     if not any(ids):
-        raise PrepareError(f"{path}: no line has any token: it holds no text to train on.")
+        raise UsageError(f"{path}: no line has any token: it holds no text to train on.")
     return ids
 
 
@@ -107,11 +101,11 @@ def parse_ratio(text):
     try:
         ratios = [float(x) for x in text.split(",")]
     except ValueError:
-        raise PrepareError(usage) from None
+        raise UsageError(usage) from None
     if len(ratios) != 3 or not abs(sum(ratios) - 1.0) <= 1e-6:  # "not <=" also refuses nan
-        raise PrepareError(usage)
+        raise UsageError(usage)
     if not all(r > 0 for r in ratios):
-        raise PrepareError(usage[:-1] + ": each split needs a share > 0.")
+        raise UsageError(usage[:-1] + ": each split needs a share > 0.")
     return ratios
 
 
@@ -131,12 +125,12 @@ def check_part(part):
         return
     problem = "is empty" if count == 0 else "has a single token"
     if not part.ids:  # the ratio gave it no line at all: there is no line range to show
-        raise PrepareError(f"the {part.split} part of {part.source} is empty: its share of the file's lines rounds "
-                           "to none; use more lines or other ratios.")
+        raise UsageError(f"the {part.split} part of {part.source} is empty: its share of the file's lines rounds "
+                         "to none; use more lines or other ratios.")
     if part.whole_file:
-        raise PrepareError(f"{part.source}: the {part.split} split {problem}: it needs at least {MIN_TOKENS} "
-                           "tokens of text.")
-    raise PrepareError(f"the {part.split} part of {part.where()} {problem}: use more lines or other ratios.")
+        raise UsageError(f"{part.source}: the {part.split} split {problem}: it needs at least {MIN_TOKENS} "
+                         "tokens of text.")
+    raise UsageError(f"the {part.split} part of {part.where()} {problem}: use more lines or other ratios.")
 
 
 def split_path(out, split):
@@ -146,11 +140,11 @@ def split_path(out, split):
 def check_output(out, splits, force):
     """Refuse an --out that is a file, or split files that already exist unless --force."""
     if os.path.exists(out) and not os.path.isdir(out):
-        raise PrepareError(f"--out {out} is a file: pass a folder (it is created if missing).")
+        raise UsageError(f"--out {out} is a file: pass a folder (it is created if missing).")
     existing = [os.path.basename(split_path(out, s)) for s in splits if os.path.exists(split_path(out, s))]
     if existing and not force:
-        raise PrepareError(f"{out} already has {', '.join(existing)}: pass --force to overwrite, or choose another "
-                           "--out.")
+        raise UsageError(f"{out} already has {', '.join(existing)}: pass --force to overwrite, or choose another "
+                         "--out.")
 
 
 def prepare(out, parts, force=False):
@@ -170,23 +164,23 @@ def prepare(out, parts, force=False):
 
 
 def choose_mode(args):
-    """Which of the three ways to call this the flags ask for; raises PrepareError on a mix.
+    """Which of the three ways to call this the flags ask for; raises UsageError on a mix.
     Returns ("files", {split: path}), ("one", split) or ("ratio", ratios)."""
     files = {s: getattr(args, s) for s in SPLITS if getattr(args, s) is not None}
     if files and (args.input or args.split or args.split_ratio):
-        raise PrepareError("pass either --train/--validation/--test or --input, not both.")
+        raise UsageError("pass either --train/--validation/--test or --input, not both.")
     if files:
         missing = [f"--{s}" for s in SPLITS if s not in files]
         if missing:
-            raise PrepareError(f"missing {', '.join(missing)}: pass all three files, or --input FILE --split NAME "
-                               "to write one split.")
+            raise UsageError(f"missing {', '.join(missing)}: pass all three files, or --input FILE --split NAME "
+                             "to write one split.")
         return "files", files
     if not args.input:
-        raise PrepareError("no text given: pass --input FILE (cut by --split_ratio), or --train A --validation B "
-                           "--test C.")
+        raise UsageError("no text given: pass --input FILE (cut by --split_ratio), or --train A --validation B "
+                         "--test C.")
     if args.split and args.split_ratio:
-        raise PrepareError("--split puts all of --input into one split, --split_ratio cuts it into three: pass one "
-                           "of them.")
+        raise UsageError("--split puts all of --input into one split, --split_ratio cuts it into three: pass one "
+                         "of them.")
     if args.split:
         return "one", args.split
     return "ratio", parse_ratio(args.split_ratio or DEFAULT_RATIO)
@@ -205,7 +199,7 @@ def load_tokenizer(folder):
     try:
         return GPT1Tokenizer(folder)
     except (OSError, ValueError) as err:
-        raise PrepareError(str(err)) from None
+        raise UsageError(str(err)) from None
 
 
 def summary(written, out, unk_id):
@@ -229,7 +223,7 @@ def summary(written, out, unk_id):
 class Parser(argparse.ArgumentParser):
     def error(self, message):
         """One line through main's error handling, not argparse's usage dump."""
-        raise PrepareError(f"{message} ({PROG} --help lists every flag).")
+        raise UsageError(f"{message} ({PROG} --help lists every flag).")
 
 
 def build_parser():
@@ -262,7 +256,7 @@ def main(argv=None):
         check_output(args.out, [value] if mode == "one" else SPLITS, args.force)
         tokenizer = load_tokenizer(args.bpe_folder)
         written = prepare(args.out, read_parts(mode, value, args, tokenizer), args.force)
-    except PrepareError as err:
+    except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # writing failed (permissions, disk full): say where, without a traceback
@@ -270,7 +264,3 @@ def main(argv=None):
         return 2
     print(summary(written, args.out, tokenizer.unk_id))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

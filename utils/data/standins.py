@@ -1,37 +1,25 @@
 """The stand-in methods behind `python -m utils.build_embeddings`, registered by name in METHODS.
-
-Both models tie the frozen rows to a bias-free classifier (logits = features @ rows.T), so the
-rows must make a good OUTPUT layer, not only good word vectors: features the network can easily
-compute must give the unigram and next-token distributions (why, and the methods measured by
-bench/embeddings_quality.py: docs/embeddings.md).
+Both models tie the frozen rows to a bias-free classifier, so the rows must make a good OUTPUT layer
+(why, and the methods measured: docs/embeddings.md).
 
 next-token-svd (default):
-1. For each distance d = 1..window (default 4), count ordered pairs (c, then v d tokens later)
-   within lines and take M_d[c, v] = log(1 + P_d(v | c) / P(v)). Up to a per-context constant,
-   which a softmax ignores, this is log P(v | c) - log P(v) for the bigram interpolated half-half
-   with the unigram, so log P(v | c) ~ log P(v) + M_d[c, v]; it is 0 for unseen pairs (sparse).
-2. The M_d stacked (rows (d, c)) share one target factor: their top right singular vectors V with
-   values S (a seeded randomized SVD) span what any of the last `window` tokens says about the next
-   one. The context factor of d = 1 is U = M_1 V / S.
-3. Row v = [U_v S^1/2, V_v S^1/2], (dim - 2) / 2 dims each, each half scaled to norm
-   scale * sqrt(dim / 2). The input row thus carries its context factor, and one linear map (swap
-   the halves) turns it into features whose logits are the bigram term U_c S V_v^T. Equal norms
-   keep frequent tokens from getting huge rows: MiniGPT1's LayerNormed features (norm sqrt(dim))
-   start along the input row, so the current token's logit grows with |row|^2.
-4. Log-frequency f_v = log p(v) - mean (add-0.1 train counts, centred on the token-weighted mean)
-   on two reserved unit directions: FREQ_ONES * f along ones / sqrt(dim), which the LSTM's ReLU
-   features (positive mean) and any LayerNorm bias reach at once, so a constant feature gives the
-   unigram; and a_m * f along a direction m orthogonal to everything else. Every position row
-   holds the constant POSITION_CONSTANT * m: MiniGPT1's LayerNorm then keeps a component of about
-   sqrt(dim) along m, which a_m turns into exactly the unigram logits at initialisation, and the
-   current-token logit shrinks to ~sqrt(dim) * |row|^2 / POSITION_CONSTANT (~10 instead of ~54).
-   Positions are otherwise sinusoids (Vaswani et al., 2017) with per-entry RMS `scale`.
-Ids never seen in training get the mean of the hapax rows' halves (an unseen id behaves like the
-rarest seen ones) and their own, lower, log-frequency; row 0 (padding) is exactly zero.
+1. For d = 1..window, M_d[c, v] = log(1 + P_d(v | c) / P(v)) over ordered pairs within lines: up to
+   a per-context constant, log P(v | c) - log P(v) for the bigram interpolated half-half with the
+   unigram; 0 for unseen pairs (sparse).
+2. The stacked M_d share one target factor V, S (their top right singular vectors, seeded
+   randomized SVD); the context factor of d = 1 is U = M_1 V / S.
+3. Row v = [U_v S^1/2, V_v S^1/2], (dim - 2) / 2 dims each, each half of norm scale * sqrt(dim / 2):
+   one linear map (swap the halves) gives the bigram logits U_c S V_v^T. Equal norms, as MiniGPT1's
+   LayerNormed features start along the input row: the current token's logit grows with |row|^2.
+4. Centred log-frequency f_v (add-0.1 counts) on two reserved directions: FREQ_ONES * f along
+   ones / sqrt(dim), which ReLU features and any LayerNorm bias reach at once (unigram from a
+   constant feature); a_m * f along m, orthogonal to the rest, which every position row holds as
+   POSITION_CONSTANT * m: MiniGPT1's LayerNorm then starts at the unigram logits and the current
+   token's logit shrinks to ~sqrt(dim) * |row|^2 / POSITION_CONSTANT. Positions: sinusoids, RMS `scale`.
+Unseen ids get the mean of the hapax rows' halves and their own lower log-frequency; row 0 is zero.
 
-ppmi-svd: symmetric PPMI (window 5, weights (w - d + 1) / w, context smoothing 0.75; Levy, Goldberg
-& Dagan, 2015) factorised by randomized SVD (Halko, Martinsson & Tropp, 2011), rows U * sqrt(S) at
-RMS entry `scale`, unseen ids = mean of hapax rows, sinusoidal positions of the same RMS.
+ppmi-svd: symmetric PPMI (Levy, Goldberg & Dagan, 2015) by randomized SVD (Halko, Martinsson &
+Tropp, 2011), rows U * sqrt(S) at RMS entry `scale`; unseen ids and positions as above.
 """
 import numpy as np
 import scipy.sparse as sp
@@ -83,9 +71,8 @@ def ppmi(counts, alpha=ALPHA):
 
 
 def _orthonormal(block, rtol=1e-12):
-    """An orthonormal basis of span(block) from the eigen-decomposition of its Gram matrix, in
-    float64; directions below rtol of the top are dropped (rank-deficient input). Only BLAS-3 and a
-    small eigh: numpy's Householder QR is ~50x slower on a (30k, 784) block with this OpenBLAS."""
+    """An orthonormal basis of span(block) (float64) from its Gram matrix, dropping directions below
+    rtol of the top: BLAS-3 and a small eigh, ~50x faster than numpy's QR on a (30k, 784) block."""
     block = block.astype(np.float64)
     values, vectors = np.linalg.eigh(block.T @ block)
     keep = values > rtol * values[-1]
@@ -113,8 +100,7 @@ def randomized_svd(matrix, rank, seed, oversample=OVERSAMPLE, power_iters=POWER_
 
 
 def unseen_vector(vectors, counts):
-    """The documented vector for unseen ids: mean of rows seen once, else of all seen rows.
-    vectors (n, E) rows of the seen ids, counts (n,) their training counts."""
+    """Unseen ids' vector: mean of the rows (n, E) seen once (counts (n,)), else of all seen rows."""
     hapax = counts == 1
     return vectors[hapax].mean(axis=0) if hapax.any() else vectors.mean(axis=0)
 
@@ -162,8 +148,7 @@ def next_token_pmi(counts, unigram):
 
 def top_right_singular(matrix, rank, seed, oversample=OVERSAMPLE, power_iters=POWER_ITERS, rtol=1e-6):
     """Top right singular vectors (n, r) and values (r,) of a sparse (m, n) matrix, r <= rank, values
-    below rtol of the top dropped. A randomized range finder on M^T M (Halko et al., 2011) with a
-    probe seeded by `seed`: only (n, width) blocks are kept, the tall (m, width) ones are transient."""
+    below rtol of the top dropped; a seeded range finder on M^T M keeps only (n, width) blocks."""
     width = min(rank + oversample, matrix.shape[1])
     basis = np.random.default_rng(seed).standard_normal((matrix.shape[1], width))
     for _ in range(power_iters + 1):
@@ -200,9 +185,8 @@ def centred_log_frequency(tokens, vocabulary_size, smoothing=SMOOTHING):
 
 
 def reflect_first_to_ones(table):
-    """Apply the Householder reflection that maps e_0 to ones / sqrt(dim) (rows of `table`, in
-    place): coordinate 0 then lies along ones, and e_1 along a fixed unit vector m orthogonal to
-    ones (returned) and to everything the other coordinates span."""
+    """Reflect `table`'s rows in place so that e_0 maps to ones / sqrt(dim); returns m, the image of
+    e_1, orthogonal to ones and to what the other coordinates span."""
     dim = table.shape[1]
     normal = -np.full(dim, 1.0 / np.sqrt(dim))
     normal[0] += 1.0
@@ -212,16 +196,14 @@ def reflect_first_to_ones(table):
 
 
 def position_weight(scale, dim, position_constant):
-    """a_m: the weight of f along m that makes MiniGPT1's initial logits the unigram's. Its
-    LayerNorm maps a position row + token row (norms ~ position_constant and ~scale*sqrt(dim) twice)
-    to norm sqrt(dim), leaving ~sqrt(dim) * position_constant / |sum| along m."""
+    """a_m, the weight of f along m that makes MiniGPT1's initial logits the unigram's: LayerNorm
+    maps position + token row to norm sqrt(dim), leaving ~sqrt(dim) * position_constant / |sum| on m."""
     row = scale * np.sqrt(dim)
     return np.sqrt(position_constant**2 + 2 * row**2) / (np.sqrt(dim) * position_constant)
 
 
 def next_token_svd(tokens, sizes, vocabulary_size, dim, n_positions, seed, scale, window):
-    """(token rows (vocabulary_size, dim) float32, position rows, record fields) of the next-token-svd method
-    (module doc, steps 1-4)."""
+    """(token rows (vocabulary_size, dim) float32, position rows, record fields): module doc, steps 1-4."""
     check_ids(tokens, sizes, vocabulary_size)
     seen, compact, counts = np.unique(tokens, return_inverse=True, return_counts=True)
     half = (dim - 2) // 2

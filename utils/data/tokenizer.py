@@ -1,20 +1,16 @@
 """GPT-1 byte-pair encoding, written from the merge list: text <-> the course's dataset ids.
-
 Dataset id k >= 1 is entry k - 1 of `encoder_bpe_40000.json` (so id 1 is `<unk>`); id 0 is padding.
 
-Pre-tokenization. GPT-1's own code used ftfy and spacy, but the course's Wikitext-2 files were not made
-that way: they hold no spacy-style pieces ("n't</w>"), no accents ("senjō" is "senjo") and every
-punctuation mark is a word ("@-@" is "@</w> -</w> @</w>"). That is BERT's "basic" pre-tokenizer,
-approximated here: lower-case, NFD without combining marks or control characters; a word is a run of
-letters/digits (`\\w` without "_"); any other non-space character is a word of its own; the literal
-text "<unk>" is the unknown token (id 1), also inside a word, as decode writes it. So, unlike spacy+ftfy,
-contractions and abbreviations split ("don't" -> don ' t), mojibake is not repaired and an en dash "–"
-is <unk> (as in the course data); unlike BERT, non-ASCII symbols ("25°c" -> 25 ° c) and combining
-spacing marks split off and CJK is not spaced: only boundaries around characters that are <unk> anyway.
+Pre-tokenization: not GPT-1's ftfy + spacy, for the course's Wikitext-2 files hold no spacy pieces
+("n't</w>"), no accents ("senjō" is "senjo") and every punctuation mark is a word ("@-@" is "@</w>
+-</w> @</w>"): BERT's "basic" pre-tokenizer, approximated. Lower-case, NFD without combining marks
+or control characters; a word is a run of letters/digits (`\\w` without "_"), any other non-space
+character a word of its own; literal "<unk>" is the unknown token (id 1), also inside a word. So
+"don't" -> don ' t, mojibake is not repaired, an en dash is <unk> (as in the course data); unlike
+BERT, non-ASCII symbols ("25°c" -> 25 ° c) split off and CJK is not spaced.
 
-Characters missing from the vocabulary never take part in a merge, so each one becomes one <unk>.
-The <unk> piece carries no "</w>", so decoding cannot tell whether an unknown character ended a word;
-decode puts a space after a run of <unk>s that starts a word, and encode reads it back as the same ids.
+A character missing from the vocabulary never merges: each becomes one <unk>. <unk> carries no
+"</w>", so decode puts a space after a run of <unk>s that starts a word; encode reads it back.
 """
 import json
 import os
@@ -31,8 +27,7 @@ PADDING_ID = 0
 # A word: letters/digits and literal "<unk>"s; otherwise one non-space character.
 _WORD_RE = re.compile(r"(?:<unk>|[^\W_])+|\S")
 _UNK_SPLIT_RE = re.compile(r"(<unk>)")
-# Dropped after NFD: control/format characters (Cc, Cf, as BERT's basic tokenizer) and combining
-# marks (Mn: the accents). Whitespace is tested first, so tabs and newlines become spaces.
+# Dropped after NFD: control/format characters (Cc, Cf, as BERT) and combining marks (Mn, accents).
 _DROP_CATEGORIES = ("Cc", "Cf", "Mn")
 
 
@@ -79,8 +74,8 @@ def pre_tokenize(text):
 
 
 def bpe(text, ranks, word_end=True):
-    """BPE pieces of `text` (no spaces, no <unk>): start from characters, "</w>" on the last one when
-    `text` ends a word, and merge the best-ranked (lowest) adjacent pair until no pair has a rank."""
+    """BPE pieces of `text` (no spaces, no <unk>): characters ("</w>" on the last if it ends a word),
+    merging the best-ranked (lowest) adjacent pair while one has a rank."""
     symbols = list(text)
     if word_end:
         symbols[-1] += WORD_END
@@ -107,12 +102,8 @@ def _merge_pair(symbols, pair):
 
 
 class GPT1Tokenizer:
-    """encode(text) -> dataset ids (encoder id + 1); decode(ids) -> text.
-
-    GPT1Tokenizer() reads the default folder (see default_folder); GPT1Tokenizer(folder) a given one;
-    GPT1Tokenizer(encoder={...}, merges=[("a", "b"), ...]) uses in-memory tables (tests). The
-    encoder must contain "<unk>".
-    """
+    """encode(text) -> dataset ids (encoder id + 1); decode(ids) -> text. The tables come from
+    `folder` (default_folder's), or in memory from encoder={...} and merges=[("a", "b"), ...]."""
 
     def __init__(self, folder=None, encoder=None, merges=None):
         if (encoder is None) != (merges is None):
@@ -141,8 +132,7 @@ class GPT1Tokenizer:
         return ids
 
     def _word_ids(self, word):
-        """A word may hold literal <unk>s (as decode writes them): BPE each text segment on its own,
-        "</w>" only on the word's last segment -- unknown characters block merges the same way."""
+        """BPE each segment between literal <unk>s on its own, "</w>" only on the word's last one."""
         segments = [s for s in _UNK_SPLIT_RE.split(word) if s]
         ids = []
         for index, segment in enumerate(segments):
@@ -158,10 +148,8 @@ class GPT1Tokenizer:
         return [self.id_to_piece[int(i)] for i in ids if int(i) != PADDING_ID]
 
     def decode(self, ids):
-        """Text of dataset ids: pieces joined, "</w>" -> " ", padding skipped, no trailing space. <unk>
-        has no "</w>": a run of <unk>s that starts a word is taken for a word (82% of the validation
-        split's: unknown dashes and symbols) and a space follows it; inside a word it stays glued.
-        encode reads either back as the same ids."""
+        """Text of dataset ids: "</w>" -> " ", padding skipped, no trailing space; a space after a run
+        of <unk>s that starts a word (82% of the validation split's are whole words: dashes, symbols)."""
         pieces, text, word_start = self.pieces(ids), [], True
         for piece, following in zip(pieces, pieces[1:] + [WORD_END]):
             text.append(piece + " " if piece == UNK and word_start and following != UNK else piece)

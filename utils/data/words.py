@@ -20,15 +20,15 @@ import torch
 from utils.data.tokenizer import PADDING_ID, UNK, WORD_END, load_encoder
 
 
-def word_end_table(folder=None, unk_ends_word=True, encoder=None):
-    """BoolTensor (V,) with V = len(encoder) + 1 (40479): True at dataset id k when k's piece ends
-    in "</w>" (and at <unk> when unk_ends_word); False at padding id 0. `encoder` (piece -> 0-based
-    id) overrides reading `folder` (default: see utils.tokenizer.default_folder)."""
+def word_end_table(folder=None, encoder=None):
+    """BoolTensor (V,) with V = len(encoder) + 1 (40479): True at dataset id k when k's piece ends in
+    "</w>", and at <unk>; False at padding id 0. `encoder` (piece -> 0-based id) overrides reading
+    `folder` (default: see utils.data.tokenizer.default_folder)."""
     if encoder is None:
         encoder = load_encoder(folder)
     table = torch.zeros(max(encoder.values()) + 2, dtype=torch.bool)
     for piece, index in encoder.items():
-        table[index + 1] = piece.endswith(WORD_END) or (unk_ends_word and piece == UNK)
+        table[index + 1] = piece.endswith(WORD_END) or piece == UNK
     table[PADDING_ID] = False
     return table
 

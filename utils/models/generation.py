@@ -1,14 +1,14 @@
-"""Sampling continuations from the LSTM or MiniGPT1: the core of generate.py and of report samples.
+"""Sampling continuations from the LSTM or MiniGPT1 (any size): the core of generate.py and of report samples.
 
-A recurrent model (the LSTM) is fed the prompt once and then one token at a time, carrying (h, c); a
-Transformer (MiniGPT1) is re-run on at most its last `sequence_length` tokens (its position embeddings
-stop there). Sampling happens on the CPU in float64 with a CPU torch.Generator, so a seed gives the
-same tokens whatever the model's device, up to that device's arithmetic.
+    ids = generate(model, prompt_ids, 100, temperature=0.8, top_k=40, generator=torch.Generator())
+
+The LSTM (`model.recurrent`) is fed the prompt once, then one token at a time carrying (h, c);
+MiniGPT1 is re-run on the last `model.sequence_length` tokens (a sliding window). Sampling runs on
+the CPU in float64 with a CPU `generator`: a seed gives the same tokens on any device.
 """
 import torch
 
 from utils.data.tokenizer import PADDING_ID
-
 
 def filter_distribution(log_probas, temperature, top_k=None, banned=(PADDING_ID,)):
     """(V,) log-probabilities -> (V,) float64 CPU scores for sampling: banned ids (padding) at -inf,
@@ -70,8 +70,8 @@ def log_proba_steps(model, prompt_ids):
 
 
 def generate(model, prompt_ids, max_new_tokens, temperature=1.0, top_k=None, generator=None):
-    """The max_new_tokens new dataset ids continuing prompt_ids (temperature 0: greedy; top_k None or 0:
-    the whole vocabulary; generator None: torch's global one). Call model.eval() first if it has dropout."""
+    """max_new_tokens new dataset ids continuing prompt_ids: temperature 0 is greedy, top_k None/0
+    keeps all, generator a CPU torch.Generator (None: the global one). Call model.eval() first."""
     prompt_ids = [int(i) for i in prompt_ids]
     _check(model, prompt_ids, max_new_tokens, temperature, top_k)
     if max_new_tokens == 0:

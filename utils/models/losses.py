@@ -1,21 +1,14 @@
 """Exact language-model losses that never build a (B, T, V) log-probability tensor.
 
-The tied classifier (V = 40,479 rows) dominates a step. `tied_token_nll` computes the
-per-token negative log-likelihood chunk by chunk, so peak memory holds one (chunk, V) block
-instead of (B*T, V) logits, log-probabilities and an expanded mask. Because token i's NLL depends
-on feature row i alone, its gradient with respect to that row, (softmax - onehot) @ W, is computed
-in the same pass and scaled in backward by the upstream gradient: exact, and no second pass over
-the vocabulary. On a GPU the loss is bound by memory traffic, not FLOPs: each chunk makes as few
-(n, V) passes as aten's kernels allow (class _Chunk). On a CPU the same path ran a float32 loss
-and input gradient over 1,024 tokens as fast as the transposed, in-place layout it replaced
-(19.5 s and 19.8 s, one thread, interleaved, on a busy 2-core AVX-512 EPYC), and a bf16 one over
-4,096 tokens in 1.15 s against 2.1-2.4 s.
+`tied_token_nll` computes the per-token NLL chunk by chunk: peak memory holds one (chunk, V) block.
+Token i's NLL depends on feature row i alone, so its gradient (softmax - onehot) @ W is computed
+in the same pass and scaled in backward by the upstream gradient: exact, no second vocabulary
+pass. Each chunk makes as few (n, V) passes as aten allows (_Chunk). CPU timings:
+docs/performance.md#where-the-time-goes.
 """
 import torch
 
-# Tokens per chunk. CPU: on a 2-core AVX2 EPYC, 4096 tokens' loss and input gradient took
-# 10.1 s with chunks of 1024, 10.5 s with 2048 and 11.1 s with 4096 (2 threads, best of 2); the
-# 1024 block (166 MB at V = 40,479) is a quarter of one (16 x 256, V) course-path tensor.
+# Tokens per chunk; on a CPU 1024 was the fastest measured (docs/performance.md#where-the-time-goes).
 DEFAULT_CHUNK = {"cpu": 1024, "cuda": 8192}
 
 
@@ -50,16 +43,12 @@ class _TiedNLL(torch.autograd.Function):
 
 
 class _Chunk:
-    """One chunk's loss, below the traffic of a plain half-precision mm + F.cross_entropy: (n, V)
-    logits in the compute dtype from one matmul, one softmax kernel over them (it accumulates in
-    float32), the one-hot subtracted at n entries, and the second matmul. In bf16 the softmax itself
-    gives the NLL, -log p_t (bf16 has float32's range, so p_t keeps 8 bits however small): four
-    (n, V) passes, 8 nV bytes, against cross-entropy's eight (16 nV). fp16's p_t would underflow
-    below 6e-8, so there the NLL comes from the row's largest probability (one more read, 10 nV);
-    without a gradient (evaluation) log_softmax gives it in one pass (6 nV). The NLL carries the
-    half-precision rounding (unbiased; the logits carry as much); in float32 and float64 it is
-    exact. The softmax is normalised before the second matmul, so fp16 cannot overflow there, and
-    the one-hot is subtracted after the exp, as autograd's log_softmax backward does."""
+    """One chunk's loss in fewer (n, V) passes than mm + F.cross_entropy: one matmul, one softmax
+    (float32 accumulation), the one-hot subtracted at n entries, the second matmul. bf16: the NLL is
+    -log p_t from the softmax (bf16 has float32's range; 8 nV bytes against cross-entropy's 16 nV).
+    fp16's p_t would underflow below 6e-8: the NLL comes from the row's largest probability (10 nV).
+    Evaluation: log_softmax, one pass (6 nV). Exact in float32/float64; the softmax is normalised
+    before the second matmul, so fp16 cannot overflow there."""
 
     def __init__(self, weight, compute_dtype):
         self.weight_c, self.compute_dtype = cast_weight(weight, compute_dtype), compute_dtype
@@ -107,9 +96,8 @@ class _Chunk:
             grad_w += (g.t() @ x).to(grad_w.dtype)
 
 
-# The tied table's compute-dtype copy, per table: a frozen table is cast once, not on every call;
-# a new device or dtype is a new tensor (a new key), and a learnt table's in-place update bumps
-# its version, which recasts it.
+# The tied table's compute-dtype copy: a frozen table is cast once; a learnt table's in-place
+# update bumps its version, which recasts it.
 _CASTS = torch.utils.weak.WeakIdKeyDictionary()
 
 
@@ -139,12 +127,8 @@ def _mm_into(a, b, out):
 
 
 def tied_token_nll(features, weight, targets, chunk_size=None, compute_dtype=None):
-    """Per-token NLL of `targets` under softmax(features @ weight.T).
-
-    features (N, E), weight (V, E), targets (N,) long -> (N,) float32 (float64 when computing
-    in float64). Under autocast the matmuls run in the autocast dtype; the softmax accumulates
-    in float32 at least.
-    """
+    """Per-token NLL of `targets` under softmax(features @ weight.T): features (N, E), weight (V, E),
+    targets (N,) long -> (N,) float32 (float64 in float64). Matmuls in the autocast dtype if on."""
     device_type = features.device.type
     if chunk_size is None:
         chunk_size = DEFAULT_CHUNK.get(device_type, 1024)
@@ -166,8 +150,7 @@ def _nll_only(features, weight, targets, chunk_size, compute_dtype):
 
 
 def course_loss(token_nll, mask):
-    """The course's loss from per-token NLL (B, T) and mask (B, T): each sequence's mean
-    NLL over its real targets, then the mean over sequences."""
+    """The course's loss from NLL (B, T) and mask (B, T): mean over sequences of their mean NLL."""
     per_sequence = (token_nll * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
     return per_sequence.mean()
 

@@ -105,3 +105,12 @@ def atomic_write_text(path, text):
 
 def atomic_write_json(path, obj):
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path, lines=False):
+    """A JSON file (a list of records for JSON lines); None when absent or unreadable."""
+    try:
+        with open(path) as handle:
+            return [json.loads(line) for line in handle if line.strip()] if lines else json.load(handle)
+    except (OSError, ValueError):
+        return None

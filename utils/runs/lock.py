@@ -1,13 +1,6 @@
-"""One process per run folder: a lock file, <run>/.lock, held while a run uses the folder.
-
-The lock is an flock(2) on that file: the kernel drops it when its process ends however it ends
-(kill -9, an out-of-memory kill, a preempted node), so a dead run never blocks a rerun, and
-Linux's NFS client turns flock into an NFS lock, which holds across the nodes of a cluster.
-Where the file system has no locks at all (some FUSE mounts, Lustre without -o flock) the
-file's content decides instead: the holder's pid, host name and boot id. A holder on this
-host is alive when that boot's pid still exists; a holder on another host cannot be checked
-from here, so the message names it and says how to clear a lock it left.
-"""
+"""One process per run folder: an flock(2) on <run>/.lock, which the kernel drops however its
+process ends (and NFS holds across nodes). Where the file system has no locks, the file's pid,
+host name and boot id decide instead (why and how: docs/resilience.md)."""
 import errno
 import fcntl
 import json
@@ -46,7 +39,7 @@ def _alive(holder):
     except ProcessLookupError:
         return False
     except (PermissionError, KeyError, ValueError, TypeError):
-        return True
+        pass  # it exists (another user's) or its record is damaged: count it as alive
     return True
 
 

@@ -1,10 +1,8 @@
 """A run's folder, logs/<exp_id>/: reading what is there, deciding how a rerun continues, and
 writing status, settings, metrics, provenance and checkpoints (file names: utils.runs.schema).
-
-Every file is replaced atomically, and the per-epoch files are rewritten from the metrics held
-in the checkpoint when a run continues, so a kill between the checkpoint and the logs is
-repaired by the rerun. The kit deletes only files it wrote, in folders that carry its marker;
-a folder is locked (utils.runs.lock) while a process uses it.
+Files are replaced atomically; a continued run rewrites the per-epoch files from the checkpoint's
+metrics (a kill between checkpoint and logs is repaired). The kit deletes only its own files, in
+folders carrying its marker.
 """
 import dataclasses
 import json
@@ -16,7 +14,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from utils.runs import schema
-from utils.runs.atomic import TMP_PREFIX, atomic_write_json, atomic_write_text, remove_leftovers
+from utils.runs.atomic import TMP_PREFIX, atomic_write_json, atomic_write_text, read_json, remove_leftovers
 from utils.runs.checkpoint import load_checkpoint, save_checkpoint
 from utils.runs.lock import FolderLock, FolderLocked
 
@@ -40,6 +38,11 @@ def plain_dict(args):
     return {k: v for k, v in items.items() if not k.startswith("_")}
 
 
+# Every file name the kit writes in a run folder.
+KIT_FILES = (schema.MARKER, schema.LOCK, schema.ARGS, schema.STATUS, schema.METRICS, schema.TEST_METRICS,
+             schema.PROVENANCE, schema.CHECKPOINT, schema.SAMPLES) + tuple(schema.txt_name(n) for n in schema.TXT_LOGS)
+
+
 def _lines(values):
     """One value per line, repr of the float (exact), "nan" for NaN or None."""
     values = values if isinstance(values, (list, tuple)) else [values]
@@ -59,16 +62,9 @@ class RunDir:
         return os.path.join(self.path, name)
 
     # ----- reading
-    def _json(self, name):
-        try:
-            with open(self.file(name)) as handle:
-                return json.load(handle)
-        except (OSError, ValueError):
-            return None
-
     def status(self):
         """The run's status dict, or None when it has never started."""
-        return self._json(schema.STATUS)
+        return read_json(self.file(schema.STATUS))
 
     def is_completed(self):
         return (self.status() or {}).get("status") == schema.COMPLETED
@@ -77,11 +73,19 @@ class RunDir:
         return os.path.lexists(self.file(schema.CHECKPOINT))  # a link too: load_checkpoint refuses it
 
     def recorded_settings(self):
-        return self._json(schema.ARGS)
+        return read_json(self.file(schema.ARGS))
+
+    def epochs(self):
+        """metrics.jsonl's records ([] when absent or unreadable)."""
+        return [e for e in read_json(self.file(schema.METRICS), lines=True) or [] if isinstance(e, dict)]
+
+    def best_valid_ppl(self):
+        """The lowest finite validation perplexity of the recorded epochs, or None."""
+        values = [e.get("valid_ppl") for e in self.epochs()]
+        return min((v for v in values if isinstance(v, (int, float)) and math.isfinite(v)), default=None)
 
     def settings_differ(self, settings, recorded=None, defaults=None):
-        """The identifying settings (schema.identity) of the folder's run that differ from `settings`
-        (a dict); a field its record lacks counts as its value in `defaults` (schema.differing)."""
+        """The identifying settings of the folder's run that differ from `settings` (schema.differing)."""
         recorded = recorded if recorded is not None else self.recorded_settings()
         if recorded is None:
             return []
@@ -95,13 +99,12 @@ class RunDir:
         return sorted(n for n in os.listdir(self.path) if n != schema.LOCK and not leftover.match(n))
 
     def is_ours(self):
-        """The kit wrote this folder: it carries the marker (files of the kit's names are not enough:
-        a user's own args.json and train_loss.txt are theirs)."""
+        """The folder carries the kit's marker (a user's own args.json, train_loss.txt are theirs)."""
         return os.path.isfile(self.file(schema.MARKER))
 
     def plan(self, settings, force, defaults=None):
-        """How a run with `settings` (a dict; `defaults`: see settings_differ) goes on from what this folder holds. Raises
-        RunConflict (or CheckpointError) without touching anything when it must not."""
+        """How a run with `settings` goes on from what this folder holds; RunConflict (or
+        CheckpointError), nothing touched, when it must not."""
         where, status = self.path, self.status() or {}
         contents = self.contents()
         if not contents:
@@ -110,13 +113,8 @@ class RunDir:
             raise self._foreign(contents)
         if force:
             return Plan("start", f"Starting {where} over (--force): the files the kit wrote there are deleted.")
-        if status.get("status") == schema.COMPLETED:
-            differs = self.settings_differ(settings, defaults=defaults)
-            if differs:
-                raise RunConflict(f"{where} holds a run made with other {', '.join(differs)}: pass --force to "
-                                  "overwrite it or use another --exp_id/--log_dir.")
-            raise RunConflict(f"Run {where} is already complete: pass --force to run it again or choose another --exp_id.")
-        checkpoint = load_checkpoint(self.path) if self.has_checkpoint() else None
+        completed = status.get("status") == schema.COMPLETED
+        checkpoint = load_checkpoint(self.path) if self.has_checkpoint() and not completed else None
         # the checkpoint carries the settings it was trained with: args.json may be missing or damaged
         recorded = checkpoint["settings"] if checkpoint else self.recorded_settings()
         differs = self.settings_differ(settings, recorded, defaults)
@@ -125,6 +123,8 @@ class RunDir:
                                for n in differs)
             raise RunConflict(f"{where} holds a run made with other {', '.join(differs)} ({values}): pass "
                               "--force to overwrite it or use another --exp_id/--log_dir.")
+        if completed:
+            raise RunConflict(f"Run {where} is already complete: pass --force to run it again or choose another --exp_id.")
         was = describe_status(status)
         if checkpoint is None:
             return Plan("start", f"Starting {where} over: its last attempt ({was}) left no checkpoint.")
@@ -134,10 +134,8 @@ class RunDir:
 
     def _foreign(self, contents):
         shown = ", ".join(contents[:3]) + (", ..." if len(contents) > 3 else "")
-        adopt = (f" (a run folder of an older version of the kit: adopt it with touch {self.file(schema.MARKER)})"
-                 if set(contents) <= set(kit_files()) else "")
         return RunConflict(f"{self.path} holds files this kit did not write ({shown}), so it is left untouched "
-                           f"(--force included): choose another --exp_id or --log_dir{adopt}.")
+                           "(--force included): choose another --exp_id or --log_dir.")
 
     # ----- the folder itself
     def check_writable(self):
@@ -188,16 +186,15 @@ class RunDir:
 
     def remove_leftovers(self):
         """Temporary files of writes cut by a kill (only the kit's own names)."""
-        return remove_leftovers(self.path, kit_files()) if self.writes else []
+        return remove_leftovers(self.path, KIT_FILES) if self.writes else []
 
     def reset(self):
-        """The folder ready for a new run: the files the kit wrote there are deleted (the plan said so),
-        anything else is kept; the marker says the kit owns the folder."""
+        """The folder ready for a new run: the kit's files deleted (the plan said so), the rest kept."""
         if not self.writes:
             return
         os.makedirs(self.path, exist_ok=True)
         self.remove_leftovers()
-        for name in kit_files():
+        for name in KIT_FILES:
             if name not in (schema.LOCK, schema.MARKER) and os.path.isfile(self.file(name)):
                 os.remove(self.file(name))
         self.mark()
@@ -219,7 +216,7 @@ class RunDir:
                                                          "epochs_done": done, "message": message})
 
     def provenance(self):
-        return self._json(schema.PROVENANCE)
+        return read_json(self.file(schema.PROVENANCE))
 
     def write_provenance(self, provenance):
         if self.writes:
@@ -252,15 +249,8 @@ class RunDir:
             save_checkpoint(self.path, state)
 
 
-def kit_files():
-    """Every file name the kit writes in a run folder."""
-    return (schema.MARKER, schema.LOCK, schema.ARGS, schema.STATUS, schema.METRICS, schema.TEST_METRICS,
-            schema.PROVENANCE, schema.CHECKPOINT, schema.SAMPLES) + tuple(schema.txt_name(n) for n in schema.TXT_LOGS)
-
-
 def describe_position(epoch, step, epochs):
-    """Where a checkpoint stands, epochs counted from 1: "at epoch 2, step 40", "at the start of
-    epoch 2", "after its last epoch (2 of 2)"."""
+    """Where a checkpoint stands, epochs from 1: "at epoch 2, step 40", "at the start of epoch 2"..."""
     if epoch >= epochs:
         return f"after its last epoch ({epochs} of {epochs}; the test split is evaluated next)"
     if step == 0:

@@ -109,14 +109,7 @@ EPOCH_TXT = {m.txt: m.key for m in EPOCH_METRICS if m.txt}
 # ...and its final ones, written once at the end (file -> test_metrics.json key).
 TEST_TXT = {m.txt: m.key for m in TEST_PASS_METRICS if m.txt}
 # save_logs(args, *values) takes the notebook's values in TXT_LOGS order.
-FINAL_TXT = tuple(TEST_TXT) + (STEADY_MEMORY,)
-TXT_LOGS = tuple(EPOCH_TXT) + FINAL_TXT
-_BY_KEY = {m.key: m for m in EPOCH_METRICS + TEST_PASS_METRICS + RUN_METRICS}
-
-
-def metric(key):
-    """The EpochMetric, TEST_PASS_METRICS entry or RunMetric named `key`."""
-    return _BY_KEY[key]
+TXT_LOGS = tuple(EPOCH_TXT) + tuple(TEST_TXT) + (STEADY_MEMORY,)
 
 
 def _pick(metrics, splits, values):

@@ -1,15 +1,8 @@
 """Launchers that hand each run to submitit as a job: the local executor (Local, here) and the
 schedulers built on it (utils/study/slurm.py). Each job runs the ordinary single-run code path
 (sweep.run_job) and writes logs/<id>/ as any run does; submitit's own files go to <log_dir>/.slurm/.
-
-Preemption and time limits. SLURM warns a job with USR2 before its limit (--signal, set by
-submitit); an external `scontrol requeue`, a preemption or `scancel` sends SIGTERM (and SIGKILL
-KillWait seconds later). Either way the run's GracefulStop records the signal, the run writes a
-checkpoint at the next step boundary and the status `interrupted`, and hands the signal back to
-submitit: on USR2 submitit requeues the job (its checkpoint() resubmits this same callable); on
-SIGTERM it only logs, the job ends, and SLURM requeues it (requeue, preemption) or not (scancel).
-A requeued job starts again and continues from the run's checkpoint, to the same metrics as an
-uninterrupted run; a cancelled one continues when the sweep command is run again.
+On USR2 (time limit near) or SIGTERM (preemption, requeue, scancel) the run checkpoints and hands
+the signal back to submitit, and a requeued job continues from that checkpoint: docs/cluster.md.
 """
 import contextlib
 import os
@@ -30,8 +23,6 @@ PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(_
 class RunJob(submitit.helpers.Checkpointable):
     """One job of a sweep as a checkpointable callable: on requeue submitit calls it again and the
     run continues from its own checkpoint (the default checkpoint() resubmits this same object)."""
-
-    threads = 1  # CPUs of each task (class default: a job pickled by an older version has none)
 
     def __init__(self, job, threads=1):
         self.job = job
@@ -99,12 +90,15 @@ def outcome(handle, job):
                 "status": "failed", "message": message}
 
 
-class Submitted(Launcher):
-    """Runs as submitit jobs: complete runs are not submitted, nor runs whose job is still queued
-    or running (a second job on the same run folder would interleave two runs' checkpoints)."""
+class Local(Launcher):
+    """Runs as submitit jobs, here by submitit's local executor: max_parallel at a time, and the
+    command waits for them (the same code path as on a cluster; Slurm builds on it). Complete runs
+    are not submitted, nor runs whose job is still queued or running (a second job on the same run
+    folder would interleave two runs' checkpoints)."""
 
     name = "local"  # its key in LAUNCHERS, as the sweep record names it
     cluster = "local"  # submitit's executor
+    array = False  # True: all jobs as one array, not waited for (a scheduler's)
 
     def run(self, jobs, opts, dist, title):
         todo = [job for job in jobs if skip_reason(job.settings, RunDir(job.settings.log_dir, job.settings.exp_id)) is None]
@@ -117,12 +111,11 @@ class Submitted(Launcher):
         return self.collect(jobs, todo, self.submit(todo, opts), title, dist)
 
     def active_jobs(self, log_dir):
-        """{exp_id: job id} of this sweep's jobs still queued or running."""
+        """{exp_id: job id} of this sweep's jobs still queued or running (locally: none, the command waits)."""
         return {}
 
     def parameters(self, options, minutes):
-        """The scheduler's own executor parameters."""
-        return {}
+        return {}  # the scheduler's own executor parameters
 
     def executor(self, log_dir, options, name="lm-study"):
         """submitit's executor for `options` (partition, gpus_per_job, tasks_per_job, cpus_per_job,
@@ -139,17 +132,20 @@ class Submitted(Launcher):
         return executor
 
     def submit(self, jobs, options):
-        """Submit `jobs` in waves of max_parallel, waiting for each; returns the submitit jobs."""
+        """Submit `jobs` (one array, or waves of max_parallel each waited for); returns the submitit jobs."""
         if not jobs:
             return []
         log_dir = jobs[0].settings.log_dir
         executor, threads = self.executor(log_dir, options), int(options.get("cpus_per_job") or 1)
-        wave, submitted = max(int(options.get("max_parallel") or 1), 1), []
+        wave = len(jobs) if self.array else max(int(options.get("max_parallel") or 1), 1)
+        submitted = []
         for start in range(0, len(jobs), wave):
-            with importable():
-                batch = [executor.submit(RunJob(job, threads)) for job in jobs[start:start + wave]]
-            add_to_record(log_dir, jobs[start:start + wave], [h.job_id for h in batch], self.name)
-            wait(batch)
+            part = jobs[start:start + wave]
+            with importable(), (executor.batch() if self.array else contextlib.nullcontext()):
+                batch = [executor.submit(RunJob(job, threads)) for job in part]
+            add_to_record(log_dir, part, [h.job_id for h in batch], self.name)
+            if not self.array:
+                wait(batch)
             submitted += batch
         return submitted
 
@@ -161,8 +157,3 @@ class Submitted(Launcher):
         summaries = [ran[job.settings.exp_id] if job.settings.exp_id in ran else run_job(job, dist) for job in jobs]
         print(((title + "\n") if title else "") + format_summary(summaries))
         return summaries, handles
-
-
-class Local(Submitted):
-    """submitit's local executor: the jobs run on this machine, max_parallel at a time, and the
-    command waits for them (the same code path as on a cluster)."""

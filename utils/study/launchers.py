@@ -1,20 +1,13 @@
-"""Where the study's runs execute, by name: one table entry each (as models and optimizers).
-
-A launcher runs a list of jobs here or hands them to a scheduler. A new scheduler is one file
-with a Launcher subclass (utils/study/slurm.py is the example) plus one entry in LAUNCHERS. The
-table names modules rather than classes so that a launcher's own imports (submitit, for local
-and slurm) happen only when that launcher is chosen: a plain run never imports submitit.
-
-Submitted jobs are recorded in <log_dir>/.slurm/sweep.json (exp_id -> job id, label, launcher),
-which --status reads; that record and a job's bad-input note live here, free of submitit.
+"""Where the study's runs execute, by name: one table entry each (a new scheduler: docs/cluster.md).
+The table names modules, imported only when their launcher is chosen: a plain run never imports
+submitit. The record of submitted jobs (--status reads it) and a job's bad-input note live here too.
 """
 import importlib
-import json
 import os
 import time
 from dataclasses import dataclass
 
-from utils.runs.atomic import atomic_write_json
+from utils.runs.atomic import atomic_write_json, read_json
 from utils.runs.schema import STATUS
 from utils.train.settings import UsageError
 
@@ -72,11 +65,7 @@ def slurm_dir(log_dir):
 
 
 def read_record(log_dir):
-    try:
-        with open(os.path.join(slurm_dir(log_dir), RECORD)) as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
-        return {}
+    return read_json(os.path.join(slurm_dir(log_dir), RECORD)) or {}
 
 
 def add_to_record(log_dir, jobs, job_ids, launcher):
@@ -96,10 +85,8 @@ def record_failure(settings, message):
 
 def recorded_failure(settings):
     """Why the last job of this run stopped on bad input, when that is newer than the run's own status."""
-    try:
-        with open(failure_path(settings)) as handle:
-            failure = json.load(handle)
-    except (OSError, ValueError):
+    failure = read_json(failure_path(settings))
+    if failure is None:
         return None
     status = os.path.join(settings.log_dir, str(settings.exp_id), STATUS)
     if os.path.exists(status) and os.path.getmtime(status) > failure.get("time", 0):

@@ -64,20 +64,22 @@ def _field_type(f):
     return args[0] if args else f.type
 
 
+def _add_flag(group, name, kind, default, help_text, choices=None):
+    if kind is bool:
+        group.add_argument(f"--{name}", action="store_true", help=help_text)
+        return
+    metavar = None if choices or kind is str else {int: "N", float: "X"}[kind]
+    if "default" not in help_text:  # the help may name the real default itself
+        help_text += f" (default: {'none' if default is None else default})"
+    group.add_argument(f"--{name}", type=kind, choices=choices, metavar=metavar, help=help_text)
+
+
 def _add_setting(group, f):
-    help_text, choices = f.metadata.get("help", ""), f.metadata.get("choices")
     if f.name == "log":
         group.add_argument("--no_log", dest="log", action="store_false", help="write no logs or checkpoints")
         group.add_argument("--log", dest="log", action="store_true", help=argparse.SUPPRESS)
         return
-    if _field_type(f) is bool:
-        group.add_argument(f"--{f.name}", action="store_true", help=help_text)
-        return
-    default = "none" if f.default is None else f.default
-    kind = _field_type(f)
-    metavar = None if choices or kind is str else {int: "N", float: "X"}[kind]
-    shown = "" if "default" in help_text else f" (default: {default})"  # the help may name the real default itself
-    group.add_argument(f"--{f.name}", type=kind, choices=choices, metavar=metavar, help=help_text + shown)
+    _add_flag(group, f.name, _field_type(f), f.default, f.metadata.get("help", ""), f.metadata.get("choices"))
 
 
 class Parser(argparse.ArgumentParser):
@@ -101,13 +103,7 @@ def build_parser():
             _add_setting(group, f)
     study = parser.add_argument_group("the study (with --config N|list|all)")
     for name, (default, kind, help_text) in STUDY_FLAGS.items():
-        if kind is bool:
-            study.add_argument(f"--{name}", action="store_true", help=help_text)
-        else:
-            shown = "" if default is None or "default" in help_text else f" (default: {default})"
-            metavar = "N" if kind is int else None
-            choices = list(LAUNCHERS) if name == "launcher" else None
-            study.add_argument(f"--{name}", type=kind, choices=choices, metavar=metavar, help=help_text + shown)
+        _add_flag(study, name, kind, default, help_text, list(LAUNCHERS) if name == "launcher" else None)
     return parser
 
 

@@ -6,17 +6,18 @@ import os
 import re
 import subprocess
 
-from utils.study.launch import RunJob, Submitted, importable
-from utils.study.launchers import add_to_record, read_record
+from utils.study.launch import Local, importable
+from utils.study.launchers import read_record
 
 FINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED",
                 "BOOT_FAIL", "DEADLINE")
 MAX_SIGNAL_DELAY_S = 120  # USR2 this long before the time limit: room for a step and a checkpoint
 
 
-class Slurm(Submitted):
+class Slurm(Local):
     name = "slurm"
     cluster = "slurm"
+    array = True
 
     def parameters(self, options, minutes):
         # a short limit gets its warning at half-time rather than before the job even starts
@@ -29,24 +30,16 @@ class Slurm(Submitted):
             params["mem_gb"] = options["mem_gb"]
         return params
 
-    def submit(self, jobs, options):
-        """`jobs` as one job array; returns the submitit jobs without waiting."""
-        if not jobs:
-            return []
-        log_dir = jobs[0].settings.log_dir
-        executor, threads = self.executor(log_dir, options), int(options.get("cpus_per_job") or 1)
-        with importable(), executor.batch():
-            submitted = [executor.submit(RunJob(job, threads)) for job in jobs]
-        add_to_record(log_dir, jobs, [h.job_id for h in submitted], self.name)
-        return submitted
-
     def collect(self, jobs, todo, handles, title, dist):
         print(f"{title or 'Runs'}: submitted {len(handles)} job(s) of {len(jobs)} (the others are complete or "
               "queued): " + ", ".join(h.job_id for h in handles))
         return [], handles
 
     def active_jobs(self, log_dir):
-        return active_jobs(log_dir)
+        record = {k: v for k, v in read_record(log_dir).items() if v.get("launcher") == "slurm"}
+        states = slurm_states(sorted({r["job_id"] for r in record.values()}))
+        return {exp_id: r["job_id"] for exp_id, r in record.items()
+                if states.get(r["job_id"]) and not states[r["job_id"]].startswith(FINAL_STATES)}
 
     def states(self, job_ids):
         return slurm_states(job_ids)
@@ -109,14 +102,6 @@ def _array_tasks(job_id):
         low, _, high = part.partition("-")
         tasks += [f"{found.group(1)}_{i}" for i in range(int(low), int(high or low) + 1)]
     return tasks
-
-
-def active_jobs(log_dir):
-    """{exp_id: job id} of this sweep's SLURM jobs that are still queued or running."""
-    record = {k: v for k, v in read_record(log_dir).items() if v.get("launcher") == "slurm"}
-    states = slurm_states(sorted({r["job_id"] for r in record.values()}))
-    return {exp_id: r["job_id"] for exp_id, r in record.items()
-            if states.get(r["job_id"]) and not states[r["job_id"]].startswith(FINAL_STATES)}
 
 
 def report_folder(log_dir):

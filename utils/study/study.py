@@ -1,16 +1,16 @@
 """The study from the command line: which runs (configurations x seeds, at the course's learning
 rate and, after a search, at a tuned one), where they run (here, submitit's local executor or
 SLURM) and where each stands (--status)."""
-import json
 import os
 
 from utils.runs import schema
+from utils.runs.atomic import read_json
 from utils.runs.run_dir import RunDir
 from utils.study import tuning
 from utils.study.launchers import LAUNCHERS, get_launcher, read_record, recorded_failure
 from utils.train.progress import perplexity_text
 from utils.train.settings import UsageError, validate
-from utils.study.sweep import OK_STATUSES, config_jobs, config_settings, fold_identical, recorded_epochs, run_jobs
+from utils.study.sweep import OK_STATUSES, config_jobs, config_settings, fold_identical, run_jobs
 
 
 def parse_seeds(text):
@@ -63,10 +63,9 @@ def run_study(numbers, given, opts, dist, main=None):
         return 0
     for job in search + jobs:  # every run's settings checked before the first one writes anything
         validate(job.settings)
-    launcher = get_launcher(opts["launcher"])
-    summaries, handles = [], []
-    if search:
-        found, handles = launcher.run(search, opts, dist, "Learning-rate search (validation only)")
+    launcher, handles = get_launcher(opts["launcher"]), []
+    if search:  # its runs' summaries are not the study's: the search record says how they did
+        handles = launcher.run(search, opts, dist, "Learning-rate search (validation only)")[1]
         if not _search_finished(search):
             print("The search is still running: rerun this command once its jobs have ended to launch the tuned runs.")
         else:
@@ -79,8 +78,8 @@ def run_study(numbers, given, opts, dist, main=None):
     for job in jobs:
         validate(job.settings)
     compute, reused = [j for j in jobs if not j.reuses], [j for j in jobs if j.reuses]
-    ran, more = launcher.run(compute, opts, dist, None) if compute else ([], [])
-    summaries, handles = summaries + ran, handles + more
+    summaries, more = launcher.run(compute, opts, dist, None) if compute else ([], [])
+    handles += more
     if reused:  # after the runs they reuse; a copy of records, done here whatever the launcher
         summaries += run_jobs(reused, dist, "Tuned at the course's learning rate: the course's runs stand for them")
     code = launcher.finish(log_dir, handles, opts)
@@ -94,21 +93,15 @@ def run_study(numbers, given, opts, dist, main=None):
 def tuned_jobs(numbers, seeds, given, log_dir):
     """The tuned arm, when a search record exists (for --status)."""
     path = os.path.join(tuning.tuning_dir(log_dir), schema.TUNING_RECORD)
-    try:
-        with open(path) as handle:
-            record = json.load(handle)
-    except (OSError, ValueError):
-        return []
-    return config_jobs(numbers, seeds, tuned=tuning.tuned_choices(record, path), **given)
+    record = read_json(path)
+    return [] if record is None else config_jobs(numbers, seeds, tuned=tuning.tuned_choices(record, path), **given)
 
 
 def status_table(jobs):
     """One line per run: SLURM job and state, run status, epoch, best validation perplexity so far,
     and why it failed when it did."""
-    records = {}  # log_dir -> its sweep record (the search runs live in their own log_dir)
-    for job in jobs:
-        if job.settings.log_dir not in records:
-            records[job.settings.log_dir] = read_record(job.settings.log_dir)
+    # log_dir -> its sweep record (the search runs live in their own log_dir)
+    records = {log_dir: read_record(log_dir) for log_dir in {j.settings.log_dir for j in jobs}}
     submitted = {(j.settings.log_dir, j.settings.exp_id): records[j.settings.log_dir].get(j.settings.exp_id, {})
                  for j in jobs}
     states = _scheduler_states(submitted.values())
@@ -134,7 +127,7 @@ def _status_line(job, submitted, states, width):
     s = job.settings
     run_dir = RunDir(s.log_dir, s.exp_id)
     status = run_dir.status() or {}
-    epochs = recorded_epochs(run_dir)
+    epochs = run_dir.epochs()
     best = min((m["valid_ppl"] for m in epochs if "valid_ppl" in m), default=None)
     failure = recorded_failure(s)  # bad input: the job stopped before the run wrote anything new
     launcher = submitted.get("launcher", "-")

@@ -8,7 +8,6 @@ reported; Ctrl-C or SIGTERM stops the sweep after the current run saved its chec
 """
 import dataclasses
 import json
-import math
 import os
 import shutil
 import time
@@ -16,7 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Callable, Optional
 
 from utils.runs import schema
-from utils.runs.atomic import atomic_write, atomic_write_json
+from utils.runs.atomic import atomic_write, atomic_write_json, read_json
 from utils.runs.run_dir import RunDir
 from utils.runs.schema import seed_run_id, tuned_run_id
 from utils.study.configs import CONFIGS
@@ -92,8 +91,7 @@ def fold_identical(jobs):
 
 def reuse_run(job):
     """Give `job`'s folder the records of the run it reuses (all but the checkpoint), with args.json
-    saying so (schema.REUSED_FROM); status.json is written last, so the copy is complete once it says so.
-    Returns (status, message)."""
+    saying so (schema.REUSED_FROM). Returns (status, message)."""
     s = job.settings
     source, target = RunDir(s.log_dir, job.reuses), RunDir(s.log_dir, s.exp_id)
     status = (source.status() or {}).get("status")
@@ -101,14 +99,12 @@ def reuse_run(job):
         if status in (schema.DIVERGED, schema.FAILED):
             return status, f"same settings as {source.path}, which {status}"
         return "pending", f"reuses {source.path} (same settings) once it has completed: run this command again then"
-    for name in sorted(os.listdir(source.path)):
-        if name.startswith(".") or name in (schema.CHECKPOINT, schema.ARGS, schema.STATUS):
-            continue
+    atomic_write_json(target.file(schema.ARGS), dict(asdict(s), **{schema.REUSED_FROM: str(job.reuses)}))
+    own = (schema.CHECKPOINT, schema.ARGS, schema.STATUS)
+    records = [n for n in sorted(os.listdir(source.path)) if not n.startswith(".") and n not in own]
+    for name in records + [schema.STATUS]:  # status.json last: the copy is complete once it says so
         with open(source.file(name), "rb") as handle:
             atomic_write(target.file(name), lambda out: shutil.copyfileobj(handle, out))
-    atomic_write_json(target.file(schema.ARGS), dict(asdict(s), **{schema.REUSED_FROM: str(job.reuses)}))
-    with open(source.file(schema.STATUS), "rb") as handle:
-        atomic_write(target.file(schema.STATUS), lambda out: shutil.copyfileobj(handle, out))
     return "reused", f"the records of {source.path}: same settings, not run again"
 
 
@@ -130,13 +126,11 @@ def run_job(job, dist=SINGLE):
     run_dir = RunDir(s.log_dir, s.exp_id)
     summary = {"config": s.config, "label": job.label, "exp_id": s.exp_id, "path": run_dir.path, "seed": s.seed}
     skip = dist.broadcast(skip_reason(s, run_dir) if dist.is_main else None)  # one decision for all processes
+    if not skip and job.reuses:
+        skip = dist.broadcast(reuse_run(job) if dist.is_main else None)
     if skip:
-        numbers = recorded_numbers(run_dir) if skip[0] == "skipped" and dist.is_main else {}
+        numbers = recorded_numbers(run_dir) if skip[0] in ("skipped", "reused") and dist.is_main else {}
         return dict(summary, status=skip[0], message=skip[1], **numbers)
-    if job.reuses:
-        status, message = dist.broadcast(reuse_run(job) if dist.is_main else None)
-        numbers = recorded_numbers(run_dir) if dist.is_main else {}
-        return dict(summary, status=status, message=message, **numbers)
     start = time.perf_counter()
     try:
         values = dict(zip(schema.TXT_LOGS, job.main(s, dist, with_test=job.with_test)))
@@ -155,12 +149,9 @@ def run_job(job, dist=SINGLE):
 def recorded_numbers(run_dir):
     """A completed run's numbers as its folder records them (best valid ppl; test ppl unless it was
     validation only; seconds of training and evaluation), so a skipped run's summary line shows them."""
-    epochs = recorded_epochs(run_dir)
-    test = _read(run_dir, schema.TEST_METRICS) or {}
-    numbers = {}
-    valid = [v for v in (e.get("valid_ppl") for e in epochs) if isinstance(v, (int, float)) and math.isfinite(v)]
-    if valid:
-        numbers["best_valid_ppl"] = min(valid)
+    epochs, best = run_dir.epochs(), run_dir.best_valid_ppl()
+    test = read_json(run_dir.file(schema.TEST_METRICS)) or {}
+    numbers = {} if best is None else {"best_valid_ppl": best}
     if isinstance(test, dict) and test.get("test_ppl") is not None:
         numbers["test_ppl"] = test["test_ppl"]
     times = [e.get(k) for e in epochs for k in ("train_seconds", "valid_seconds")] + (
@@ -168,20 +159,6 @@ def recorded_numbers(run_dir):
     if epochs and all(isinstance(t, (int, float)) for t in times):
         numbers["seconds"] = sum(times)
     return numbers
-
-
-def recorded_epochs(run_dir):
-    """The run folder's metrics.jsonl records ([] when absent or unreadable)."""
-    return [e for e in _read(run_dir, schema.METRICS, lines=True) or [] if isinstance(e, dict)]
-
-
-def _read(run_dir, name, lines=False):
-    """A JSON file of the run folder (a list of records for JSON lines); None when absent or unreadable."""
-    try:
-        with open(run_dir.file(name)) as handle:
-            return [json.loads(line) for line in handle if line.strip()] if lines else json.load(handle)
-    except (OSError, ValueError):
-        return None
 
 
 def run_jobs(jobs, dist=SINGLE, title=None):

@@ -1,21 +1,12 @@
 """A fair learning rate per optimizer: a short search over a grid, chosen on validation only.
 
 At the course's single lr of 1e-3, plain SGD has barely moved after 10 epochs while Adam has
-converged, so a comparison at that lr measures the lr more than the optimizer. The search runs,
-for each (model, optimizer) of the requested configurations, one short run per grid value on the
-1-layer model (deeper configurations use the same choice), keeps the lowest best VALIDATION
-perplexity (the search runs never evaluate the test split), and records the budget, the grids,
-every result and the choice in <log_dir>/tuning/tuning.json. The study then runs the
-configurations at the chosen lr in folders of their own (<id>-tuned), beside the course's.
-
-Default grids: each optimizer's entry in utils/train/optim.py (five values half a decade apart,
-centred where that optimizer works; adam and adamw with the course's 1e-3 in the middle).
-Default budget: 1 epoch capped at 100 batches (1,600 sequences, ~400k tokens) per grid value,
-validation over its first 100 batches: long enough to separate a step size that learns from one
-that stalls or diverges, ~1/6 of a full epoch each. Diverged or failed grid values are recorded
-and never chosen.
+converged, so a comparison at that lr measures the lr more than the optimizer. One short run per
+(model, optimizer, grid value) on the 1-layer model; the lowest best VALIDATION perplexity wins
+(diverged or failed values never do), recorded in <log_dir>/tuning/tuning.json (docs/study.md).
+The default budget, 1 epoch capped at 100 batches (~400k tokens, ~1/6 of an epoch), is long
+enough to separate a step size that learns from one that stalls or diverges.
 """
-import math
 import os
 
 from utils.runs import schema
@@ -71,16 +62,6 @@ def search_jobs(numbers, grids, budget, study_log_dir, main=None, **overrides):
     return jobs
 
 
-def best_valid_ppl(run_dir):
-    """(status, lowest finite validation perplexity of the run or None): reads status.json and
-    metrics.jsonl only (the search never opens a test file)."""
-    from utils.study.sweep import recorded_epochs
-
-    values = [v for v in (e.get("valid_ppl") for e in recorded_epochs(run_dir))
-              if isinstance(v, (int, float)) and math.isfinite(v)]
-    return (run_dir.status() or {}).get("status", "missing"), min(values, default=None)
-
-
 def choose(results):
     """{(model, optimizer): lr} with the lowest best validation perplexity among completed grid points."""
     choice = {}
@@ -99,9 +80,10 @@ def record_search(numbers, grids, budget, log_dir, settings):
     for model, optimizer in search_pairs(numbers):
         for lr in grids[optimizer]:
             exp_id = schema.tuning_run_id(model, optimizer, lr)
-            status, best = best_valid_ppl(RunDir(tuning_dir(log_dir), exp_id))
+            run_dir = RunDir(tuning_dir(log_dir), exp_id)  # status.json and metrics.jsonl only: never a test file
+            status = (run_dir.status() or {}).get("status", "missing")
             results.append(dict(model=model, optimizer=optimizer, lr=lr, exp_id=exp_id, status=status,
-                                best_valid_ppl=best))
+                                best_valid_ppl=run_dir.best_valid_ppl()))
     choice = choose(results)
     record = {
         "budget": dict(budget, batch_size=settings.batch_size, seed=settings.seed),
