@@ -278,7 +278,7 @@ class PureFunctions(unittest.TestCase):
                 handle.write("100.0\n90.0\n")  # killed before the third validation
             run, _ = read_run(run_dir)
             self.assertEqual((len(run.epochs), run.config, run.source), (2, 9, "txt"))
-            self.assertTrue(math.isnan(run.steady_memory_mb))
+            self.assertTrue(math.isnan(run.test["avg_steady_state_memory"]))
 
     def test_report_does_not_import_torch(self):
         code = "import sys, utils.report; sys.exit('torch' in sys.modules or 'run_exp' in sys.modules)"

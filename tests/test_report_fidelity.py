@@ -115,10 +115,10 @@ class SmokeHugeNumbersAndEpochOne(ReportCase):
     def test_smoke_runs_are_marked_on_figures(self):
         fig = plot_run(self.runs["5"], os.path.join(self.tmp.name, "e5.png"))
         title, caption = fig.get_suptitle(), fig.get_supxlabel()
-        self.assertEqual(title, "5: MiniGPT1 x1, adam — SMOKE RUN (2 epoch(s), 2 batches/epoch)")  # one short line
+        self.assertEqual(title, "5: MiniGPT1 x1, adam — SMOKE RUN (2 epoch(s), 2 batches/split)")  # one short line
         self.assertEqual(fig._suptitle.get_color(), "firebrick")
         self.assertIn("best val ppl 3.00e9 at epoch 2", caption)
-        self.assertIn("SMOKE RUN (2 epoch(s), 2 batches/epoch): numbers only show the pipeline works", caption)
+        self.assertIn("SMOKE RUN (2 epoch(s), 2 batches/split): numbers only show the pipeline works", caption)
         self.assertIn("52-64 nats/token", caption)
         groups = [g for g in self.report.groups if g.config == 5]
         self.assertTrue(group_title("gpt1_optimizers", groups).startswith("SMOKE RUNS"))
@@ -145,8 +145,9 @@ class ColumnsDevicesEmbeddings(unittest.TestCase):
             self.assertNotIn(gone, header)
         self.assertIn("Weight decay", header)  # adamw uses it
         self.assertEqual(note, "Columns left out because every row leaves them empty: Momentum (no run's optimizer "
-                               "uses it); Learnable params, Frozen params (not logged by any of these runs (old "
-                               "notebook runs record no parameter counts or memory)); Peak mem (MB), Steady mem (MB) "
+                               "uses it); Learnable params, Frozen params (not logged by any of these runs (the course "
+                               "notebook's save_logs records no parameter counts or peak memory)); Peak mem (MB), "
+                               "Steady mem (MB) "
                                "(not measured by any run: NaN, as on a CPU).")
         md = markdown.render(report, "cmd")
         self.assertIn(note, md)
@@ -189,7 +190,7 @@ class ColumnsDevicesEmbeddings(unittest.TestCase):
                       provenance=provenance())
             write_notebook_run(tmp, "4", config_args(4, epochs=1), [900], [950], [11], 660.0, 4630.0)
             md = markdown.render(read_report(tmp, tmp), "cmd")
-        self.assertIn("(runs 1); embeddings not recorded (old run) (runs 4).", md)
+        self.assertIn("(runs 1); embeddings not recorded (no provenance.json) (runs 4).", md)
 
     def test_gpt1_embeddings_alone_get_no_stand_in_caveat(self):
         with tempfile.TemporaryDirectory() as tmp:

@@ -57,8 +57,8 @@ class AgainstTheReference(ReportCase):
         text = section(self.md, "Against the course's reference runs")
         self.assertIn("- 3: LSTM x1, sgd: best val ppl 2,500 is 15% above the reference range 2,173-2,174; test ppl "
                       "2,400 is 15% above the reference range 2,089-2,089. That usually comes from other embeddings, "
-                      "another lr, batch size, number of epochs or initialisation; this run differs in lr 0.003 "
-                      "(reference 0.001), init stable (reference course).", text)
+                      "another lr, batch size, number of epochs, --max_batches or initialisation; this run differs "
+                      "in lr 0.003 (reference 0.001), init stable (reference course).", text)
         self.assertAlmostEqual(1600.0 / 1653.42 - 1, -0.0323, places=4)
         self.assertIn("- 4: LSTM x1, momentum: best val ppl 1,600 is 3% below the reference range 1,653-1,654. "
                       "That usually comes from", text)
@@ -70,6 +70,17 @@ class AgainstTheReference(ReportCase):
         self.assertIn("- 12: MiniGPT1 x4, adamw: its validation perplexity never moved (1,478-1,490 over 3 epochs), "
                       "like the course's configuration 12 stuck near 1,480; `--init stable`", text)
         self.assertNotIn("- 1: ", text)
+
+
+class CappedRuns(unittest.TestCase):
+    def test_a_run_capped_by_max_batches_is_said_to_differ_in_it(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            write_seed_run(tmp, 1, 42, 300.0, 10.0, test_ppl=310.0, provenance=GPT1, max_batches=50, **COURSE)
+            md = markdown.render(read_report(tmp, tmp), "cmd")
+        verdict = [line for line in section(md, "Against the course's reference runs").splitlines()
+                   if line.startswith("- 1: ")]
+        self.assertEqual(len(verdict), 1)
+        self.assertIn("differs in max_batches 50 (reference", verdict[0])
 
 
 class StartsAndStandIns(unittest.TestCase):

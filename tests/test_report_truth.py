@@ -1,21 +1,27 @@
 """What the report says must be true at a glance (issue 21 section 3, issue 22's positive intervals):
 ties read as ties, the per-optimizer table never pools two models, a skipped run's summary line
 shows its numbers, figure links survive spaces, coinciding curves stay visible, titles are one
-short line, time intervals never go below zero, and --vocab_folder names one default."""
+short line, time intervals never go below zero, a --max_batches run is marked with its cap (a smoke
+run is one made with --smoke), values of no unit read to 4 significant digits, and --vocab_folder
+names one default."""
+import csv
+import io
 import math
 import os
+import re
 import tempfile
 import unittest
 from urllib.parse import unquote
 
-from tests.report_fixtures import memory_run
+from tests.report_fixtures import memory_run, write_seed_run
 
-from utils.report import Report, markdown
+from utils.report import Report, markdown, read_report, summary_lines
 from utils.report.answers import headline_lines, ranking_lines
 from utils.report.compute import arm_answers, build_groups, summarise
-from utils.report.plots import coinciding, plot_group, plot_run
+from utils.report.fmt import number_text, stat_text
+from utils.report.plots import coinciding, plot_group, plot_run, run_caption
 from utils.report.compute import describe_linear, describe_log
-from utils.report.tables import group_table
+from utils.report.tables import csv_text, group_table, latex_table
 
 
 def groups_of(runs):
@@ -120,6 +126,66 @@ class FiguresAndLinks(unittest.TestCase):
         self.assertEqual(fig.get_suptitle(), "my run: LSTM x1, adam")
         self.assertIn("Intel(R) Xeon(R) Platinum 8375C", fig.get_supxlabel())
         self.assertEqual(fig.get_supxlabel().count("\n"), 2)  # settings; embeddings and device; best and status
+
+    def test_the_epoch_one_note_suggests_init_stable_only_to_runs_without_it(self):
+        far = (math.exp(58.0), 300.0)  # MiniGPT1 at 58 nats/token in epoch 1
+        course, stable = memory_run("5", 5, valid=far), memory_run("5", 5, valid=far, init="stable")
+        self.assertIn("--init stable", run_caption(course))
+        self.assertIn("52-64 nats/token", run_caption(stable))
+        self.assertNotIn("--init stable", run_caption(stable))
+
+
+class ShortRunsAreMarkedForWhatTheyAre(unittest.TestCase):
+    """Configuration 1 capped by --max_batches 50, configuration 2 made with --smoke, 3 a full run."""
+
+    @classmethod
+    def setUpClass(cls):
+        with tempfile.TemporaryDirectory() as tmp:
+            write_seed_run(tmp, 1, 42, 300.0, 10.0, test_ppl=310.0, max_batches=50)
+            write_seed_run(tmp, 2, 42, 400.0, 10.0, test_ppl=410.0, smoke=True, max_batches=2, epochs=2)
+            write_seed_run(tmp, 3, 42, 900.0, 10.0, test_ppl=910.0)
+            cls.report = read_report(tmp, tmp)
+        cls.md = markdown.render(cls.report, "cmd")
+
+    def test_rows_groups_and_csv(self):
+        rows = {r["exp_id"]: r for r in self.report.rows}
+        self.assertEqual([rows[k]["status"] for k in "123"],
+                         ["completed (max_batches=50)", "completed (smoke)", "completed"])
+        records = csv.DictReader(io.StringIO(csv_text(self.report.rows)))
+        self.assertEqual([(r["smoke"], r["max_batches"]) for r in records],
+                         [("False", "50"), ("True", "2"), ("False", "")])  # only --smoke makes a smoke run
+        latex = latex_table(self.report.groups)
+        daggered = [line.split(" & ")[0] for line in latex.splitlines() if r"$^\dagger$ &" in line]
+        self.assertEqual(daggered, [r"1$^\dagger$", r"2$^\dagger$"])
+        self.assertIn("max\\_batches=50", latex.split(r"\caption{")[1].split(r"\label")[0])
+
+    def test_results_md_and_console_notes(self):
+        notes = [line for line in self.md.splitlines() if line.startswith("> **")]
+        self.assertEqual([n.split("**")[1] for n in notes], ["max_batches=50 runs", "smoke runs"])  # report order
+        self.assertTrue(notes[0].endswith("1: LSTM x1, adam."), notes[0])
+        self.assertTrue(notes[1].endswith("2: LSTM x1, adamw."), notes[1])
+        self.assertIn("first 50 batches of each split", notes[0])  # validation and test too
+        printed = [line for line in summary_lines(self.report) if line.startswith("Note:")]
+        self.assertEqual([line.split(":")[1] for line in printed], [" 1 max_batches=50 run(s)", " 1 smoke run(s)"])
+
+    def test_figures(self):
+        runs = {r.exp_id: r for r in self.report.runs}
+        self.assertNotIn("SMOKE", run_caption(runs["1"]))
+        self.assertIn("max_batches=50", run_caption(runs["1"]))
+        self.assertIn("SMOKE RUN (2 epoch(s), 2 batches/split)", run_caption(runs["2"]))
+
+
+class ValuesOfNoUnit(unittest.TestCase):
+    def test_raw_values_read_to_four_significant_digits(self):
+        values = (0.123456789, 123456.789, 3, 2.0, [1.23456, None], math.nan)
+        self.assertEqual([number_text(x, "raw") for x in values], ["0.1235", "1.235e5", "3", "2", "[1.235, None]",
+                                                                   "nan"])
+        seeds = [0.0123456789, 0.0234567891]
+        for stat, shown in ((describe_log(seeds), 3), (describe_linear(seeds), 2)):  # m [lo, hi]; m ± half-width
+            numbers = re.findall(r"\d[\d.]*", stat_text(stat, "raw"))
+            self.assertEqual(len(numbers), shown)
+            for number in numbers:
+                self.assertLessEqual(len(number.replace(".", "").lstrip("0")), 4, number)
 
 
 class VocabFolderHelp(unittest.TestCase):

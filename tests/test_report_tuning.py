@@ -43,7 +43,7 @@ class TuningReport(ReportCase):
 
     def test_budget_grid_points_and_choice(self):
         md = self.md
-        self.assertIn("(1 epoch(s), 50 batches per epoch, 16 sequences per batch, seed 0)", md)
+        self.assertIn("(1 epoch(s), 50 batches per split per epoch, 16 sequences per batch, seed 0)", md)
         self.assertIn("Grids: sgd: 0.01, 0.1, 0.3, 1; momentum: 0.03.", md)
         self.assertIn("| LSTM | sgd | 0.01 | completed | 900.00 |  |", md)
         self.assertIn("| LSTM | sgd | 0.3 | completed | 310.00 | **yes** |", md)

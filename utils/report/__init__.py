@@ -1,20 +1,17 @@
 """Figures, tables and the assignment's answers from training logs alone: `python -m utils.report
 --log_dir logs --out plots` writes experiment_<exp_id>.png per run, compare_<group>.png per group of
-utils.study.configs.GROUPS, results.md, results.tex (one row per configuration over seeds), results.csv
-(one row per run) and results_groups.csv (per configuration and arm: n, means, sds, intervals).
+utils.study.configs.GROUPS, results.md, results.tex (per configuration over seeds), results.csv (per run)
+and results_groups.csv (per configuration and arm: n, means, sds, intervals).
 
-The modules, one job each: read (run folders -> RunRecords), compute (statistics, rows, seed groups,
-answers, the course's reference runs), fmt (how values read), tables (Markdown, LaTeX, CSV), answers
-and markdown (results.md), plots. Exit status 0 when a run was reported, 2 when there was nothing to
-report (with a line saying how to make runs). Only completed runs enter the answers; everything left
-out is listed with its reason. No torch and no training code is imported, so it runs wherever logs are.
-"""
+One job per module: read (run folders), compute (the numbers), fmt (how values read), tables, answers and
+markdown (results.md), plots. Only completed runs enter the answers; whatever is left out is listed with
+its reason. No torch and no training code is imported, so it runs wherever logs are."""
 import os
 from dataclasses import dataclass, field
 
 from utils.report import markdown
 from utils.report.compute import answers, build_groups, seed_order, summarise
-from utils.report.fmt import is_smoke, log_stat_text, lr_text, run_arm, run_label, run_seed, stat_text
+from utils.report.fmt import lr_text, run_arm, run_label, run_seed, short_meaning, short_run, stat_text
 from utils.report.plots import member_runs, plot_group, plot_run
 from utils.report.read import read_json, read_runs, read_tuning
 from utils.report.tables import csv_text, group_csv_text, latex_table
@@ -98,7 +95,7 @@ def answer_summary(a, prefix):
         return []
     f, b, key = a["fastest"], a["best"], a["fastest_key"]
     lines = [f"{prefix}Fastest ({a['fastest_by']}): {f.label}, {stat_text(f.stats[key], 'seconds')} s",
-             f"{prefix}Best generalising: {b.label}, val ppl {log_stat_text(b.stats['best_valid_ppl'])}"]
+             f"{prefix}Best generalising: {b.label}, val ppl {stat_text(b.stats['best_valid_ppl'])}"]
     for i, (g, versus) in enumerate(((f, a["fastest_versus"]), (b, a["best_versus"]))):
         ties = [other.name for other, c in versus if c["distinguishable"] is False]
         lines[i] += (f" (geometric mean [95% t interval], n={g.n})" if g.n > 1 else "") + (
@@ -121,8 +118,7 @@ def summary_lines(report):
                                                        or "nothing"))
     elif report.tuning_problem:
         lines.append(f"Learning-rate search record unusable: {report.tuning_problem}")
-    smoke = sum(is_smoke(r.args) for r in report.runs)
-    lines += [f"Note: {smoke} smoke run(s) (tiny budget): their numbers only show that the pipeline "
-              "works."] * bool(smoke)
+    marks = [short_run(r.args) for r in report.runs]
+    lines += [f"Note: {marks.count(m)} {m} run(s): {short_meaning(m)}." for m in dict.fromkeys(marks) if m]
     return lines + [f"Wrote {len(report.figures)} figure(s) and {len(report.tables)} table file(s) to "
                     f"{report.out_dir}"] * bool(report.figures or report.tables)

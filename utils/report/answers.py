@@ -4,9 +4,10 @@ import math
 import os
 
 from utils.models.registry import MODELS, display_name
-from utils.report.fmt import COURSE, TUNED, log_stat_text, lr_text, number_text, ppl_text, ratio_text, stat_text
 from utils.report.compute import paired_difference
-from utils.report.tables import MEMORY_KEYS, METRICS, NOT_LOGGED, NOT_MEASURED
+from utils.report.fmt import COURSE, TUNED, config_text, finite, lr_text, number_text, ppl_text, ratio_text, stat_text
+from utils.report.read import as_float
+from utils.report.tables import MEMORY_KEYS, METRICS, md_table, missing_memory
 from utils.runs import schema
 
 METHOD = ("Seeds: each configuration's completed seeds give a geometric mean and a 95% interval [lo, hi] from "
@@ -17,8 +18,8 @@ METHOD = ("Seeds: each configuration's completed seeds give a geometric mean and
           "averaged.")
 ONE_SEED = ("One seed per configuration: no confidence interval can be computed, so these rankings cannot be "
             "tested at 95%; run more seeds (e.g. 3) to tell close configurations apart.")
-BUDGET_WORDS = (("epochs", "epoch(s)"), ("max_batches", "batches per epoch"), ("batch_size", "sequences per batch"),
-                ("seed", "seed"))
+BUDGET_WORDS = (("epochs", "epoch(s)"), ("max_batches", "batches per split per epoch"),
+                ("batch_size", "sequences per batch"), ("seed", "seed"))
 
 
 def detail(c):  # e.g. "×1.03 [0.97, 1.09], paired over seeds 1, 2, 3"
@@ -43,13 +44,13 @@ def ties_sentence(versus, one_seed, name=lambda g: g.name):
 
 
 def average_table(entries, keys, headings):
-    lines = ["| " + " | ".join(headings) + " | Configurations | Seeds | Mean train time (s) | Mean time/epoch (s) "
-             "| Mean best val ppl | Geometric mean best val ppl |", "|" + "---|" * (len(keys) + 6)]
-    lines += [f"| {' | '.join(str(e[k]) for k in keys)} | {', '.join(map(str, e['members']))} | {e['seeds']} "
-              f"| {e['mean_train_time_s']:.1f} | {e['mean_time_per_epoch_s']:.1f} "
-              f"| {ppl_text(e['mean_best_valid_ppl'])} "
-              f"| {ppl_text(e['geomean_best_valid_ppl'])} |" for e in entries]
-    return lines if entries else ["No completed runs to average yet."]
+    if not entries:
+        return ["No completed runs to average yet."]
+    return md_table([*headings, "Configurations", "Seeds", "Mean train time (s)", "Mean time/epoch (s)",
+                     "Mean best val ppl", "Geometric mean best val ppl"],
+                    [[*(e[k] for k in keys), ", ".join(map(str, e["members"])), e["seeds"],
+                      f"{e['mean_train_time_s']:.1f}", f"{e['mean_time_per_epoch_s']:.1f}",
+                      ppl_text(e["mean_best_valid_ppl"]), ppl_text(e["geomean_best_valid_ppl"])] for e in entries])
 
 
 def shown_ppl(group):  # equal as displayed: a tie, never an order
@@ -66,10 +67,10 @@ def ranking_lines(rankings, one_seed):
         first, ranked = r["ranking"][0], r["ranking"]
         if len(ranked) == 1:
             lines.append(f"- **{r['model']}**: only {first.what[2]} has a completed run "
-                         f"(best val ppl {log_stat_text(first.stats['best_valid_ppl'])}): nothing to compare yet.")
+                         f"(best val ppl {stat_text(first.stats['best_valid_ppl'])}): nothing to compare yet.")
             continue
         order = "".join(("" if i == 0 else " = " if shown_ppl(g) == shown_ppl(ranked[i - 1]) else " < ") +
-                        f"{g.what[2]} {log_stat_text(g.stats['best_valid_ppl'])}" for i, g in enumerate(ranked))
+                        f"{g.what[2]} {stat_text(g.stats['best_valid_ppl'])}" for i, g in enumerate(ranked))
         ties = tied_with(first, ranked)
         best = f"tie between {' and '.join(g.what[2] for g in [first] + ties)} at {shown_ppl(first)}" if ties \
             else f"best {first.what[2]}"
@@ -78,13 +79,10 @@ def ranking_lines(rankings, one_seed):
     return lines
 
 
-def tied_text(groups):
-    return "".join(f", tied as shown with {g.label}" for g in groups)
-
-
 def headline_lines(a):
     f, b, key = a["fastest"], a["best"], a["fastest_key"]
     seconds = lambda g: number_text(g.stats[key]["mean"], "seconds") if g.stats[key] else None  # noqa: E731
+    tied_text = lambda groups: "".join(f", tied as shown with {g.label}" for g in groups)  # noqa: E731
     epochs = ", ".join(map(str, sorted({row["best_epoch"] for row in b.members.values()})))
     return [
         f"- **Fastest configuration** (by {a['fastest_by']}): {f.label} — {stat_text(f.stats[key], 'seconds')} s "
@@ -93,20 +91,11 @@ def headline_lines(a):
         f"{tied_text([g for g, _ in a['fastest_versus'] if seconds(g) == seconds(f)])}. "
         + ties_sentence(a["fastest_versus"], a["one_seed"]),
         f"- **Best generalising configuration** (lowest validation perplexity): {b.label} — "
-        f"{log_stat_text(b.stats['best_valid_ppl'])} at epoch {epochs}"
+        f"{stat_text(b.stats['best_valid_ppl'])} at epoch {epochs}"
         f"{tied_text(tied_with(b, [g for g, _ in a['best_versus']]))} (train ppl "
-        f"{log_stat_text(b.stats['train_ppl_at_best'])}, test ppl {log_stat_text(b.stats['test_ppl'])}, n={b.n}). "
+        f"{stat_text(b.stats['train_ppl_at_best'])}, final test ppl {stat_text(b.stats['test_ppl'])}, n={b.n}). "
         + ties_sentence(a["best_versus"], a["one_seed"]),
     ]
-
-
-def memory_cell(group, key):
-    stat = group.stats.get(key)
-    if stat is not None:
-        return stat_text(stat, "mb") + " MB"
-    rows = list(group.members.values()) or list(group.rows.values())
-    value = next((r[key] for r in rows if r[key] is not None), None)
-    return NOT_LOGGED if value is None else NOT_MEASURED if value != value else f"{value:.1f} MB"
 
 
 def memory_lines(groups):
@@ -114,9 +103,9 @@ def memory_lines(groups):
     if all(v is None or v != v for v in values):
         measured = any(v is not None for v in values)
         return [f"GPU memory: {'not measured: every run ran on a CPU' if measured else 'not logged'}."]
-    return ["| Configuration | " + " | ".join(METRICS[k].heading for k in MEMORY_KEYS) + " |",
-            "|---" * (len(MEMORY_KEYS) + 1) + "|"] + [
-        f"| {g.label} | " + " | ".join(memory_cell(g, k) for k in MEMORY_KEYS) + " |" for g in groups]
+    return md_table(["Configuration"] + [METRICS[k].heading for k in MEMORY_KEYS], [
+        [g.label] + [stat_text(g.stats[k], "mb") + " MB" if g.stats.get(k) else missing_memory(g, k)
+                     for k in MEMORY_KEYS] for g in groups])
 
 
 def arm_lines(a, groups, title):
@@ -134,11 +123,8 @@ def arm_lines(a, groups, title):
             "Memory per configuration:", "", *memory_lines(groups), ""]
 
 
-def as_number(value):
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
+def as_number(value):  # tuning.json is read as written: None where it holds no number
+    return as_float(value) if finite(as_float(value)) else None
 
 
 def chosen_lr(record, model, optimizer):
@@ -161,11 +147,11 @@ def search_lines(record, problem, log_dir):
         models.index(r.get("model")) if r.get("model") in models else len(models),
         list(grids).index(r.get("optimizer")) if r.get("optimizer") in grids else len(grids),
         str(r.get("optimizer")), as_number(r.get("lr")) or 0.0))
-    rows = ["| Model | Optimizer | lr | Status | Best val ppl | Chosen |", "|---|---|---|---|---|---|"] + [
-        f"| {display_name(r.get('model'))} | {r.get('optimizer')} | {lr_text(as_number(r.get('lr')))} "
-        f"| {r.get('status', '?')} | {ppl_text(as_number(r.get('best_valid_ppl')))} | "
-        f"{'**yes**' if as_number(r.get('lr')) == chosen_lr(record, r.get('model'), r.get('optimizer')) else ''} |"
-        for r in results]
+    rows = md_table(["Model", "Optimizer", "lr", "Status", "Best val ppl", "Chosen"], [
+        [display_name(r.get("model")), r.get("optimizer"), lr_text(as_number(r.get("lr"))), r.get("status", "?"),
+         ppl_text(as_number(r.get("best_valid_ppl"))),
+         "**yes**" if as_number(r.get("lr")) == chosen_lr(record, r.get("model"), r.get("optimizer")) else ""]
+        for r in results])
     return ["## Learning-rate search", "",
             f"From {where}. Each (model, optimizer) was trained at every learning rate of its grid on a short budget "
             f"({budget}) and the lr with the lowest {record.get('metric', 'best_valid_ppl')} was chosen. These short "
@@ -178,13 +164,12 @@ def search_lines(record, problem, log_dir):
 
 
 def changed_sentence(course, tuned):
-    name = f"{course.name} ({display_name(course.what[0])} x{course.what[1]}, {course.what[2]})"
+    name = f"{course.name} ({config_text(course.reference.args)})"
     course_lr = lr_text(course.reference.args.get("lr"))
     if tuned.reference.args.get("reused_from"):  # utils.study.sweep.REUSED_FROM
         return (f"- {name}: the search chose the course's lr {course_lr}: the tuned arm is the course's runs, "
                 "reused (same settings, not run again).")
-    before, after = (ppl_text(g.stats["best_valid_ppl"]["mean"]) if g.stats["best_valid_ppl"] else "—"
-                     for g in (course, tuned))
+    before, after = (ppl_text((g.stats["best_valid_ppl"] or {}).get("mean")) for g in (course, tuned))
     comparison = paired_difference(tuned.values("best_valid_ppl"), course.values("best_valid_ppl"), log=True)
     change = f"; tuned/course {verdict(comparison)}" if course.n and tuned.n else ""
     return (f"- {name}: course lr {course_lr} -> tuned lr {lr_text(tuned.reference.args.get('lr'))}, "
@@ -200,12 +185,12 @@ def side_by_side_lines(groups, record):
     lines = ["## Course learning rate vs tuned learning rate", "",
              "Each configuration at the course's lr beside the same configuration at the lr the search chose "
              "(geometric mean over completed seeds [95% interval]).", "",
-             "| Config | Course lr | Course best val ppl | Course test ppl | Tuned lr | Tuned best val ppl "
-             "| Tuned test ppl | Seeds (course / tuned) |", "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {c.label} | {lr_text(c.reference.args.get('lr'))} | {log_stat_text(c.stats['best_valid_ppl'])} "
-              f"| {log_stat_text(c.stats['test_ppl'])} | {lr_text(t.reference.args.get('lr'))} "
-              f"| {log_stat_text(t.stats['best_valid_ppl'])} | {log_stat_text(t.stats['test_ppl'])} | {c.n} / {t.n} |"
-              for c, t in pairs]
+             *md_table(["Config", "Course lr", "Course best val ppl", "Course test ppl", "Tuned lr",
+                        "Tuned best val ppl", "Tuned test ppl", "Seeds (course / tuned)"],
+                       [[c.label, lr_text(c.reference.args.get("lr")), stat_text(c.stats["best_valid_ppl"]),
+                         stat_text(c.stats["test_ppl"]), lr_text(t.reference.args.get("lr")),
+                         stat_text(t.stats["best_valid_ppl"]), stat_text(t.stats["test_ppl"]), f"{c.n} / {t.n}"]
+                        for c, t in pairs])]
     lines += ["", "What changed:", "", *[changed_sentence(c, t) for c, t in pairs], ""]
     for _, g in pairs if record else []:
         chosen, lr = chosen_lr(record, *g.what[::2]), as_number(g.reference.args.get("lr"))
@@ -220,13 +205,13 @@ def optimizer_side_by_side(answers):
     arms = {arm: a for arm, a in answers.items() if a and a["optimizer_rankings"]}
     if TUNED not in arms:
         return []
-    cells = {(r["model"], g.what[2], arm): log_stat_text(g.stats["best_valid_ppl"]) + (
+    cells = {(r["model"], g.what[2], arm): stat_text(g.stats["best_valid_ppl"]) + (
         f" (lr {lr_text(g.reference.args.get('lr'))})" if arm == TUNED else "")
         for arm, a in arms.items() for r in a["optimizer_rankings"] for g in r["ranking"]}
-    lines = ["### Per optimizer, both arms", "",
-             "| Model | Optimizer | Course lr: best val ppl | Tuned lr: best val ppl |", "|---|---|---|---|"]
-    lines += [f"| {m} | {o} | {cells.get((m, o, COURSE), '—')} | {cells.get((m, o, TUNED), '—')} |"
-              for m, o in dict.fromkeys((m, o) for m, o, _ in cells)]
+    lines = ["### Per optimizer, both arms", "", *md_table(
+        ["Model", "Optimizer", "Course lr: best val ppl", "Tuned lr: best val ppl"],
+        [[m, o, cells.get((m, o, COURSE), "—"), cells.get((m, o, TUNED), "—")]
+         for m, o in dict.fromkeys((m, o) for m, o, _ in cells)])]
     lines += [""] + [f"- Best optimizer at the {arm} lr: "
                      + "; ".join(f"{r['model']}: {r['ranking'][0].what[2]}" for r in a["optimizer_rankings"]) + "."
                      for arm, a in arms.items()]

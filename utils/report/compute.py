@@ -1,18 +1,15 @@
-"""The report's numbers by pure functions: statistics over seeds, a row per run, SeedGroups over seeds, the
-assignment's answers, the course's reference runs beside them and what a run's start says.
-
-Runs group by configuration (else model, layers, optimizer) and arm (course lr, or lr_from: tuned). In a
-group, runs whose identifying settings all agree (every args.json field but schema.INCIDENTAL ones and the seed,
-and the same embeddings file) are seeds of one experiment, one completed run per seed; a seed that
-diverged, failed, is running or was not run is listed with its reason, never averaged.
-"""
+"""The report's numbers by pure functions: statistics over seeds, a row per run, SeedGroups, the answers,
+the course's reference runs beside them and what a run's start says. Runs group by configuration (else
+model, layers, optimizer) and arm (course or tuned lr); in a group, runs whose identifying settings
+(schema.identity, the seed aside) and embeddings file agree are seeds of one experiment, one completed
+run per seed; a seed that diverged, failed, is running or was not run is listed, never averaged."""
 import math
 from dataclasses import dataclass, field
 from statistics import mean, stdev
 
 from utils.models.registry import MODELS, display_name
-from utils.report.fmt import COURSE, TUNED, finite, is_smoke, is_standin, run_arm, run_label, run_name, run_seed
-from utils.report.fmt import config_text, embeddings_sha, lr_text, used_settings
+from utils.report.fmt import COURSE, TUNED, config_text, embeddings_record, finite, is_smoke, is_standin, lr_text
+from utils.report.fmt import run_arm, run_label, run_name, run_seed, short_run, used_settings
 from utils.report.read import as_float
 from utils.runs import schema
 from utils.train.settings import DEFAULTS
@@ -29,8 +26,7 @@ def t_quantile(dof):
 
 
 def describe_linear(values):
-    """{"n", "mean", "sd", "half_width", "lo", "hi"} of the finite values (spread None below two values);
-    None without a finite value."""
+    """{"n", "mean", "sd", "half_width", "lo", "hi"} of the finite values (spread None below two); or None."""
     values = [float(v) for v in values if v is not None and math.isfinite(v)]
     if not values:
         return None
@@ -43,8 +39,7 @@ def describe_linear(values):
 
 
 def describe_log(values):
-    """Of positive values: "mean" the geometric mean, "lo"/"hi" exp of the t interval of the mean log,
-    "factor" = hi / mean, "sd_log"; None without a finite positive value."""
+    """The geometric "mean", "lo"/"hi" (exp of the t interval of the mean log), "factor" = hi / mean, "sd_log"."""
     kept = [float(v) for v in values if v is not None and math.isfinite(v) and v > 0]
     stats = describe_linear([math.log(v) for v in kept])
     if stats is None:
@@ -79,19 +74,19 @@ OVER_SEEDS = {"gmean": describe_log, "mean": describe_linear}  # schema.RunMetri
 UNIFORM_NATS = math.log(40479)  # ln V for GPT-1's vocabulary: an untrained model that knows nothing
 FAR_ABOVE_UNIFORM = 20.0  # nats/token at epoch 1: the tied output layer met huge features, not learning
 STALL = 1.05  # validation perplexity within this factor over 3+ epochs: it never moved
+AVERAGED = ("train_time_s", "time_per_epoch_s", "best_valid_ppl")  # averages(): the means of their seed means
 
 
 def settings_differ(a, b):
-    """Identifying settings (schema.identity; a field not recorded counts as its default) and the embeddings
-    file two runs differ in, the seed aside: the seed is what a group pools."""
+    """Identifying settings (unrecorded: the default) and embeddings file two runs differ in, but the seed."""
     differ = [k for k in schema.differing(a.args, b.args, DEFAULTS) if k != "seed"]
-    shas = embeddings_sha(a), embeddings_sha(b)
+    shas = embeddings_record(a).get("sha256"), embeddings_record(b).get("sha256")
     return differ + (["embeddings"] if None not in shas and shas[0] != shas[1] else [])
 
 
-def varying_settings(arg_dicts, skip=SHOWN):
-    """Identifying settings whose value is not the same in every one of `arg_dicts`, in first-seen order."""
-    keys = dict.fromkeys(k for args in arg_dicts for k in schema.identity(args) if k not in skip)
+def varying_settings(arg_dicts):
+    """Identifying settings (but SHOWN) whose value is not the same in every one of `arg_dicts`, first seen first."""
+    keys = dict.fromkeys(k for args in arg_dicts for k in schema.identity(args) if k not in SHOWN)
     return [k for k in keys if len({repr(args.get(k, DEFAULTS.get(k))) for args in arg_dicts}) > 1]
 
 
@@ -113,7 +108,7 @@ REDUCERS = {
     "mean": lambda run, key, _best: mean(logged(run, key)) if logged(run, key) else None,
     "max": lambda run, key, _best: max(logged(run, key), default=math.nan) if any(key in e for e in run.epochs)
     else None,  # a peak: NaN when logged as null (CPU)
-    "final": lambda run, key, _best: run.steady_memory_mb if key == schema.STEADY_MEMORY else run.test.get(key),
+    "final": lambda run, key, _best: run.test.get(key),
 }
 
 
@@ -129,7 +124,7 @@ def summarise(run):
         **{k: run.provenance.get(k) for k in ("params_learnable", "params_frozen")},
         "best_epoch": best["epoch"] if best else None,
         **{m.key: REDUCERS[m.reduce](run, m.source, best) for m in schema.RUN_METRICS},
-        "status": run.status + (" (smoke)" if is_smoke(args) else ""), "smoke": is_smoke(args),
+        "status": run.status + (f" ({short_run(args)})" if short_run(args) else ""), "smoke": is_smoke(args),
         "epochs_logged": len(run.epochs),
     }
     row["not_counted_why"] = exclusion_reason(run, row) or ""
@@ -243,9 +238,7 @@ def add_not_run(groups):
 
 def shown_run(group):
     """The run standing for a group with no completed seed: the reference, else the first with an epoch."""
-    if group.reference.exp_id in group.rows:
-        return group.reference
-    return next((run for run in group.runs if run.exp_id in group.rows), group.reference)
+    return next((run for run in [group.reference, *group.runs] if run.exp_id in group.rows), group.reference)
 
 
 def build_groups(runs, rows, stubs=()):
@@ -282,10 +275,9 @@ def fastest(groups):
     groups = [g for g in groups if g.n and g.stats["train_time_s"]]
     if not groups:
         return None, None, None
-    if len({row["epochs_logged"] for g in groups for row in g.members.values()}) == 1:
-        key, how = "train_time_s", "total training time"
-    else:
-        key, how = "time_per_epoch_s", "training time per epoch (runs differ in epochs)"
+    key, how = ("train_time_s", "total training time") if len(
+        {row["epochs_logged"] for g in groups for row in g.members.values()}) == 1 else (
+        "time_per_epoch_s", "training time per epoch (runs differ in epochs)")
     return min(groups, key=lambda g: g.stats[key]["mean"]), how, key
 
 
@@ -297,22 +289,19 @@ def averages(groups, key, where=lambda group: True):
             by_value.setdefault(tuple(group_value(g, k) for k in keys), []).append(g)
     return [{**dict(zip(keys, value)), "n": len(members), "seeds": len({s for g in members for s in g.members}),
              "members": [g.config if g.config is not None else g.name for g in members],
-             "mean_train_time_s": mean(g.stats["train_time_s"]["mean"] for g in members),
-             "mean_time_per_epoch_s": mean(g.stats["time_per_epoch_s"]["mean"] for g in members),
-             "mean_best_valid_ppl": mean(g.stats["best_valid_ppl"]["mean"] for g in members),
+             **{f"mean_{k}": mean(g.stats[k]["mean"] for g in members) for k in AVERAGED},
              # geometric: not dominated by one bad optimizer the way the arithmetic mean is
              "geomean_best_valid_ppl": math.exp(mean(math.log(g.stats["best_valid_ppl"]["mean"]) for g in members))}
             for value, members in by_value.items()]
 
 
 def optimizer_rankings(groups):
-    out = []
-    for model in dict.fromkeys(g.what[0] for g in groups if g.n and g.what[1] == 1):
-        ranked = sorted((g for g in groups if g.n and g.what[1] == 1 and g.what[0] == model),
-                        key=lambda g: g.stats["best_valid_ppl"]["mean"])
-        out.append({"model": display_name(model), "ranking": ranked,
-                    "versus": versus(ranked[0], ranked, "best_valid_ppl", log=True)})
-    return out
+    """Per model, its one-layer configurations by best val ppl, the winner against each of the others."""
+    one_layer = [g for g in groups if g.n and g.what[1] == 1]
+    rankings = [sorted((g for g in one_layer if g.what[0] == model), key=lambda g: g.stats["best_valid_ppl"]["mean"])
+                for model in dict.fromkeys(g.what[0] for g in one_layer)]
+    return [{"model": display_name(ranked[0].what[0]), "ranking": ranked,
+             "versus": versus(ranked[0], ranked, "best_valid_ppl", log=True)} for ranked in rankings]
 
 
 def arm_answers(groups):
@@ -352,10 +341,9 @@ def start_problem(run):
 
 
 def reference_check(group, reference):
-    """The course's reference runs beside a group at the course's lr: None when the table has no such
-    configuration; else {"valid", "test": (lo, hi), "off": {metric: relative distance outside the range},
-    "checked": the ~3% test applies, "applies": the group used GPT-1's embeddings (None: not recorded),
-    "differs": the settings in which the group's runs depart from the reference's}."""
+    """None, or the course's reference runs beside a group at the course's lr: {"valid", "test": (lo, hi),
+    "off": {metric: relative distance outside the range}, "checked": the ~3% test applies, "applies": it used
+    GPT-1's embeddings (None: not recorded), "differs": its settings unlike the reference's, "note"}."""
     entry = reference["configs"].get(str(group.config))
     if entry is None or group.arm != COURSE:
         return None

@@ -1,9 +1,6 @@
 """How numbers and runs read in tables, the console and figures (the CSV files keep raw floats).
-
 Perplexities run from ~100 to 1e22: 2 decimals where small, thousands separators up to SCI_FROM,
-then 1.23e22. A run reads as its configuration, model, depth and optimizer ("3 [3-seed1]: LSTM x1,
-sgd"), from args.json and provenance.json only.
-"""
+then 1.23e22. A run reads as "3 [3-seed1]: LSTM x1, sgd", from args.json and provenance.json only."""
 import math
 import os
 
@@ -11,6 +8,7 @@ from utils.models.registry import display_name
 from utils.train.optim import OPTIMIZERS
 
 SCI_FROM = 1e5
+RAW_DIGITS = 4  # significant digits of a value with no unit of its own ("raw")
 MISSING = "—"
 COURSE_SEED = 42
 COURSE, TUNED = "course", "tuned"
@@ -25,10 +23,10 @@ def finite(x):
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def ppl_text(x, latex=False, missing=MISSING, decimals=2):
-    """125.00, 2,170, 1.23e22; inf and nan as words; `missing` for None."""
+def ppl_text(x, latex=False, decimals=2):
+    """125.00, 2,170, 1.23e22; inf and nan as words; MISSING for None."""
     if x is None or not finite(x):
-        return missing if x is None else "nan" if x != x else ("inf" if x > 0 else "-inf")
+        return MISSING if x is None else "nan" if x != x else ("inf" if x > 0 else "-inf")
     if abs(x) >= SCI_FROM:
         mantissa, exponent = f"{x:.2e}".split("e")
         return rf"${mantissa}\times10^{{{int(exponent)}}}$" if latex else f"{mantissa}e{int(exponent)}"
@@ -45,6 +43,16 @@ def lr_text(lr):
     return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 
 
+def raw_text(x):
+    """A number to RAW_DIGITS significant digits, 1.235e5 where large (a list, e.g. one per process, each)."""
+    if isinstance(x, (list, tuple)):
+        return "[" + ", ".join(map(raw_text, x)) + "]"
+    if not finite(x):
+        return str(x)
+    mantissa, e, exponent = f"{x:.{RAW_DIGITS}g}".partition("e")
+    return mantissa + (f"e{int(exponent)}" if e else "")
+
+
 def grouped(text, latex=False):
     return text.replace(",", "{,}") if latex else text
 
@@ -57,52 +65,39 @@ FORMATS = {  # how a value of each schema format (EpochMetric.fmt / RunMetric.fm
     "count": lambda x, latex: grouped(f"{x:,.0f}", latex),
     "rate": lambda x, latex: grouped(f"{x:,.0f}", latex),
     "lr": lambda x, latex: lr_text(x),
-    "raw": lambda x, latex: str(x),
+    "raw": lambda x, latex: raw_text(x),
 }
 
 
-def number_text(x, fmt, latex=False, missing=MISSING):
+def number_text(x, fmt, latex=False):
     if x is None or (fmt not in ("raw", "lr") and not finite(x)):
-        return ppl_text(x, missing=missing)  # None, nan, inf as words
+        return ppl_text(x)  # None, nan, inf as words
     return FORMATS[fmt](x, latex)
 
 
-def log_stat_text(stat, latex=False, missing=MISSING):
-    """A stats.describe_log summary: the geometric mean and, with 2+ seeds, [lo, hi] at its precision."""
+def lin_stat_text(stat, fmt="seconds", latex=False):
+    """A compute.describe_linear summary: the mean and, with 2+ seeds, ± the 95% half-width."""
+    half = stat["half_width"]
+    return number_text(stat["mean"], fmt, latex) + ("" if half is None else (r" $\pm$ " if latex else " ± ")
+                                                    + number_text(half, fmt, latex))
+
+
+def stat_text(stat, fmt="ppl", latex=False):
+    """A summary over seeds in its metric's format; a log-space one as geometric mean [lo, hi] (2+ seeds)."""
     if stat is None:
-        return missing
-    if stat["lo"] is None:
-        return ppl_text(stat["mean"], latex)
-    decimals = 2 if finite(stat["mean"]) and abs(stat["mean"]) < 1000 else 0
-    lo, hi = (ppl_text(stat[k], latex, decimals=decimals) for k in ("lo", "hi"))
-    return f"{ppl_text(stat['mean'], latex)} [{lo}, {hi}]"
-
-
-def lin_stat_text(stat, digits=1, latex=False, missing=MISSING):
-    """A stats.describe_linear summary: the mean and, with 2+ seeds, ± the 95% half-width."""
-    if stat is None:
-        return missing
-    text = f"{stat['mean']:,.{digits}f}"
-    if stat["half_width"] is not None:
-        text += (r" $\pm$ " if latex else " ± ") + f"{stat['half_width']:,.{digits}f}"
-    return grouped(text, latex)
-
-
-def stat_text(stat, fmt, latex=False, missing=MISSING):
-    """A summary over seeds in its metric's format (log-space ones as geometric mean [lo, hi])."""
-    if stat is None:
-        return missing
-    if fmt == "ppl":
-        return log_stat_text(stat, latex, missing)
+        return MISSING
     if "sd_log" not in stat:
-        return lin_stat_text(stat, 1, latex, missing)
-    text = number_text(stat["mean"], fmt, latex)
-    return text + (f" [{number_text(stat['lo'], fmt, latex)}, {number_text(stat['hi'], fmt, latex)}]"
-                   if stat["lo"] is not None else "")
+        return lin_stat_text(stat, fmt, latex)
+    if stat["lo"] is None:
+        return number_text(stat["mean"], fmt, latex)
+    decimals = 2 if finite(stat["mean"]) and abs(stat["mean"]) < 1000 else 0
+    lo, hi = (ppl_text(stat[k], latex, decimals) if fmt == "ppl" else number_text(stat[k], fmt, latex)
+              for k in ("lo", "hi"))
+    return f"{number_text(stat['mean'], fmt, latex)} [{lo}, {hi}]"
 
 
 def ratio_text(c):
-    """A stats.paired_difference as '×0.87 [0.80, 0.95]' (log) or '-1.2 s [...]'."""
+    """A compute.paired_difference as '×0.87 [0.80, 0.95]' (log) or '-1.2 s [...]'."""
     if c["mean"] is None:
         return MISSING
     if c["log"]:
@@ -111,7 +106,23 @@ def ratio_text(c):
 
 
 def is_smoke(args):
-    return bool(args.get("smoke")) or args.get("max_batches") not in (None, 0)
+    """Made with --smoke (args.json records it): a capped run of the user's own is not a smoke run."""
+    return bool(args.get("smoke"))
+
+
+def short_run(args):
+    """"smoke" (the --smoke preset), "max_batches=N" (a run of N batches per split per epoch), else ""."""
+    if is_smoke(args):
+        return "smoke"
+    return f"max_batches={args['max_batches']}" if args.get("max_batches") else ""
+
+
+def short_meaning(mark):
+    """What a short_run() mark means, in words."""
+    if mark == "smoke":
+        return "the smoke preset's tiny budget, so the numbers only show that the pipeline works"
+    cap = mark.split("=")[1]
+    return f"training and validation each epoch, and the test, used only the first {cap} batches of each split"
 
 
 def run_seed(args):
@@ -153,34 +164,29 @@ def settings_text(args):
 
 def embeddings_record(run):
     value = run.provenance.get("embeddings")
-    return value if isinstance(value, dict) else None
+    return value if isinstance(value, dict) else {}
 
 
 def is_standin(run):
-    """True for the kit's stand-in embeddings (their builder records a kind), False for any other file
-    (GPT-1's), None when the run recorded no embeddings."""
+    """True for the kit's stand-ins (their builder records a kind), False for another file, None: not recorded."""
     record = embeddings_record(run)
-    return None if record is None else not str(record.get("kind") or "unknown").startswith("unknown")
+    return None if not record else not str(record.get("kind") or "unknown").startswith("unknown")
 
 
 def embeddings_text(run, long=False):
     record = embeddings_record(run)
-    if record is None:
-        return "embeddings not recorded (old run)"
+    if not record:  # the course notebook's save_logs writes no provenance.json
+        return "embeddings not recorded (no provenance.json)"
     if not is_standin(run):
         return f"GPT-1 pretrained embeddings, presumably ({os.path.basename(str(record.get('path')))}: no sidecar)"
     method = f": {record['method']}" if long and record.get("method") else ""
     return f"{STANDIN_PREFIX} ({record['kind']}){method}"
 
 
-def embeddings_sha(run):
-    return (embeddings_record(run) or {}).get("sha256")
-
-
 def device_text(run):
     """The CPU or GPU model, with the data-parallel world size when more than one process ran."""
     p = run.provenance
-    name = p.get("device_name") or p.get("device") or run.args.get("device")
+    name = p.get("device_name") or run.args.get("device")
     dist = p.get("distributed") if isinstance(p.get("distributed"), dict) else {}
     if name and isinstance(dist.get("world_size"), int) and dist["world_size"] > 1:
         name += f" ×{dist['world_size']} data-parallel" + (f" ({dist['backend']})" if dist.get("backend") else "")
@@ -188,6 +194,6 @@ def device_text(run):
 
 
 def smoke_text(args):
-    budget = [f"{args[k]} {what}" for k, what in (("epochs", "epoch(s)"), ("max_batches", "batches/epoch"))
+    budget = [f"{args[k]} {what}" for k, what in (("epochs", "epoch(s)"), ("max_batches", "batches/split"))
               if args.get(k)]
     return "SMOKE RUN" + (f" ({', '.join(budget)})" if budget else "") + ": numbers only show the pipeline works"

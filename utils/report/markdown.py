@@ -5,17 +5,19 @@ from urllib.parse import quote
 
 from utils.report.answers import METHOD, arm_lines, optimizer_side_by_side, search_lines, side_by_side_lines
 from utils.report.compute import UNIFORM_NATS, reference_check, start_problem
-from utils.report.fmt import (STANDIN_COST, STANDIN_PREFIX, device_text, embeddings_sha, embeddings_text, is_smoke,
-                              ppl_text, run_label)
-from utils.report.tables import NOT_LOGGED, count_text, group_table, markdown_table
+from utils.report.fmt import STANDIN_COST, STANDIN_PREFIX, device_text, embeddings_record, embeddings_text, ppl_text
+from utils.report.fmt import run_label, short_meaning, short_run
+from utils.report.tables import NOT_LOGGED, absent_text, group_table, markdown_table, md_table
 
 DEFINITIONS = """\
 Definitions: perplexity is exp(mean cross-entropy per predicted token), written 1.23e22 where huge;
-"best" is the epoch with the lowest validation perplexity; times are training wall-clock summed over
-epochs (evaluation excluded); memory is GPU memory in MB, "not measured (CPU)" for runs without a GPU;
-"—" marks a value the run did not log (old notebook runs have no parameter counts or peak memory);
-a blank optimizer setting is one the run's optimizer does not use; "(tuned)" marks an lr chosen by the
-learning-rate search. In results.csv an empty cell is not logged (or not used) and `nan` is not measured.
+"best" is the epoch with the lowest validation perplexity; the test perplexity is the final model's
+(after the last epoch, not at the best one); times are training wall-clock summed over epochs
+(evaluation excluded); memory is GPU memory in MB, "not measured (CPU)" for runs without a GPU; "—"
+marks a value the run did not log (the course notebook's save_logs records no parameter counts or peak
+memory); a blank optimizer setting is one the run's optimizer does not use; "(tuned)" marks an lr
+chosen by the learning-rate search. In results.csv an empty cell is not logged (or not used) and `nan`
+is not measured.
 """
 BAND = ("Comparison figures draw, per configuration, the geometric mean over its completed seeds with a "
         "shaded band from the lowest to the highest seed (min-max, not a confidence interval); solid lines are "
@@ -25,7 +27,7 @@ EPOCH1_NOTE = ("MiniGPT1's epoch-1 numbers are astronomically high here: its pos
                f"({UNIFORM_NATS:.1f} nats/token): 52-64 nats/token with the ppmi-svd stand-in, 44-48 with GPT-1's "
                "embeddings under the course's initialisation. That first-epoch perplexity says nothing about the "
                "model; read the later epochs, or start with `--init stable` (the kit's initialisation).")
-CAUSES = "other embeddings, another lr, batch size, number of epochs or initialisation"
+CAUSES = "other embeddings, another lr, batch size, number of epochs, --max_batches or initialisation"
 
 
 def bullet_runs(report):
@@ -49,7 +51,7 @@ def embeddings_lines(runs):
         kinds.setdefault(embeddings_text(run, long=True), []).append(run.exp_id)
     lines = [f"Embeddings: all runs used {next(iter(kinds))}." if len(kinds) == 1 else
              "Embeddings: " + "; ".join(f"{text} (runs {', '.join(ids)})" for text, ids in kinds.items()) + "."]
-    if len({embeddings_sha(r) for r in runs} - {None}) > 1:
+    if len({embeddings_record(r).get("sha256") for r in runs} - {None}) > 1:
         lines.append("\n**Warning:** the runs used different embedding files; their perplexities are not comparable "
                      "(runs of one configuration with different files are never averaged together).")
     return lines + (["\n" + STANDIN_COST] if any(t.startswith(STANDIN_PREFIX) for t in kinds) else []) + [""]
@@ -61,7 +63,7 @@ def group_lines(report):
         return ["## Results per configuration", "", "One run per configuration (no seeds to aggregate): the "
                 "per-run table below is the per-configuration table; results.tex holds it for print.", ""]
     table, dropped = group_table(report.groups)
-    missing = [f"- {g.label}: {count_text(g)}" for g in report.groups if g.absent]
+    missing = [f"- {g.label}: n={g.n} of {g.n_of} ({absent_text(g)})" for g in report.groups if g.absent]
     return (["## Results per configuration (over seeds)", "", METHOD, "", table] + ([dropped, ""] if dropped else [])
             + (["Seeds not averaged:", "", *missing, ""] if missing else []))
 
@@ -79,15 +81,14 @@ def reference_lines(report):
                         "not apply to them.", ""]
     lines += [ref["about"] + " Sources: " + "; ".join(f"{k}: {v}" for k, v in ref["sources"].items()) + ".", ""]
     span = lambda lo_hi: f"{ppl_text(lo_hi[0])}-{ppl_text(lo_hi[1])}"  # noqa: E731
-    lines += ["| Config | Best val ppl | Reference best val ppl | Test ppl | Reference test ppl |", "|---" * 5 + "|"]
-    words = []
+    table, words = [], []
     for g, c in checks:
         if not c["applies"]:
             words.append(f"- {g.label}: the reference does not apply (stand-in or unrecorded embeddings).")
             continue
         mine = {m: ppl_text((g.stats.get(k) or {}).get("mean")) for m, k in (("valid", "best_valid_ppl"),
                                                                             ("test", "test_ppl"))}
-        lines.append(f"| {g.label} | {mine['valid']} | {span(c['valid'])} | {mine['test']} | {span(c['test'])} |")
+        table.append([g.label, mine["valid"], span(c["valid"]), mine["test"], span(c["test"])])
         outside = [f"{what} {mine[m]} is {abs(off):.0%} {'above' if off > 0 else 'below'} the reference range "
                    f"{span(c[m])}" for m, what in (("valid", "best val ppl"), ("test", "test ppl"))
                    for off in [c["off"].get(m, 0.0)] if abs(off) > ref["tolerance"]]
@@ -97,6 +98,7 @@ def reference_lines(report):
         elif c["note"]:
             words.append(f"- {g.label}: {c['note']}")
     tolerance = f"{ref['tolerance']:.0%}"
+    lines += md_table(["Config", "Best val ppl", "Reference best val ppl", "Test ppl", "Reference test ppl"], table)
     return lines + ["", f"Outside the range by more than {tolerance} (configurations "
                         f"{ref['checked_configs'][0]}-{ref['checked_configs'][-1]}, where the copies agree):", "",
                     *(words or [f"- none: every checked configuration is within {tolerance} of the reference."]), ""]
@@ -123,25 +125,23 @@ def start_lines(report):
     return ["## Starts that did not learn", "", *lines, ""] if lines else []
 
 
-def image_link(name):
-    """A Markdown image of a file beside results.md that survives spaces and brackets in the name."""
-    alt = name.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
-    return f"![{alt}]({quote(name)})"
-
-
 def figure_lines(report):
-    return (["## Figures", "", BAND, ""] + [image_link(os.path.basename(p)) for p in report.figures] + [""]
+    """Image links that survive spaces and brackets in a file's name, then why a figure was not drawn."""
+    names = [os.path.basename(p) for p in report.figures]
+    alts = [n.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]") for n in names]
+    return (["## Figures", "", BAND, ""] + [f"![{alt}]({quote(n)})" for alt, n in zip(alts, names)] + [""]
             + [f"- {note}" for note in report.figure_notes] + [""])
 
 
 def provenance_lines(runs):
-    lines = ["## Provenance", "", "| Run | Device | Precision | torch | Git commit | Embeddings | sha256 |",
-             "|---|---|---|---|---|---|---|"]
+    rows = []
     for run in runs:
         p = run.provenance
         cells = [device_text(run), p.get("precision"), p.get("torch_version"), (p.get("git_commit") or "")[:10],
-                 embeddings_text(run), (embeddings_sha(run) or "")[:12]]
-        lines.append(f"| {run_label(run)} | " + " | ".join(str(c) if c else NOT_LOGGED for c in cells) + " |")
+                 embeddings_text(run), (embeddings_record(run).get("sha256") or "")[:12]]
+        rows.append([run_label(run)] + [str(c) if c else NOT_LOGGED for c in cells])
+    lines = ["## Provenance", "", *md_table(["Run", "Device", "Precision", "torch", "Git commit", "Embeddings",
+                                             "sha256"], rows)]
     for key, what in (("git_commit", "code versions"), ("precision", "precisions"), ("device_name", "devices")):
         if len({run.provenance.get(key) for run in runs} - {None, ""}) > 1:
             lines.append(f"\n**Warning:** the runs used different {what}; compare them with care.")
@@ -163,10 +163,11 @@ def render(report, command):
     lines = ["# Wikitext-2 language modelling: results", "",
              f"Generated by `{command}` from `{report.log_dir}`: {len(report.runs)} run(s) reported, "
              f"{len(report.left_out)} left out.", ""] + (embeddings_lines(report.runs) if report.runs else [])
-    smoke = [run_label(r) for r in report.runs if is_smoke(r.args)]
-    if smoke:
-        lines += [f"> **Smoke runs** (tiny budget, a few batches): their numbers only show that the pipeline "
-                  f"works — {'; '.join(smoke)}.", ""]
+    marked = {}
+    for run in report.runs:
+        marked.setdefault(short_run(run.args), []).append(run_label(run))
+    lines += [f"> **{mark} runs**: {short_meaning(mark)} — {'; '.join(labels)}.\n" for mark, labels in marked.items()
+              if mark]
     lines += bullet_runs(report)
     if report.rows:
         table, dropped = markdown_table(report.rows)

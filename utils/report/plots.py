@@ -1,8 +1,9 @@
-"""Figures on matplotlib's Agg canvas (no pyplot: no display needed, a notebook's backend untouched):
-the notebook's figure per run, and per comparison group its configurations' validation perplexity over
-seeds (geometric mean, min-max band; course lr solid, tuned lr dashed). Panels of one quantity decide
-log or linear together; smoke runs say so in a red title; every figure names its embeddings."""
+"""Figures on matplotlib's Agg canvas (no pyplot: no display needed, a notebook's backend untouched): the
+notebook's figure per run, and per comparison group its configurations' validation perplexity over seeds
+(geometric mean, min-max band; course lr solid, tuned lr dashed). Panels of one quantity decide log or
+linear together; smoke runs say so in a red title; every figure names its embeddings."""
 import math
+from itertools import accumulate
 from statistics import mean
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -11,7 +12,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from utils.report.compute import best_epoch, shown_run, start_problem
 from utils.report.fmt import (device_text, embeddings_text, finite, is_smoke, ppl_text, run_arm, run_label, run_seed,
-                              settings_text, smoke_text)
+                              settings_text, short_meaning, short_run, smoke_text)
 from utils.report.read import as_float
 from utils.runs import schema
 
@@ -21,7 +22,7 @@ GROUP_TITLES = {"lstm_optimizers": "LSTM (1 layer): optimizers compared",
                 "gpt1_layers": "MiniGPT1 with AdamW: 1, 2 and 4 layers"}
 DPI = 120
 EPOCH1_SHORT = ("MiniGPT1's epoch 1 starts far above uniform (52-64 nats/token with ppmi-svd, 44-48 with GPT-1's "
-                "under --init course): ignore it, or use --init stable")
+                "under --init course): ignore it")
 
 
 def time_unit(max_seconds):
@@ -38,10 +39,7 @@ def clean(values):
 
 
 def cumulative_train_seconds(epochs):
-    out = []
-    for e in epochs:
-        out.append((out[-1] if out else 0.0) + (e["train_seconds"] if finite(e.get("train_seconds")) else 0.0))
-    return out
+    return list(accumulate(e["train_seconds"] if finite(e.get("train_seconds")) else 0.0 for e in epochs))
 
 
 def new_figure(width, height):
@@ -70,10 +68,11 @@ def integer_epochs(ax, epochs):
     ax.set_xticks(epochs if len(epochs) <= 12 else epochs[:: math.ceil(len(epochs) / 12)])
 
 
-def titles(fig, title, caption=None, smoke=False):
-    fig.suptitle(title, fontsize=14, color="firebrick" if smoke else "black")
-    if caption:
-        fig.supxlabel(caption, fontsize=9, color="dimgray")
+def epoch1_note(runs):
+    """[EPOCH1_SHORT] when one of `runs` started far above uniform (naming --init stable unless all used it)."""
+    far = [r for r in runs if (start_problem(r) or ("",))[0] == "far above uniform"]
+    return [EPOCH1_SHORT + ("" if all(r.args.get("init") == "stable" for r in far) else ", or use --init stable")
+            ] if far else []
 
 
 def run_caption(run):
@@ -87,7 +86,7 @@ def run_caption(run):
         text, f"{embeddings_text(run)}; {device_text(run) or 'device not recorded'}",
         (f"best val ppl {ppl_text(best['valid_ppl'])} at epoch {best['epoch']}" if best else "no finite val ppl")
         + f"; status: {status[:90]}"]
-    return "\n".join(lines + ([EPOCH1_SHORT] if (start_problem(run) or ("",))[0] == "far above uniform" else []))
+    return "\n".join(lines + epoch1_note([run]))
 
 
 def plot_run(run, path):
@@ -102,8 +101,10 @@ def plot_run(run, path):
     splits = list(dict.fromkeys(m.split for m in drawn))
     width = max(len(splits), len(by_panel))
     fig = new_figure(6 * width, 4.2 * (len(by_panel) + 1) + 0.8)
-    titles(fig, run_label(run) + (f" — {smoke_text(run.args).split(':')[0]}" if is_smoke(run.args) else ""),
-           run_caption(run), is_smoke(run.args))
+    smoke = is_smoke(run.args)  # a red title
+    fig.suptitle(run_label(run) + (f" — {smoke_text(run.args).split(':')[0]}" if smoke else ""), fontsize=14,
+                 color="firebrick" if smoke else "black")
+    fig.supxlabel(run_caption(run), fontsize=9, color="dimgray")
     axs = fig.subplots(len(by_panel) + 1, width, squeeze=False)
     bad = next((i for i in range(len(epochs)) if not all(finite(series[m.key][i]) for m in drawn)), None)
     colours, markers = {s: f"C{3 * i}" for i, s in enumerate(splits)}, {s: "os^D"[i % 4] for i, s in enumerate(splits)}
@@ -140,13 +141,12 @@ def member_runs(group):
 
 
 def group_curve(group):
-    """(runs, curve): per epoch the seeds' geometric mean, min and max validation ppl and mean cumulative
-    seconds; one run as logged, gaps included."""
+    """(runs, curve): per epoch the seeds' geometric mean, min, max val ppl and mean cumulative seconds."""
     runs = member_runs(group)
-    if len(runs) == 1:
-        return runs, {"epoch": [e["epoch"] for e in runs[0].epochs], "gmean": clean([e["valid_ppl"] for e in
-                                                                                      runs[0].epochs]),
-                      "seconds": cumulative_train_seconds(runs[0].epochs)}
+    if len(runs) == 1:  # as logged, gaps included
+        epochs = runs[0].epochs
+        return runs, {"epoch": [e["epoch"] for e in epochs], "gmean": clean([e["valid_ppl"] for e in epochs]),
+                      "seconds": cumulative_train_seconds(epochs)}
     by_epoch = {}
     for run in runs:
         for e, seconds in zip(run.epochs, cumulative_train_seconds(run.epochs)):
@@ -160,10 +160,9 @@ def group_curve(group):
 
 
 def same_curve(a, b, rtol=5e-3):
-    if a["epoch"] != b["epoch"] or not a["epoch"]:
-        return False
-    return all(finite(x) == finite(y) and (not finite(x) or abs(x - y) <= rtol * max(abs(x), abs(y)))
-               for x, y in zip(a["gmean"], b["gmean"]))
+    return bool(a["epoch"]) and a["epoch"] == b["epoch"] and all(
+        finite(x) == finite(y) and (not finite(x) or abs(x - y) <= rtol * max(abs(x), abs(y)))
+        for x, y in zip(a["gmean"], b["gmean"]))
 
 
 def coinciding(groups):
@@ -181,8 +180,7 @@ def group_title(name, groups):
 def group_caption(groups, missing, same=None):
     runs = [r for g in groups for r in member_runs(g)]
     kinds = sorted({embeddings_text(r) for r in runs})
-    lines = (["Smoke runs (tiny budget): the numbers only show that the pipeline works."]
-             if any(is_smoke(r.args) for r in runs) else [])
+    lines = [f"{m} runs: {short_meaning(m)}." for m in dict.fromkeys(short_run(r.args) for r in runs) if m]
     if missing:
         lines.append(f"Not run yet or left out: configuration{'s' if len(missing) != 1 else ''} "
                      f"{', '.join(map(str, missing))}.")
@@ -193,15 +191,13 @@ def group_caption(groups, missing, same=None):
         lines.append("solid: the course's lr; dashed: the lr tuned by the search")
     lines += [f"{name} coincides with {', '.join(under)} (drawn over it: hollow markers, dotted line)."
               for name, under in (same or {}).items() if under]
-    if any((start_problem(r) or ("",))[0] == "far above uniform" for r in runs):
-        lines.append(EPOCH1_SHORT)
-    return "\n".join(lines)
+    return "\n".join(lines + epoch1_note(runs))
 
 
 def plot_group(name, groups, missing, path):
     """Validation ppl vs epoch and vs training time of a group's SeedGroups; missing: configurations not shown."""
-    fig, same = new_figure(13, 7.5), coinciding(groups)
-    titles(fig, group_title(name, groups), None, group_title(name, groups).startswith("SMOKE"))
+    fig, same, title = new_figure(13, 7.5), coinciding(groups), group_title(name, groups)
+    fig.suptitle(title, fontsize=14, color="firebrick" if title.startswith("SMOKE") else "black")
     ax_epoch, ax_time = fig.subplots(1, 2)
     div, unit = time_unit(max([max(cumulative_train_seconds(r.epochs) or [0.0]) for g in groups
                                for r in member_runs(g)] or [0.0]))

@@ -21,8 +21,8 @@ class RunRecord:
     args: dict
     config: int | None  # configuration number 1..12, or None for a custom run
     epochs: list  # one dict per completed epoch, sorted by its 1-based "epoch"
-    test: dict = field(default_factory=dict)  # schema.TEST_TXT's keys ("test_ppl"...) once the run finished
-    steady_memory_mb: float | None = None  # None: not logged; NaN: not measured (CPU)
+    # schema.TEST_TXT's keys ("test_ppl"...) and STEADY_MEMORY (NaN: not measured, on a CPU) once it finished
+    test: dict = field(default_factory=dict)
     status: str = "incomplete"  # running | completed | diverged | failed | incomplete | unreadable
     status_message: str = ""
     provenance: dict = field(default_factory=dict)
@@ -89,11 +89,9 @@ def epochs_from_jsonl(path, notes):
             if lacking:
                 notes.append(f"metrics.jsonl epoch {epoch} lacks {', '.join(lacking)}")
                 continue
-            by_epoch[epoch] = dict(record, epoch=epoch)  # a resumed run may log an epoch again: the later counts
-    epochs = [by_epoch[e] for e in sorted(by_epoch)]
-    for record in epochs:
-        record.update({key: as_float(record.get(key)) for key in FLOAT_KEYS})
-    return epochs
+            # a resumed run may log an epoch again: the later counts
+            by_epoch[epoch] = {**record, "epoch": epoch, **{key: as_float(record.get(key)) for key in FLOAT_KEYS}}
+    return [by_epoch[e] for e in sorted(by_epoch)]
 
 
 def epochs_from_txt(run_dir, notes):
@@ -109,19 +107,14 @@ def epochs_from_txt(run_dir, notes):
 def config_number(args):
     """args["config"] (run_exp.py), else recognised by model, layers and optimizer (the course notebook)."""
     if "config" in args:
-        try:
-            number = int(args["config"])
-        except (TypeError, ValueError):
-            return None
-        return number if number in CONFIGS else None
+        return args["config"] if isinstance(args["config"], int) and args["config"] in CONFIGS else None
     wanted = (args.get("model"), args.get("layers"), args.get("optimizer"))
     matches = [c.number for c in CONFIGS.values() if (c.model, c.layers, c.optimizer) == wanted]
     return matches[0] if len(matches) == 1 else None
 
 
 def read_status(run, run_dir):
-    """status.json when the kit wrote one (unusable: status "unreadable"); without one (the course
-    notebook's folders) inferred from the logs."""
+    """status.json's (unusable: "unreadable"); without one (the course notebook's save_logs) from the logs."""
     try:
         status = read_json(os.path.join(run_dir, schema.STATUS))
     except ValueError as err:
@@ -138,12 +131,10 @@ def read_status(run, run_dir):
 
 
 def read_extras(run, run_dir, notes):
-    for name, key in schema.TEST_TXT.items():
+    for name in (*schema.TEST_TXT, schema.STEADY_MEMORY):
         values = read_floats(os.path.join(run_dir, schema.txt_name(name)), notes)
         if values:
-            run.test[key] = values[0]
-    memory = read_floats(os.path.join(run_dir, schema.txt_name(schema.STEADY_MEMORY)), notes)
-    run.steady_memory_mb = memory[0] if memory else None
+            run.test[schema.TEST_TXT.get(name, name)] = values[0]
     for name, attr, kind in ((schema.PROVENANCE, "provenance", dict), (schema.SAMPLES, "samples", list)):
         try:
             value = read_json(os.path.join(run_dir, name))
@@ -187,14 +178,8 @@ def read_run(run_dir, stubs=None):
 
 def read_runs(log_dir, stubs=None):
     """(runs, left_out) where left_out is a list of (folder name, reason); see read_run for stubs."""
-    runs, left_out = [], []
-    for run_dir in find_run_dirs(log_dir):
-        run, reason = read_run(run_dir, stubs)
-        if run is None:
-            left_out.append((os.path.basename(run_dir), reason))
-        else:
-            runs.append(run)
-    return runs, left_out
+    read = [(run_dir, *read_run(run_dir, stubs)) for run_dir in find_run_dirs(log_dir)]
+    return [run for _, run, _ in read if run], [(os.path.basename(d), why) for d, run, why in read if run is None]
 
 
 def read_tuning(log_dir):

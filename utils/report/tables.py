@@ -1,12 +1,13 @@
 """The tables: per run (Markdown, CSV) and per configuration over seeds (Markdown, LaTeX, CSV). Every
-identifying setting that differs between rows gets a column, so a new flag reaches the tables by itself;
-columns every row leaves empty are dropped with a reason. LaTeX fits a page (\\small, 3pt gaps, m ×/÷ f,
-GB, scaled only ever down to \\linewidth); the CSV files keep raw floats."""
+identifying setting that differs between rows gets a column; columns every row leaves empty are dropped
+with a reason. LaTeX fits a page (\\small, 3pt gaps, m ×/÷ f, GB, scaled only ever down to \\linewidth);
+the CSV files keep raw floats."""
 import csv
 import io
 
 from utils.report.compute import group_value, shown_run, varying_settings
-from utils.report.fmt import MISSING, finite, is_smoke, lin_stat_text, lr_text, number_text, ppl_text, stat_text
+from utils.report.fmt import MISSING, finite, lin_stat_text, lr_text, number_text, ppl_text, short_meaning, short_run
+from utils.report.fmt import stat_text
 from utils.runs import schema
 
 NOT_MEASURED, NOT_LOGGED = "not measured (CPU)", "not logged"
@@ -49,24 +50,21 @@ def setting_text(value):
     return MISSING if value is None else lr_text(value) if isinstance(value, float) else str(value)
 
 
-def format_cell(key, value, latex=False):
-    if key in MEMORY_KEYS and value is not None:
-        return NOT_MEASURED if not finite(value) else f"{value:.1f}"
+def run_cell(row, key):
+    if key.startswith(SET):
+        return setting_text(row["args"].get(key[len(SET):]))
+    value = row[key]
+    if key == "lr":
+        return lr_text(value) + (" (tuned)" if row.get("arm") == "tuned" else "")
     if key in SETTING_KEYS:
         return "" if value is None else lr_text(value)
+    if key in MEMORY_KEYS and value is not None and not finite(value):
+        return NOT_MEASURED
     if value is None:
         return MISSING
     if key.startswith("params_"):
         return f"{value / 1e6:.2f}M"
-    return number_text(value, METRICS[key].fmt, latex) if key in METRICS else str(value)
-
-
-def run_cell(row, key):
-    if key.startswith(SET):
-        return setting_text(row["args"].get(key[len(SET):]))
-    if key == "lr":
-        return lr_text(row["lr"]) + (" (tuned)" if row.get("arm") == "tuned" else "")
-    return format_cell(key, row[key])
+    return number_text(value, METRICS[key].fmt) if key in METRICS else str(value)
 
 
 def keep_columns(columns, rows, raw):
@@ -82,8 +80,8 @@ def keep_columns(columns, rows, raw):
         elif any(v is not None for v in values):
             dropped.append((heading, "not measured by any run: NaN, as on a CPU"))
         else:
-            dropped.append((heading, "not logged by any of these runs (old notebook runs record no parameter "
-                                     "counts or memory)"))
+            dropped.append((heading, "not logged by any of these runs (the course notebook's save_logs records "
+                                     "no parameter counts or peak memory)"))
     return kept, dropped
 
 
@@ -95,10 +93,14 @@ def dropped_note(dropped):
     return f"Columns left out because every row leaves them empty: {parts}." if parts else ""
 
 
+def md_table(headings, rows):
+    """A Markdown table's lines from rows of cells; a "|" in a cell is escaped."""
+    return ["| " + " | ".join(headings) + " |", "|" + "---|" * len(headings)] + [
+        "| " + " | ".join(str(cell).replace("|", "\\|") for cell in row) + " |" for row in rows]
+
+
 def pipe_table(columns, rows, cell):
-    lines = ["| " + " | ".join(h for _, h in columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(row, k).replace("|", "\\|") for k, _ in columns) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    return "\n".join(md_table([h for _, h in columns], [[cell(row, k) for k, _ in columns] for row in rows])) + "\n"
 
 
 def markdown_table(rows):
@@ -122,11 +124,6 @@ def stat_mean(group, key):
     return stat["mean"] if stat else (float("nan") if missing_memory(group, key) == NOT_MEASURED else None)
 
 
-def count_text(group):
-    """E.g. "n=2 of 3 (seed 1 diverged)", or "n=3"."""
-    return f"n={group.n} of {group.n_of} ({absent_text(group)})" if group.absent else f"n={group.n}"
-
-
 def absent_text(group):
     return "; ".join(f"seed {s} {why}" for s, why in group.absent)
 
@@ -136,11 +133,11 @@ def status_text(group):
     if not group.members:
         run = shown_run(group)
         return group.rows[run.exp_id]["status"] if run.exp_id in group.rows else run.status
-    smoke = " (smoke)" if is_smoke(group.reference.args) else ""
-    return (absent_text(group) if group.absent else "completed") + smoke
+    mark = short_run(group.reference.args)
+    return (absent_text(group) if group.absent else "completed") + (f" ({mark})" if mark else "")
 
 
-def group_cell(group, key, latex=False):
+def group_cell(group, key):
     if key.startswith(SET):
         return setting_text(group.reference.args.get(key[len(SET):]))
     simple = {"name": lambda: group.name, "model": lambda: f"{group_value(group, 'model')} x{group.what[1]}",
@@ -150,8 +147,7 @@ def group_cell(group, key, latex=False):
     if key in simple:
         return simple[key]()
     stat = group.stats.get(key)
-    return missing_memory(group, key) if stat is None and key in MEMORY_KEYS else stat_text(stat, METRICS[key].fmt,
-                                                                                             latex)
+    return missing_memory(group, key) if stat is None and key in MEMORY_KEYS else stat_text(stat, METRICS[key].fmt)
 
 
 def group_table(groups):
@@ -164,8 +160,7 @@ def group_table(groups):
 def csv_text(rows):
     """One line per run: raw numbers; empty = not logged (or not used by the optimizer), nan = not measured."""
     keys = CSV_KEYS + varying_settings([row["args"] for row in rows])
-    values = [{k: row[k] if k in CSV_KEYS else row["args"].get(k) for k in keys} for row in rows]
-    return write_csv(keys, [{k: "" if v is None else v for k, v in record.items()} for record in values])
+    return write_csv(keys, [{k: row[k] if k in CSV_KEYS else row["args"].get(k) for k in keys} for row in rows])
 
 
 def group_csv_text(groups):
@@ -181,15 +176,15 @@ def group_csv_text(groups):
                 if stat is not None and part in stat:
                     record[f"{key}_{'gmean' if 'sd_log' in stat and part == 'mean' else part}"] = stat[part]
         records.append(record)
-    keys = list(dict.fromkeys(k for r in records for k in r))
-    return write_csv(keys, [{k: ("" if r.get(k) is None else r[k]) for k in keys} for r in records])
+    return write_csv(list(dict.fromkeys(k for r in records for k in r)), records)
 
 
 def write_csv(keys, records):
+    """CSV text of `records` (dicts) under `keys`: a key a record lacks, or None, is an empty cell."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=keys, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(records)
+    writer.writerows({k: "" if r.get(k) is None else r[k] for k in keys} for r in records)
     return out.getvalue()
 
 
@@ -213,11 +208,11 @@ def latex_cell(group, key):
         if fmt == "ppl":
             return factor_text(stat)
         return factor_text(stat, lambda x: number_text(x, fmt, True)) if "factor" in stat else \
-            lin_stat_text(stat, digits=1, latex=True)
+            lin_stat_text(stat, fmt, latex=True)
     if key in ("n", "status"):
         done = f"{group.n}/{group.n_of}" if key == "n" else "completed"
         return done if group.n else latex_escape(shown_run(group).status)
-    if key == "name" and is_smoke(group.reference.args):
+    if key == "name" and short_run(group.reference.args):
         return latex_escape(group.name) + r"$^\dagger$"
     return latex_escape(group_cell(group, key))
 
@@ -227,13 +222,14 @@ def caption(groups, dropped, one_seed):
              r"n: completed seeds (of those run; results.md lists why the others are missing). ")
     text = (r"Wikitext-2 results per configuration. Cfg: the assignment's configuration number, ``-tuned'' at "
             r"the learning rate chosen by the search (otherwise the course's). Opt.: optimizer. " + seeds +
-            r"Best val ppl: per-token perplexity at the epoch of lowest validation perplexity; Test ppl: on the "
-            r"test split. Perplexities are geometric means over seeds; $m \times/\div f$ is the 95\% Student-t "
-            r"interval $[m/f,\,m f]$ of the mean log perplexity ($n-1$ degrees of freedom). s/epoch: training "
-            r"wall-clock per epoch (evaluation excluded), and Peak GB: peak GPU memory, are summarised the same "
-            r"way; n/m: not measured (CPU); --: not logged. Per-run numbers: results.csv.")
-    if any(is_smoke(g.reference.args) for g in groups):
-        text += r" $^\dagger$Smoke run (a few batches): its numbers only show that the pipeline works."
+            r"Best val ppl: per-token perplexity at the epoch of lowest validation perplexity; Test ppl: the final "
+            r"model's, on the test split. Perplexities are geometric means over seeds; $m \times/\div f$ is the 95\% "
+            r"Student-t interval $[m/f,\,m f]$ of the mean log perplexity ($n-1$ degrees of freedom). s/epoch: "
+            r"training wall-clock per epoch (evaluation excluded), and Peak GB: peak GPU memory, are summarised the "
+            r"same way; n/m: not measured (CPU); --: not logged. Per-run numbers: results.csv.")
+    marks = dict.fromkeys(m for m in (short_run(g.reference.args) for g in groups) if m)
+    if marks:
+        text += r" $^\dagger$" + "; ".join(latex_escape(f"{m}: {short_meaning(m)}") for m in marks) + "."
     if dropped:
         text += " Left out, empty for every row: " + "; ".join(
             f"{latex_escape(h)} ({latex_escape(why)})" for h, why in dropped) + "."
