@@ -1,10 +1,7 @@
-"""Runs of the study as jobs: configurations, each for one or several seeds, at the course's learning
-rate or a tuned one; run here in sequence (or by a launcher, utils.study.launchers), skipping what is
-complete, continuing what is not, going on past a failed or diverged run, with one summary.
-
-Bad input (a missing data folder, unreadable embeddings) is a UsageError that stops the sweep
-before anything is written; a folder that holds another run (`conflict`) is left untouched and
-reported; Ctrl-C or SIGTERM stops the sweep after the current run saved its checkpoint.
+"""The study's runs as jobs (configurations x seeds, course or tuned lr), run in sequence here or by
+a launcher (utils.study.launchers): complete ones skipped, others continued, past failures, one
+summary. Bad input stops the sweep before anything is written; a folder holding another run
+(`conflict`) is left untouched; Ctrl-C or SIGTERM stops it after the current run's checkpoint.
 """
 import dataclasses
 import json
