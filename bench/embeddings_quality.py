@@ -4,11 +4,9 @@
     python -m bench.embeddings_quality --standin data/ppmi-svd.npz \
         --candidate next-token-svd=data/embeddings.npz [--data_folder DATA --out PATH]
 
-Variants, all trained from the same initial weights (torch seeded before each model is built) on
-the same batches: standin (--standin's rows, frozen), learnable (the same rows learned), random
-(Gaussian rows with the stand-in's row norms, frozen) and each --candidate NAME=PATH, frozen;
-beside them the add-0.1 train unigram on the same validation targets. Seeded, one thread: the
-same numbers for the same files and arguments.
+Variants, from the same initial weights on the same batches: standin (frozen), learnable (the
+same rows learned), random (Gaussian rows of the stand-in's norms) and each --candidate, frozen;
+beside them the add-0.1 train unigram. Seeded, one thread: the same numbers for the same inputs.
 """
 import argparse
 import itertools

@@ -4,9 +4,8 @@ losses. A loss far above uniform (ln V) in the first steps means confidently wro
 
     python -m bench.first_steps [--configs all --steps 100 --batch_size 16 --seq_len 256 --course_init]
 
-Each configuration is built as the engine builds it (registry, optimizer table, course lr, seed 42)
-on the training split in the engine's shuffled order, cut to --seq_len; its start is `--init
-stable`'s, or with --course_init `--init course`'s (the engine's default), for comparison.
+Each configuration is built as the engine builds it (course lr, seed 42, its shuffled training
+order, cut to --seq_len), started as `--init stable` (--course_init: `--init course`, the default).
 """
 import argparse
 import math

@@ -4,9 +4,8 @@ options: docs/gpu.md#the-device-check).
     python -m bench.gpu_check            # on a CUDA machine
     python -m bench.gpu_check --dry      # the same code path on the CPU, tiny sizes (tests run it)
 
-Seconds per epoch are EXTRAPOLATED from --steps timed steps after --warmup ones. Every row is
-guarded: an error (out of memory, cuDNN, the sync-debug mode) becomes that row's result, and the
-table is printed and written to --out as JSON whatever happens.
+Seconds per epoch are EXTRAPOLATED from --steps timed steps. An error in a row (out of memory,
+cuDNN, sync-debug) becomes its result; the table is printed and written to --out whatever happens.
 """
 import argparse
 import importlib.util
@@ -238,9 +237,8 @@ def bandwidth(check, repeats=5):
 
 
 def resumed_run(check, first_device):
-    """run_exp.py for a few dozen steps, killed once its first checkpoint is written, then rerun on
-    the device: the rerun must finish and record that it resumed (first_device "cpu": a CPU-written
-    checkpoint continued on the GPU)."""
+    """run_exp.py on first_device, killed after its first checkpoint, then rerun on the device: the
+    rerun must finish and record that it resumed."""
     from utils.runs.schema import CHECKPOINT
 
     label = f"run_exp.py killed after a checkpoint on {first_device}, rerun on {check.device}"

@@ -4,13 +4,10 @@ from the CUDA dry run, and the roofline time per epoch and for the 12 x 10 study
     python -m bench.roofline [--gpus T4,A100,H100] [--out bench/results/roofline.json]
     python -m bench.roofline --cpu      # also: the bf16 MiniGPT1 x1 step against the bf16 matmul rate
 
-The dry run (tests/cuda_dry/harness.py: fake CUDA tensors, every aten op logged) runs each
-configuration at the study's 16 x 256 with `--precision auto` for that GPU's compute capability.
-A step's roofline time is max(FLOPs / peak FLOP rate, bytes / peak bandwidth), from the published
-peaks below: half-precision FLOPs at the tensor-core rate, float32 ones (the LSTM's fp32 recurrence)
-at TF32's on sm_80+ (cuDNN's allow_tf32 default) and at the fp32 rate below. It is a floor: no
-kernel reaches either peak, and the LSTM recurrence (one cuDNN call, as on a GPU) is 256 dependent
-time steps (latency-bound on a GPU).
+The dry run (tests/cuda_dry/harness.py) runs each configuration at 16 x 256, `--precision auto`
+for that GPU. Roofline time = max(FLOPs / peak FLOP rate, bytes / peak bandwidth), published peaks
+below: half FLOPs at the tensor-core rate, float32 ones at TF32's on sm_80+ (cuDNN's default), else
+fp32's. A floor: no kernel reaches a peak, and the LSTM recurrence is 256 latency-bound steps.
 """
 import argparse
 import json

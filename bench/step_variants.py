@@ -108,9 +108,8 @@ def _hf_step(seq_len, layers):
 
 
 def step_flops(variant, batch_size, seq_len, layers=1, vocab=VOCAB, width=WIDTH):
-    """Matmul FLOPs of one training step, counted analytically: the tied classifier's forward
-    and input-gradient matmuls (2 x 2*N*E*V; no weight gradient, it is frozen) plus the
-    body's matmuls x3 (forward, input gradient, weight gradient)."""
+    """Matmul FLOPs of one training step: the frozen tied classifier's forward and input gradient
+    (2 x 2*N*E*V) plus the body's matmuls x3 (forward, input and weight gradients)."""
     n = batch_size * seq_len
     classifier = 2 * (2 * n * width * vocab)
     if variant.startswith("lstm"):

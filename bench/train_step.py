@@ -4,9 +4,8 @@
     python -m bench.train_step [--steps 5 --warmup 2 --rounds 2 --batch_size 16 --seq_len 256
                                 --out bench/results/train_step.json]
 
-Each variant (bench/step_variants.py) runs in its own subprocess, so its peak resident memory is its
-own; variants are interleaved round by round (A B C ... A B C ...) so that load from other processes
-spreads over all of them. The orchestrating process never imports torch.
+Each variant (bench/step_variants.py) runs in its own subprocess (its peak memory is its own),
+interleaved round by round so that outside load spreads over all. This process never imports torch.
 """
 import argparse
 import importlib.util

@@ -1,7 +1,6 @@
-"""`python -m utils.prepare_data`: your own text -> the course's format (see DESCRIPTION and EXAMPLES below):
+"""`python -m utils.prepare_data`: your own text -> the course's format (DESCRIPTION, EXAMPLES below):
 per split, `tokens` uint16 (its lines' ids, concatenated) and `sizes` int64 (tokens per non-blank line).
-Everything is read, tokenized and checked before anything is written, and each file is written
-atomically, so a refused command leaves the output folder as it was.
+All is checked before anything is written, atomically: a refused command leaves the folder as it was.
 """
 import argparse
 import io
@@ -110,9 +109,8 @@ def parse_ratio(text):
 
 
 def split_by_ratio(path, ids, ratios):
-    """Three contiguous blocks of lines in file order, cut at round(n * cumulative ratio).
-    Not shuffled on purpose: lines of running text continue one another, so scattering them
-    across splits would show the model, in training, the context around each test line."""
+    """Three contiguous blocks of lines in file order, cut at round(n * cumulative ratio); not
+    shuffled: scattered lines of running text would show training the context of each test line."""
     n = len(ids)
     cuts = [0, int(n * ratios[0] + 0.5), int(n * (ratios[0] + ratios[1]) + 0.5), n]
     return [Part(split, path, ids[a:b], first=a + 1, whole_file=False) for split, a, b in zip(SPLITS, cuts, cuts[1:])]

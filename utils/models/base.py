@@ -1,10 +1,5 @@
-"""What the assignment's two models share, and the module training calls.
-
-Both models tie their classifier to the token embedding (one Parameter, frozen unless
-learn_embeddings), optimise the course's loss (each sequence's mean NLL over its real targets,
-then the batch mean) and expose `sequence_features`, the pre-classifier features. `TokenNLL`
-turns those into per-token NLL through the exact chunked loss of utils.models.losses, in its
-`forward`: wrapping it in DistributedDataParallel is all data-parallel training needs.
+"""What the assignment's two models share (a tied classifier, the course's loss), and TokenNLL,
+the module training calls: wrapping it in DistributedDataParallel is all data parallelism needs.
 """
 import torch.nn as nn
 
@@ -12,8 +7,7 @@ from utils.models.losses import course_loss, nll_from_log_probas, tied_token_nll
 
 
 class TiedLanguageModel(nn.Module):
-    """Base of LSTM and MiniGPT1. Subclasses define `embedding` (a module holding every
-    embedding table), `tied_weight` and `sequence_features`, and call `_tie` once built."""
+    """Subclasses define `embedding` (every table), `tied_weight`, `sequence_features`; then `_tie`."""
 
     recurrent = False  # True: the model carries a state between calls (generation feeds one token at a time)
     recurrence_precision = None  # what a recurrence runs in under any autocast ("fp32"); None: no recurrence
@@ -28,8 +22,7 @@ class TiedLanguageModel(nn.Module):
         raise NotImplementedError
 
     def _tie(self, classifier, learn_embeddings):
-        """Share the token embedding with `classifier` (an nn.Linear without bias); freeze every
-        embedding table unless learn_embeddings, so frozen ones get no gradient and no optimizer state."""
+        """Share the token embedding with `classifier` (bias-free); tables frozen unless learn_embeddings."""
         classifier.weight = self.tied_weight
         self.embedding.requires_grad_(learn_embeddings)
 
@@ -38,14 +31,12 @@ class TiedLanguageModel(nn.Module):
         return course_loss(nll_from_log_probas(log_probas, targets), mask)
 
     def frozen_parameter_names(self):
-        """Every state_dict name of a frozen parameter, tied aliases included: what a checkpoint
-        leaves out (it records the embeddings file's sha256 instead)."""
+        """state_dict names of frozen parameters, tied aliases included: what a checkpoint leaves out."""
         return sorted(n for n, p in self.named_parameters(remove_duplicate=False) if not p.requires_grad)
 
 
 class TokenNLL(nn.Module):
-    """forward(source (B, T), target (B, T)) -> per-token NLL (B, T), float32 (float64 for a
-    float64 model), without ever building (B, T, V) log-probabilities."""
+    """forward(source (B, T), target (B, T)) -> per-token NLL (B, T), never building (B, T, V)."""
 
     def __init__(self, model):
         super().__init__()

@@ -1,12 +1,8 @@
 """Run checkpoints: what is learned, the optimizer, and where the run stands, written atomically.
 
-A checkpoint holds only the learned parameters (the frozen tied embedding is 124 MB and is
-the same file for every run): it records the embeddings file's sha256 instead, and a run, or
-generate.py, rebuilds the frozen tables from that file and refuses a different one.
-
-A checkpoint may come from elsewhere (a shared folder, a classmate's zip), so it is read with
-torch.load(weights_only=True): tensors and plain values only, never an object whose unpickling runs
-code; and never through a symbolic link, which could lead anywhere.
+Only the learned parameters: the frozen 124 MB embedding is recorded by its file's sha256, and a
+run or generate.py rebuilds it from that file, refusing another. A checkpoint may come from
+elsewhere: it is read with torch.load(weights_only=True) (no unpickled objects), never via a link.
 """
 import errno
 import os

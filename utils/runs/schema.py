@@ -1,7 +1,5 @@
-"""The run folder's format, defined once: `logs/<exp_id>/`'s file names, the keys of its
-records and the statuses a run can have. The writer (utils.runs.run_dir, the course's
-save_logs) and the reader (utils.report.read) both import these names; neither spells a file
-name or a metric key of its own. Plain data: importing this module imports nothing heavy."""
+"""The run folder's format, defined once: file names, record keys and statuses, imported by writer
+(utils.runs.run_dir, save_logs) and reader (utils.report.read) alike. Imports nothing heavy."""
 from dataclasses import dataclass
 from typing import Optional
 
@@ -17,10 +15,8 @@ MARKER = ".run-folder"  # written first: the kit wrote this folder and may delet
 LOCK = ".lock"  # held (flock) by the process using the folder; holds its pid, host and boot id
 
 # ----------------------------------------------------------------------------- the metric table
-# Every metric a run records or the report shows is one entry below. The writer (utils.train.run,
-# utils.runs.run_dir, utils.data_utils.save_logs) and every report module read these entries, so a
-# new per-epoch metric is one EpochMetric here (and a RunMetric to put it in the report's tables)
-# plus the line that measures it.
+# Every metric a run records or the report shows: a new per-epoch metric is one EpochMetric here
+# (a RunMetric too for the report's tables) plus the line that measures it.
 @dataclass(frozen=True)
 class EpochMetric:
     key: str  # the metrics.jsonl key, e.g. "valid_ppl"

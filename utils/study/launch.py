@@ -1,8 +1,6 @@
 """Launchers that hand each run to submitit as a job: the local executor (Local, here) and the
-schedulers built on it (utils/study/slurm.py). Each job runs the ordinary single-run code path
-(sweep.run_job) and writes logs/<id>/ as any run does; submitit's own files go to <log_dir>/.slurm/.
-On USR2 (time limit near) or SIGTERM (preemption, requeue, scancel) the run checkpoints and hands
-the signal back to submitit, and a requeued job continues from that checkpoint: docs/cluster.md.
+schedulers built on it (utils/study/slurm.py). Each job runs sweep.run_job and writes logs/<id>/;
+submitit's files go to <log_dir>/.slurm/. Signals, checkpoints and requeues: docs/cluster.md.
 """
 import contextlib
 import os
@@ -21,8 +19,7 @@ PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(_
 
 
 class RunJob(submitit.helpers.Checkpointable):
-    """One job of a sweep as a checkpointable callable: on requeue submitit calls it again and the
-    run continues from its own checkpoint (the default checkpoint() resubmits this same object)."""
+    """One job of a sweep as a checkpointable callable: a requeued job continues from its checkpoint."""
 
     def __init__(self, job, threads=1):
         self.job = job
@@ -59,8 +56,7 @@ def distributed_from_job(device):
 
 @contextlib.contextmanager
 def importable():
-    """Jobs inherit the submitting environment: put the project on their PYTHONPATH, so that they
-    can unpickle RunJob whatever directory `run_exp.py` was started from."""
+    """The project on the jobs' PYTHONPATH, so they unpickle RunJob from any working directory."""
     before = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join([PROJECT_ROOT] + ([before] if before else []))
     try:
@@ -91,10 +87,9 @@ def outcome(handle, job):
 
 
 class Local(Launcher):
-    """Runs as submitit jobs, here by submitit's local executor: max_parallel at a time, and the
-    command waits for them (the same code path as on a cluster; Slurm builds on it). Complete runs
-    are not submitted, nor runs whose job is still queued or running (a second job on the same run
-    folder would interleave two runs' checkpoints)."""
+    """Runs as submitit jobs by its local executor, max_parallel at a time, waited for (Slurm builds
+    on it). Complete runs are not submitted, nor runs whose job is still queued or running (two jobs
+    on one folder would interleave their checkpoints)."""
 
     name = "local"  # its key in LAUNCHERS, as the sweep record names it
     cluster = "local"  # submitit's executor
@@ -150,9 +145,8 @@ class Local(Launcher):
         return submitted
 
     def collect(self, jobs, todo, handles, title, dist):
-        """Every submitted job has ended: their summaries, and those of the jobs not submitted
-        (complete runs keep their line, with their recorded numbers; a launcher whose jobs can
-        still be queued elsewhere overrides this, as Slurm does)."""
+        """Once every submitted job ended: their summaries and the unsubmitted jobs' (complete runs with
+        their recorded numbers); Slurm, whose jobs may be queued elsewhere, overrides this."""
         ran = {job.settings.exp_id: outcome(handle, job) for handle, job in zip(handles, todo)}
         summaries = [ran[job.settings.exp_id] if job.settings.exp_id in ran else run_job(job, dist) for job in jobs]
         print(((title + "\n") if title else "") + format_summary(summaries))

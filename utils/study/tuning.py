@@ -1,11 +1,10 @@
 """A fair learning rate per optimizer: a short search over a grid, chosen on validation only.
 
-At the course's single lr of 1e-3, plain SGD has barely moved after 10 epochs while Adam has
-converged, so a comparison at that lr measures the lr more than the optimizer. One short run per
-(model, optimizer, grid value) on the 1-layer model; the lowest best VALIDATION perplexity wins
-(diverged or failed values never do), recorded in <log_dir>/tuning/tuning.json (docs/study.md).
-The default budget, 1 epoch capped at 100 batches (~400k tokens, ~1/6 of an epoch), is long
-enough to separate a step size that learns from one that stalls or diverges.
+At the course's lr of 1e-3 a comparison measures the lr more than the optimizer (docs/study.md).
+One short run per (model, optimizer, grid value) on the 1-layer model; the lowest best VALIDATION
+perplexity wins (diverged or failed values never do), recorded in <log_dir>/tuning/tuning.json.
+The default budget (100 batches, ~1/6 of an epoch) separates a step size that learns from one that
+stalls or diverges.
 """
 import os
 
