@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import unittest
+from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -193,7 +194,7 @@ class OneProcessPerFolder(FaultCase):
         self.assertEqual(os.listdir(os.path.join(self.logs, "run")), [LOCK])
         other.release()
         self.assertEqual(self.cli(*self.argv("run", "--epochs", "1"))[0], 0)
-        self.assertEqual(open(os.path.join(self.logs, "run", LOCK)).read(), "", "released locks are emptied")
+        self.assertEqual(Path(self.logs, "run", LOCK).read_text(), "", "released locks are emptied")
 
     def test_the_lock_of_a_dead_process_does_not_block(self):
         folder = os.path.join(self.logs, "run")
@@ -224,7 +225,7 @@ class OneProcessPerFolder(FaultCase):
                             folder_lock.acquire()
                     else:
                         folder_lock.acquire()
-                        self.assertEqual(json.load(open(os.path.join(folder, LOCK)))["pid"], os.getpid())
+                        self.assertEqual(json.loads(Path(folder, LOCK).read_text())["pid"], os.getpid())
                         folder_lock.release()
 
 

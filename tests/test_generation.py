@@ -123,10 +123,12 @@ def save_tiny_checkpoint(run_dir, kind, **settings):
     embeddings = fixtures.write_embeddings(os.path.join(run_dir, "emb.npz"), vocab=40479, width=24, positions=32)
     tokens, position = read_embeddings(embeddings)
     torch.manual_seed(0)
-    from utils.train.settings import Arguments, to_dict
+    from dataclasses import asdict
+
+    from utils.train.settings import Arguments
 
     model = model_spec(kind).build(Arguments(), tokens, position)
-    settings = dict(to_dict(Arguments()), **settings, model=kind, layers=1, learn_embeddings=False,
+    settings = dict(asdict(Arguments()), **settings, model=kind, layers=1, learn_embeddings=False,
                     embeddings=embeddings)
     save_checkpoint(run_dir, {"model": learned_state(model), "embeddings_sha256": file_sha256(embeddings),
                               "settings": settings})

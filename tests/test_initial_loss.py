@@ -46,10 +46,12 @@ class CourseInitIsTheDefault(unittest.TestCase):
                 self.assertFalse(all(torch.equal(stable[n], p) for n, p in expected.items()), "stable is another start")
 
     def test_init_identifies_the_run(self):
-        from utils.runs import schema
-        from utils.train.settings import DEFAULTS, to_dict
+        from dataclasses import asdict
 
-        course, stable = to_dict(Arguments()), to_dict(Arguments(init="stable", tensorboard=True))
+        from utils.runs import schema
+        from utils.train.settings import DEFAULTS
+
+        course, stable = asdict(Arguments()), asdict(Arguments(init="stable", tensorboard=True))
         self.assertEqual(schema.identity(course)["init"], "course")
         self.assertEqual(schema.differing(course, stable, DEFAULTS), ["init"])  # --tensorboard is incidental
 

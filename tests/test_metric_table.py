@@ -8,6 +8,7 @@ import math
 import os
 import tempfile
 import unittest
+from dataclasses import asdict
 
 from tests import fixtures
 
@@ -15,7 +16,7 @@ from utils.report import compute, fmt, tables
 from utils.runs import schema
 from utils.runs.run_dir import RunDir
 import run_exp
-from utils.train.settings import Arguments, to_dict
+from utils.train.settings import Arguments
 from utils.study.sweep import config_job, format_summary, recorded_numbers, run_job
 
 
@@ -128,7 +129,7 @@ def write_completed(job):
     """The folder a completed 2-epoch run of `job` leaves: best valid ppl 250, test ppl 260, 144 s in all."""
     folder = RunDir(job.settings.log_dir, job.settings.exp_id)
     folder.reset()
-    folder.write_args(to_dict(job.settings))
+    folder.write_args(asdict(job.settings))
     epochs = [schema.epoch_record({"train": splits(400.0, 60.0), "valid": splits(ppl, 6.0)}, epoch=e, lr=1e-3,
                                   peak_memory_mb=None, peak_memory_mb_per_rank=None)
               for e, ppl in ((1, 300.0), (2, 250.0))]

@@ -17,7 +17,9 @@ from utils.models.base import TokenNLL
 from utils.runs.schema import CHECKPOINT
 from utils.train import passes
 from utils.train.progress import perplexity_text
-from utils.study.sweep import format_summary
+from utils.study.configs import CONFIGS
+from utils.study.sweep import config_settings, format_summary
+from utils.train.settings import UsageError
 
 TIME_KEYS = ("train_seconds", "valid_seconds", "train_tokens_per_s")
 
@@ -258,15 +260,35 @@ class ConfigAndExplicitFlags(RunCase):
         self.assertEqual(code, 0, err)  # configuration 2 is adamw: no contradiction, honoured
         self.assertEqual(self.read_json("2", "args.json")["optimizer"], "adamw")
 
+    def test_an_optimizer_setting_the_optimizer_does_not_read_is_refused(self):
+        for argv in (["--optimizer", "adam", "--momentum", "0.9"], ["--optimizer", "adam", "--weight_decay", "0"],
+                     ["--momentum", "0.5"], ["--config", "1", "--momentum", "0.9"], ["--config", "all", "--weight_decay",
+                                                                                    "0"]):
+            with self.subTest(argv=argv):
+                code, _, err = self.cli(*argv, "--data_folder", self.data, "--log_dir", self.logs)
+                self.assert_refused(code, err, argv[-2])
+                self.assertFalse(os.path.exists(self.logs))
+        for number in CONFIGS:  # a configuration's own fields are not typed flags: none is refused
+            self.assertEqual(config_settings(number, smoke=True).config, number)
+        with self.assertRaisesRegex(UsageError, "--momentum"):  # run_config(1, momentum=...) from Python
+            config_settings(1, momentum=0.9)
+        code, _, err = self.cli(*self.config_argv("--data_folder", self.data, "--weight_decay", "0"))
+        self.assertEqual(code, 0, err)  # configuration 2 is adamw, which reads it
+        self.assertEqual(self.read_json("2", "args.json")["weight_decay"], 0)
+
     def test_smoke_keeps_explicit_flags_and_its_own_folder(self):
         cwd = os.getcwd()
         os.chdir(self.tmp)
         self.addCleanup(os.chdir, cwd)
         code, _, err = self.cli("--data_folder", self.data, "--embeddings", self.emb, "--device", "cpu", "--smoke",
-                                "--epochs", "1", "--print_every", "1000")
-        self.assertEqual(code, 0, err)
+                                "--epochs", "1", "--batch_size", "16", "--print_every", "1000")
+        self.assertEqual(code, 0, err)  # --batch_size 16 is the default, typed: kept
         args = self.read_json_at(os.path.join("logs_smoke", "debug", "args.json"))
-        self.assertEqual((args["epochs"], args["batch_size"], args["max_batches"]), (1, 4, 2))
+        self.assertEqual((args["epochs"], args["batch_size"], args["max_batches"]), (1, 16, 2))
+        run_exp.main(run_exp.Arguments(data_folder=self.data, embeddings=self.emb, device="cpu", smoke=True,
+                                       exp_id="python", print_every=1000))  # main(args) from Python: the preset too
+        args = self.read_json_at(os.path.join("logs_smoke", "python", "args.json"))
+        self.assertEqual((args["epochs"], args["batch_size"], args["max_batches"]), (2, 4, 2))
         code, _, err = self.cli("--data_folder", self.data, "--embeddings", self.emb, "--device", "cpu",
                                 "--epochs", "1", "--max_batches", "1", "--print_every", "1000")
         self.assertEqual(code, 0, err)  # the full run is not blocked by the smoke run

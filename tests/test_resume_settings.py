@@ -6,6 +6,7 @@ bad value of issue 19 is one line, exit 2, before anything is written."""
 import os
 import signal
 import unittest
+from pathlib import Path
 from unittest import mock
 
 import numpy as np
@@ -53,11 +54,11 @@ class CheckpointCarriesItsSettings(FaultCase):
 
     def test_another_requested_precision_is_refused(self):
         self.interrupted("run", "--precision", "fp32")
-        before = open(self.path("run", CHECKPOINT), "rb").read()
+        before = Path(self.path("run", CHECKPOINT)).read_bytes()
         with mock.patch.object(runner, "cpu_has_bf16", return_value=True):  # no warning about this CPU
             code, _, err = self.cli(*self.argv("run", "--precision", "bf16"))
         self.assert_refused(code, err, "other precision (precision fp32 there, bf16 here)", "--force")
-        self.assertEqual(open(self.path("run", CHECKPOINT), "rb").read(), before)
+        self.assertEqual(Path(self.path("run", CHECKPOINT)).read_bytes(), before)
 
     def test_another_code_version_is_recorded_never_overwritten(self):
         with mock.patch.object(runner, "git_commit", return_value="aaaa"):

@@ -14,6 +14,7 @@ import signal
 import tempfile
 import unittest
 import warnings
+from pathlib import Path
 from types import SimpleNamespace
 from unittest import mock
 
@@ -41,7 +42,7 @@ class Planted:
         self.proof = proof
 
     def __reduce__(self):
-        return builtins.exec, (f"open({self.proof!r}, 'w').write('code ran')",)
+        return builtins.exec, (f"with open({self.proof!r}, 'w') as f: f.write('code ran')",)
 
 
 def digest(path):
@@ -67,7 +68,7 @@ class UntrustedCase(RunCase):
         self.assertEqual({n: digest(os.path.join(folder, n)) for n in before}, before)
         lock = os.path.join(folder, LOCK)
         if os.path.isfile(lock) and not os.path.islink(lock):
-            self.assertEqual(open(lock).read(), "", "a refused command left its .lock record")
+            self.assertEqual(Path(lock).read_text(), "", "a refused command left its .lock record")
 
     def files(self, folder):
         return {n: digest(os.path.join(folder, n)) for n in os.listdir(folder)
@@ -81,7 +82,7 @@ class MaliciousCheckpoint(UntrustedCase):
         planted = {"format": 3, "model": Planted(proof)}
         makers = {"torch.save": (lambda f: torch.save(planted, f), lambda p: torch.load(p, weights_only=False),
                                  ("not loaded", "could run code")),
-                  "plain pickle": (lambda f: pickle.dump(planted, f), lambda p: pickle.load(open(p, "rb")),
+                  "plain pickle": (lambda f: pickle.dump(planted, f), lambda p: pickle.loads(Path(p).read_bytes()),
                                    ("unreadable", "--force"))}  # not even a zip, as torch.save writes
         for kind, (write, unsafe_load, refusal) in makers.items():
             with self.subTest(kind=kind):
@@ -104,7 +105,7 @@ class MaliciousCheckpoint(UntrustedCase):
                 self.assertEqual(out, "")
                 self.assertFalse(os.path.exists(proof), f"unpickling {kind} ran code")
                 self.assert_untouched(folder, before)
-                status = json.load(open(os.path.join(folder, STATUS)))
+                status = json.loads(Path(folder, STATUS).read_text())
                 self.assertEqual((status["status"], status["epoch"], status["step"]), ("interrupted", 1, 1))
 
     def test_the_kits_own_checkpoint_still_resumes(self):
@@ -123,7 +124,7 @@ class MaliciousCheckpoint(UntrustedCase):
             dirs[:] = [d for d in dirs if not d.startswith(".") and d != "tests"]
             for name in names:
                 if name.endswith(".py"):
-                    text = open(os.path.join(root, name)).read()
+                    text = Path(root, name).read_text()
                     found += [f"{name}: {b}" for b in banned if b in text]
         self.assertEqual(found, [])
 
@@ -149,13 +150,13 @@ class Symlinks(UntrustedCase):
                 os.symlink(victim, os.path.join(folder, LOCK))
                 code, _, err = self.cli(*self.argv(exp_id, "--epochs", "1", *extra))
                 self.assert_refused(code, err, "symbolic link", LOCK)
-                self.assertEqual(open(victim, "rb").read(), b"a file the user cares about\n")
+                self.assertEqual(Path(victim).read_bytes(), b"a file the user cares about\n")
                 self.assertTrue(os.path.islink(os.path.join(folder, LOCK)))
 
     def test_a_symlinked_checkpoint_is_refused_and_never_written_through(self):
         folder = self.interrupted()
         real = os.path.join(folder, CHECKPOINT)
-        victim = self.victim(open(real, "rb").read())  # even a genuine checkpoint is not read through a link
+        victim = self.victim(Path(real).read_bytes())  # even a genuine checkpoint is not read through a link
         before = digest(victim)
         os.remove(real)
         os.symlink(victim, real)
@@ -163,11 +164,11 @@ class Symlinks(UntrustedCase):
         self.assert_refused(code, err, "symbolic link", CHECKPOINT)
         code, out, err = self.generate(folder)
         self.assert_refused(code, err, "symbolic link")
-        self.assertEqual(json.load(open(os.path.join(folder, STATUS)))["status"], "interrupted")
+        self.assertEqual(json.loads(Path(folder, STATUS).read_text())["status"], "interrupted")
         self.assertEqual(self.cli(*self.argv("run", "--force"))[0], 0)  # starting over replaces the link itself
         self.assertFalse(os.path.islink(real))
         self.assertEqual(digest(victim), before)
-        self.assertEqual(json.load(open(os.path.join(folder, STATUS)))["status"], "completed")
+        self.assertEqual(json.loads(Path(folder, STATUS).read_text())["status"], "completed")
 
     def test_a_dangling_symlink_run_folder_is_named(self):
         os.makedirs(self.logs)
@@ -195,7 +196,7 @@ class FolderWithKitNames(UntrustedCase):
         open(os.path.join(folder, MARKER), "w").close()  # adopted explicitly: now the kit's to start over
         code, _, err = self.cli(*self.argv("mine2", "--epochs", "1", "--force"))
         self.assertEqual(code, 0, err)
-        self.assertEqual(json.load(open(os.path.join(folder, STATUS)))["status"], "completed")
+        self.assertEqual(json.loads(Path(folder, STATUS).read_text())["status"], "completed")
 
     def test_a_copied_run_folder_keeps_its_marker_and_resumes(self):
         folder = self.interrupted()
@@ -300,7 +301,7 @@ class SwappedDataAndImpossibleBatches(UntrustedCase):
         self.assert_refused(code, err, "trained on train data", recorded["train"]["sha256"][:12],
                             digest(os.path.join(self.data, "wiki.train.npz"))[:12])
         self.assert_untouched(folder, before)
-        self.assertEqual(json.load(open(os.path.join(folder, STATUS)))["status"], "interrupted")
+        self.assertEqual(json.loads(Path(folder, STATUS).read_text())["status"], "interrupted")
 
     def test_an_impossible_batch_is_refused_before_anything_is_written(self):
         per_item = memory.saved_bytes(self.tiny_model(), 2, 256, Precision.resolve("fp32", torch.device("cpu")))
@@ -328,7 +329,7 @@ class SwappedDataAndImpossibleBatches(UntrustedCase):
                 with at_step(4, fail):  # epoch 2, step 2: epoch 1's checkpoint stands
                     code, _, err = self.cli(*self.argv("oom"))
                 self.assert_refused(code, err, "out of memory", "lower --batch_size")
-                status = json.load(open(os.path.join(self.logs, "oom", STATUS)))
+                status = json.loads(Path(self.logs, "oom", STATUS).read_text())
                 self.assertEqual((status["status"], status["epoch"]), ("failed", 2))
                 self.assertIn("lower --batch_size", status["message"])
                 code, out, err = self.cli(*self.argv("oom"))
@@ -343,7 +344,7 @@ class SwappedDataAndImpossibleBatches(UntrustedCase):
 
         def init(pass_, run, mode, *args, **kwargs):
             if mode == "test":
-                seen.append(json.load(open(os.path.join(self.logs, "run", STATUS))))
+                seen.append(json.loads(Path(self.logs, "run", STATUS).read_text()))
             real_init(pass_, run, mode, *args, **kwargs)
 
         with mock.patch.object(passes.Pass, "__init__", init):
@@ -359,7 +360,7 @@ class SignalsOutsideTraining(UntrustedCase):
             code, _, err = self.cli(*self.argv("hup"))
         self.assertEqual(code, 128 + signal.SIGHUP, err)
         self.assertEqual(len(err.strip().splitlines()), 1, err)
-        status = json.load(open(os.path.join(self.logs, "hup", STATUS)))
+        status = json.loads(Path(self.logs, "hup", STATUS).read_text())
         self.assertEqual((status["status"], status["epoch"], status["step"]), ("interrupted", 2, 1))
         self.assertEqual(self.cli(*self.argv("hup"))[0], 0)
         self.assertEqual(self.metrics("hup"), self.metrics("whole"))
@@ -370,7 +371,7 @@ class SignalsOutsideTraining(UntrustedCase):
         with at_step(3, send(signal.SIGHUP)):
             code, _, err = self.cli(*self.argv("nohup"))
         self.assertEqual(code, 0, err)
-        self.assertEqual(json.load(open(os.path.join(self.logs, "nohup", STATUS)))["status"], "completed")
+        self.assertEqual(json.loads(Path(self.logs, "nohup", STATUS).read_text())["status"], "completed")
 
 
 CHILD = """import importlib.abc, json, os, resource, signal, sys
@@ -425,7 +426,7 @@ class FaultsAtStartUp(UntrustedCase):
                     fresh = self.child(kind, name, *self.argv("fresh"))
                     self.assert_one_line(fresh, 128 + getattr(signal, name))
                     self.assertFalse(os.path.exists(os.path.join(self.logs, "fresh")))
-        self.assertEqual(json.load(open(os.path.join(folder, STATUS)))["status"], "interrupted")
+        self.assertEqual(json.loads(Path(folder, STATUS).read_text())["status"], "interrupted")
 
     def test_memory_exhausted_while_loading_is_one_line(self):
         big = fixtures.write_embeddings(os.path.join(self.tmp, "big.npz"), vocab=40479, width=768, positions=512)
@@ -443,8 +444,8 @@ class FaultsAtStartUp(UntrustedCase):
                 if limit == 100:  # the 124 MB table does not fit: nothing was written
                     self.assertFalse(os.path.exists(folder))
                 if os.path.exists(os.path.join(folder, STATUS)):
-                    self.assertEqual(json.load(open(os.path.join(folder, STATUS)))["status"], "failed")
-                    self.assertEqual(open(os.path.join(folder, LOCK)).read(), "")
+                    self.assertEqual(json.loads(Path(folder, STATUS).read_text())["status"], "failed")
+                    self.assertEqual(Path(folder, LOCK).read_text(), "")
         self.assertEqual(done.returncode, 0, done.stderr)
         self.assertGreaterEqual(len(failed), 2)
 

@@ -53,10 +53,10 @@ def style_axis(ax, title, xlabel, ylabel, log_values=None):
     ax.set_title(title, fontsize=12)
     ax.set_xlabel(xlabel, fontsize=11)
     ax.set_ylabel(ylabel, fontsize=11)
-    if log_values is not None and spans_decade(log_values):
+    values = [v for v in log_values or () if finite(v) and v > 0]
+    if spans_decade(values):
         ax.set_yscale("log")
         ax.set_ylabel(ylabel + " (log scale)", fontsize=11)
-        values = [v for v in log_values if finite(v) and v > 0]
         if max(values) / min(values) <= 1e3 and 1 <= min(values) and max(values) < 1e6:
             ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
             ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:,.0f}"))

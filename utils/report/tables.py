@@ -17,10 +17,6 @@ SETTING_KEYS = ("momentum", "weight_decay")  # blank where the run's optimizer d
 SET = "set:"  # column key prefix of a setting that differs between rows
 
 
-def metric_columns(keep=lambda m: True):
-    return [(m.key, m.heading) for m in schema.RUN_METRICS if keep(m)]
-
-
 def after(columns, key, extra):
     at = [k for k, _ in columns].index(key) + 1
     return columns[:at] + extra + columns[at:]
@@ -29,11 +25,12 @@ def after(columns, key, extra):
 RUN_COLUMNS = [("run", "Config"), ("model", "Model"), ("layers", "Layers"), ("optimizer", "Optimizer"),
                ("seed", "Seed"), ("lr", "lr"), ("momentum", "Momentum"), ("weight_decay", "Weight decay"),
                ("params_learnable", "Learnable params"), ("params_frozen", "Frozen params"),
-               *after(metric_columns(), "best_valid_ppl", [("best_epoch", "Best epoch")]), ("status", "Status")]
+               *after([(m.key, m.heading) for m in schema.RUN_METRICS], "best_valid_ppl",
+                      [("best_epoch", "Best epoch")]), ("status", "Status")]
 CSV_KEYS = ["exp_id", "config", "seed", "arm", "lr", "lr_from"] + [k for k, _ in RUN_COLUMNS[1:] if k not in (
     "seed", "lr")] + ["smoke", "epochs_logged", "counted", "not_counted_why", "label", "path"]
 GROUP_COLUMNS = [("name", "Config"), ("model", "Model"), ("optimizer", "Optimizer"), ("lr", "lr"), ("n", "Seeds"),
-                 *metric_columns(lambda m: m.group), ("status", "Status")]
+                 *[(m.key, m.heading) for m in schema.RUN_METRICS if m.group], ("status", "Status")]
 LATEX_COLUMNS = [("name", "Cfg"), ("model", "Model"), ("optimizer", "Opt."), ("lr", "lr"), ("n", "n")] + [
     (m.key, m.latex) for m in schema.RUN_METRICS if m.latex]
 FIT_OPEN = r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%"

@@ -7,7 +7,7 @@ import typing
 from utils.study import tuning
 from utils.study.configs import CONFIGS, parse_config_list
 from utils.study.launchers import LAUNCHERS
-from utils.train.settings import Arguments, UsageError, validate
+from utils.train.settings import Arguments, UsageError, check_used, validate
 
 # --help's groups of run settings, each opened by its first field (in Arguments' order).
 SECTIONS = {"data_folder": "one run: data", "model": "one run: model", "optimizer": "one run: optimization",
@@ -125,10 +125,11 @@ def check_config_flags(numbers, given):
 def check_command(given, study):
     """The configuration numbers to run (None: one run), or a UsageError; needs no torch, so a typo
     such as --config 2- or --lr 0 is answered at once."""
-    validate(Arguments(**given))  # the values themselves (a configuration's own values are valid)
+    settings = validate(Arguments(**given))  # the values themselves (a configuration's own values are valid)
     if study.get("config") is None:
         if study:
             raise UsageError(f"--{next(iter(study))} is a flag of the study: add --config N|list|all.")
+        check_used(settings.optimizer, given)
         return None
     try:
         numbers = parse_config_list(study["config"])

@@ -8,7 +8,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Callable, Optional
 
 from utils.runs import schema
@@ -18,7 +18,7 @@ from utils.runs.schema import seed_run_id, tuned_run_id
 from utils.study.configs import CONFIGS
 from utils.train.distributed import SINGLE
 from utils.train.progress import perplexity_text
-from utils.train.settings import DEFAULTS, Arguments, UsageError, apply_smoke, to_dict
+from utils.train.settings import DEFAULTS, Arguments, UsageError, apply_smoke, check_used
 from utils.train.stop import RunInterrupted
 from utils.train.watch import TrainingDiverged
 
@@ -43,6 +43,7 @@ def config_settings(number, **overrides):
     fields = dict(model=cfg.model, layers=cfg.layers, optimizer=cfg.optimizer, batch_size=cfg.batch_size,
                   epochs=cfg.epochs, exp_id=cfg.exp_id, config=number)
     fields.update(overrides)
+    check_used(fields["optimizer"], overrides, f"leave out configuration {number}")
     return apply_smoke(Arguments(**fields), explicit=set(overrides))
 
 
@@ -78,7 +79,7 @@ def fold_identical(jobs):
     the search chose the course's lr) reuses that run's records instead of training again."""
     first, folded = {}, []
     for job in jobs:
-        same = first.setdefault(json.dumps(schema.identity(to_dict(job.settings)), sort_keys=True), job)
+        same = first.setdefault(json.dumps(schema.identity(asdict(job.settings)), sort_keys=True), job)
         other = same.settings.exp_id != job.settings.exp_id  # a configuration listed twice is one run
         folded.append(dataclasses.replace(job, reuses=same.settings.exp_id) if other else job)
     return folded
@@ -93,7 +94,7 @@ def reuse_run(job):
         if status in (schema.DIVERGED, schema.FAILED):
             return status, f"same settings as {source.path}, which {status}"
         return "pending", f"reuses {source.path} (same settings) once it has completed: run this command again then"
-    atomic_write_json(target.file(schema.ARGS), dict(to_dict(s), **{schema.REUSED_FROM: str(job.reuses)}))
+    atomic_write_json(target.file(schema.ARGS), dict(asdict(s), **{schema.REUSED_FROM: str(job.reuses)}))
     own = (schema.CHECKPOINT, schema.ARGS, schema.STATUS)
     records = [n for n in sorted(os.listdir(source.path)) if not n.startswith(".") and n not in own]
     for name in records + [schema.STATUS]:  # status.json last: the copy is complete once it says so
@@ -106,7 +107,7 @@ def skip_reason(s, run_dir):
     """(status, message) when the run must not be executed, else None."""
     if not s.log or s.force or not (run_dir.is_completed() or run_dir.has_checkpoint()):
         return None
-    differs = run_dir.settings_differ(to_dict(s), defaults=DEFAULTS)
+    differs = run_dir.settings_differ(asdict(s), defaults=DEFAULTS)
     if differs:  # e.g. a smoke run where a full run is asked for: never overwrite or mix silently
         return "conflict", (f"{run_dir.path} was run with other {', '.join(differs)}: pass --force to overwrite it "
                             "or use another --log_dir")

@@ -1,10 +1,7 @@
 """The only module that knows torch.distributed: who this process is, the collectives the engine
-needs, and the DistributedDataParallel wrapper.
-
-A single process (no launcher) is `Distributed()` and every method is a no-op, so the same code
-runs with and without torchrun. Under `torchrun` (or SLURM tasks, whose variables
-utils.launch exports the same way) the environment names RANK, WORLD_SIZE and LOCAL_RANK;
-`from_env` joins the process group: NCCL on CUDA, Gloo on CPU.
+needs, and the DistributedDataParallel wrapper. A single process is `Distributed()`, where every
+method is a no-op, so the same code runs with and without torchrun; under torchrun (or SLURM tasks)
+`from_env` joins the process group the environment names: NCCL on CUDA, Gloo on CPU.
 """
 import datetime
 import os
@@ -54,8 +51,7 @@ class Distributed:
             return torch.device("cuda", self.local_rank)
         return device
 
-    def wrap(self, module):
-        """module itself for one process; DistributedDataParallel over it otherwise."""
+    def wrap(self, module):  # DistributedDataParallel over module for several processes
         if self.world == 1:
             return module
         from torch.nn.parallel import DistributedDataParallel
@@ -66,8 +62,7 @@ class Distributed:
         return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None,
                                        broadcast_buffers=False)
 
-    def all_reduce_sum(self, tensor):
-        """Sum `tensor` over processes, in place; returns it."""
+    def all_reduce_sum(self, tensor):  # in place
         if self.world > 1:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
@@ -87,16 +82,14 @@ class Distributed:
             return False
         return self.any(flag)
 
-    def gather(self, obj):
-        """[obj of rank 0, obj of rank 1, ...] on every process."""
+    def gather(self, obj):  # [obj of rank 0, obj of rank 1, ...] on every process
         if self.world == 1:
             return [obj]
         out = [None] * self.world
         dist.all_gather_object(out, obj)
         return out
 
-    def broadcast(self, obj):
-        """Rank 0's obj, on every process: one decision for all."""
+    def broadcast(self, obj):  # rank 0's obj, on every process
         if self.world == 1:
             return obj
         box = [obj]
@@ -107,8 +100,7 @@ class Distributed:
         if self.world > 1:
             dist.barrier()
 
-    def describe(self):
-        """For provenance.json."""
+    def describe(self):  # for provenance.json
         return {"world_size": self.world, "backend": self.backend, "rank": self.rank}
 
     def close(self):

@@ -34,22 +34,18 @@ def resolve_device(requested, dist=SINGLE, fallback=True):
     return dist.device(device)
 
 
-def resolve_data_folder(folder, dist=SINGLE):
-    """`folder` if it holds the splits; the project's data/ (with a notice) when `folder` is the
-    course default and the current directory is not the project; else a one-line UsageError."""
-    if os.path.isfile(os.path.join(folder, "wiki.train.npz")):
-        return folder
-    if os.path.normpath(folder) == "data" and os.path.isfile(os.path.join(PROJECT_DATA, "wiki.train.npz")):
+def load_splits(folder, dist=SINGLE):
+    """The splits in `folder`; in the project's data/ (with a notice) when `folder` is the course
+    default and the current directory is not the project; else a one-line UsageError."""
+    if os.path.normpath(folder) == "data" and not os.path.isfile(os.path.join(folder, "wiki.train.npz")) and \
+            os.path.isfile(os.path.join(PROJECT_DATA, "wiki.train.npz")):
         if dist.is_main:
             print(f"Note: {folder} has no wiki.train.npz here; using the project's {PROJECT_DATA}.")
-        return PROJECT_DATA
-    raise UsageError(f"Missing data file {os.path.join(folder, 'wiki.train.npz')}: pass --data_folder with "
-                     "wiki.{train,validation,test}.npz (the project's data/ has Wikitext-2; "
-                     "python -m utils.prepare_data makes them from your text).")
-
-
-def load_splits(folder, dist=SINGLE):
-    folder = resolve_data_folder(folder, dist)
+        folder = PROJECT_DATA
+    if not os.path.isfile(os.path.join(folder, "wiki.train.npz")):
+        raise UsageError(f"Missing data file {os.path.join(folder, 'wiki.train.npz')}: pass --data_folder with "
+                         "wiki.{train,validation,test}.npz (the project's data/ has Wikitext-2; "
+                         "python -m utils.prepare_data makes them from your text).")
     try:
         return {name: Wikitext2(folder, split=name) for name in SPLITS}
     except (FileNotFoundError, ValueError) as err:
@@ -78,10 +74,8 @@ def make_batches(splits, settings, device, dist=SINGLE):
     if settings.batch_size % dist.world:
         raise UsageError(f"--batch_size {settings.batch_size} does not divide among {dist.world} processes: use a "
                          f"multiple of {dist.world} (it is the global batch, shared by all processes).")
-    shards = dict(device=device, rank=dist.rank, world=dist.world)
-    return {"train": TensorBatches(splits["train"], settings.batch_size, shuffle=True, seed=settings.seed, **shards),
-            "validation": TensorBatches(splits["validation"], settings.batch_size, **shards),
-            "test": TensorBatches(splits["test"], settings.batch_size, **shards)}
+    return {name: TensorBatches(splits[name], settings.batch_size, shuffle=name == "train", seed=settings.seed,
+                                device=device, rank=dist.rank, world=dist.world) for name in SPLITS}
 
 
 def word_table(settings, device, dist=SINGLE):

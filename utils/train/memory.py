@@ -1,12 +1,10 @@
 """Will a run's batch fit? Checked on the built model before training, so an impossible --batch_size
 is refused in one line instead of exhausting the machine; memory running out anyway is one line too.
 
-A training step holds, per item of the batch, what its forward pass saves for backward, and once
-for the run the learnable parameters' gradients and optimizer state. The per-item part is measured,
-not modelled: forward passes of one and of two items under saved_tensors_hooks add up the bytes
-autograd keeps, and their difference is one item's (casts of the weights, made once per pass,
-cancel out). The passes run in eval mode with the RNG forked, so the run's numbers do not change.
-A step's transient buffers come on top, so the estimate is a lower bound: a refusal is never wrong.
+A step holds, per item, what its forward pass saves for backward (measured, not modelled: forward
+passes of one and of two items under saved_tensors_hooks, whose difference is one item's; casts of
+the weights, made once per pass, cancel out), and once the gradients and optimizer state. Transient
+buffers come on top, so the estimate is a lower bound: a refusal is never wrong.
 """
 import torch
 
@@ -29,7 +27,7 @@ def saved_bytes(model, items, length, precision):
     device = next(model.parameters()).device
     tokens = torch.ones(items, length, dtype=torch.long, device=device)  # (B, T)
     training = model.training
-    model.eval()  # no dropout: the RNG is untouched (and forked besides)
+    model.eval()  # no dropout, and the RNG forked besides: the run's numbers do not change
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
                 torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), precision.autocast():

@@ -1,9 +1,6 @@
-"""The optimizers, by name: one table entry each. An unknown name is a KeyError, never a fallback.
-
-A fifth optimizer is one entry here: its builder, the settings it reads (the report shows
-momentum, say, only for optimizers that use it) and the learning rates the study's search tries
-for it. It is built over the learnable parameters only, so the frozen tied embedding gets no
-optimizer state. Importing this module imports no torch (the report reads `uses`).
+"""The optimizers, by name: a fifth optimizer is one entry here. Each is built over the learnable
+parameters only (the frozen tied embedding gets no optimizer state). Importing this module imports no
+torch (the report and the flags' checks read `uses`).
 
 Search grids: five values half a decade apart (x3.16 rounded to 1-3-10), centred where each
 optimizer works on language models of this size: adam and adamw around the course's 1e-3 (its
@@ -18,7 +15,7 @@ from typing import Callable
 @dataclass(frozen=True)
 class OptimizerSpec:
     build: Callable  # (torch.optim module, params, settings, **options) -> optimizer
-    uses: tuple  # the settings it reads, besides the parameters
+    uses: tuple  # the settings it reads: a typed flag that it does not read is refused, the report shows only these
     grid: tuple  # the learning rates the study's search tries (utils.study.tuning), ascending
     fused: bool = False  # torch has a fused CUDA kernel for it (fused=True is passed on CUDA only then)
 
@@ -35,6 +32,11 @@ OPTIMIZERS = {
     "adamw": OptimizerSpec(lambda o, p, s, **kw: o.AdamW(p, lr=s.lr, weight_decay=s.weight_decay, **kw),
                            ("lr", "weight_decay"), (1e-4, 3e-4, 1e-3, 3e-3, 1e-2), fused=True),
 }
+
+
+def users_of(setting):
+    """The optimizers whose entry reads `setting`: the flags' help and the check of unused flags."""
+    return [name for name, spec in OPTIMIZERS.items() if setting in spec.uses]
 
 
 def make_optimizer(settings, model, fused=None):

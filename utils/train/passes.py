@@ -1,12 +1,10 @@
 """One pass over a split, for the loop in run_exp.py: `for step, batch in Pass(...)` hands out the
-batches (on the device, from where a checkpoint left the epoch), and between steps prints progress
-and runs the run's hook (mid-epoch checkpoints, stop requests); the loop hands each step's NLL to
-`add` and takes `result()` at the end.
+batches (on the device, from where a checkpoint left the epoch), printing progress and calling
+run.after_step between steps; the loop hands each step's NLL to `add` and takes `result()`.
 
 Perplexity is exact: exp(total NLL of all real target tokens / their number) over the whole split,
-so it depends neither on the batch size nor on padding nor on the number of processes (the sums
-are kept by name on the device and all-reduced in float64). The quantities a pass sums are named
-in utils.runs.schema (PASS_SUMS, and every metric with step_mean): nothing here is positional.
+whatever the batch size, padding or number of processes (sums kept by name, on the device, and
+all-reduced in float64; their names are utils.runs.schema's PASS_SUMS and step_mean metrics).
 """
 import math
 import time
@@ -70,7 +68,7 @@ class Pass:
 
     def __init__(self, run, mode, epoch, batches):
         s, self.run, self.mode, self.epoch = run.settings, run, mode, epoch
-        self.device = next(run.model.parameters()).device
+        self.device = run.device
         self.training = mode == "train"
         self.total = steps_of(batches, s.max_batches)
         at = run.position

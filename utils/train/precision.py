@@ -11,15 +11,10 @@ from dataclasses import dataclass
 import torch
 
 from utils.torch_utils import cpu_has_bf16
-from utils.train.settings import PRECISIONS as CHOICES
+from utils.train.settings import PRECISIONS as CHOICES, UsageError
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 BF16_CAPABILITY = (8, 0)  # Ampere and later: bf16 and TF32 tensor cores
-
-
-def _capability(device):
-    major, minor = torch.cuda.get_device_capability(device)
-    return (major, minor)
 
 
 @dataclass(frozen=True)
@@ -32,16 +27,16 @@ class Precision:
     @classmethod
     def resolve(cls, requested, device):
         """auto -> bf16 on a GPU of compute capability >= 8.0 (or a CPU with native bf16), fp16 with a
-        gradient scaler on older GPUs (a T4), else fp32. ValueError for fp16 on a CPU (no fast fp16
+        gradient scaler on older GPUs (a T4), else fp32. UsageError for fp16 on a CPU (no fast fp16
         there) or an unknown name."""
         device = torch.device(device)
         if requested not in CHOICES:
-            raise ValueError(f"Unknown precision {requested!r}: use {', '.join(CHOICES)}.")
+            raise UsageError(f"Unknown precision {requested!r}: use {', '.join(CHOICES)}.")
         if requested == "fp16" and device.type == "cpu":
-            raise ValueError("fp16 autocast is for GPUs: use --precision bf16 or fp32 on a CPU.")
+            raise UsageError("fp16 autocast is for GPUs: use --precision bf16 or fp32 on a CPU.")
         reason = "requested"
         if device.type == "cuda":
-            sm = _capability(device)
+            sm = tuple(torch.cuda.get_device_capability(device))
             tag = f"sm_{sm[0]}{sm[1]}"
             if requested == "auto":
                 requested = "bf16" if sm >= BF16_CAPABILITY else "fp16"
@@ -66,27 +61,22 @@ class Precision:
 
     def autocast(self):
         """Context for the forward pass in this precision (a no-op for fp32)."""
-        if self.name == "fp32":
-            return contextlib.nullcontext()
-        return torch.autocast(self.device_type, dtype=DTYPES[self.name])
+        fp32 = self.name == "fp32"
+        return contextlib.nullcontext() if fp32 else torch.autocast(self.device_type, dtype=DTYPES[self.name])
 
     @property
     def uses_scaler(self):
         """fp16 needs a gradient scaler: its small gradients underflow."""
         return self.name == "fp16"
 
-    def make_scaler(self):
-        """A gradient scaler for fp16; disabled otherwise."""
+    def make_scaler(self):  # disabled but for fp16
         return torch.amp.GradScaler(self.device_type, enabled=self.uses_scaler)
 
     def describe(self, model=None):
-        """For provenance.json: what runs and why, with TF32 as torch's switches stand now (configure()
-        sets them for fp32; cuDNN's allow_tf32 is True by default, so an fp32 recurrence runs cuDNN's
-        LSTM in TF32 on sm_80+ under every precision). tf32: fp32 matmuls may use TF32. bitwise_reproducible:
-        False on CUDA, where flash and memory-efficient attention's backward and cuDNN add with atomics
-        in no fixed order, so two runs (and a resumed run against an uninterrupted one) agree only to
-        within that run-to-run difference (docs/gpu.md)."""
-        ampere = self.device_type == "cuda" and _capability(torch.cuda.current_device()) >= BF16_CAPABILITY
+        """For provenance.json: what runs and why, TF32 as torch's switches stand now (cuDNN's allow_tf32
+        is True by default: an fp32 LSTM runs in TF32 on sm_80+). bitwise_reproducible: False on CUDA,
+        where attention's backward and cuDNN add with atomics in no fixed order (docs/gpu.md)."""
+        ampere = self.device_type == "cuda" and tuple(torch.cuda.get_device_capability()) >= BF16_CAPABILITY
         recurrence = getattr(model, "recurrence_precision", None)
         if recurrence and self.name == "fp16" and self.device_type == "cuda":
             recurrence = "fp16"  # fp16 autocast, with its scaler, runs the LSTM's recurrence in fp16

@@ -1,17 +1,12 @@
-"""Progress of one pass over a split: which epoch and step, the batch loss or the perplexity so far,
-tokens per second and the time left (of the split and, in a run, of the whole run), every `every`
-steps (or on a tqdm bar).
+"""Progress of one pass over a split, every `every` steps (or on a tqdm bar):
 
     [train] epoch 1/10 step 120/576 | batch loss 6.812 | epoch ppl so far 1,234 | 640 tokens/s | ETA 11m20s, run 2h05m
 
-A run also says its plan before the first step (`plan_text`) and, after its first steps, an
-estimate of the whole run (RunClock), with a hint on a CPU where that is hours. The estimate
-uses wall time between lines that are printed anyway (each already syncs with the device), never
-a device read of its own.
-
-"batch loss" is the course loss of the last batch (what the optimizer sees); "ppl so far" is the
-exact token-weighted perplexity of the pass up to here. Reading them costs one host sync, so
-the loop asks only when a line is due.
+"batch loss" is the course loss of the last batch; "ppl so far" the exact perplexity of the pass up
+to here; reading them costs one host sync, so the loop asks only when a line is due. A run also says
+its plan before the first step (`plan_text`) and, after its first steps, an estimate of the whole run
+(RunClock), timed between lines printed anyway (never a device read of its own), with a hint on a
+CPU where that is hours.
 """
 import math
 import time
@@ -50,8 +45,7 @@ class Schedule:
     batch_size: int  # sequences per step (the global batch)
 
     def left(self, mode, epoch, step):
-        """(training steps, evaluation steps) still to run once `step` steps of `mode` ("train",
-        "valid" or "test") are done in `epoch` (0-based; ignored for "test")."""
+        """(training steps, evaluation steps) still to run after `step` steps of `mode` in `epoch`."""
         if mode == "test":
             return 0, self.test - step
         later = self.epochs - epoch - 1  # whole epochs after this one
@@ -96,8 +90,7 @@ class RunClock:
         return train_steps * train + eval_steps * evaluation
 
     def estimate(self, mode, epoch, step, done, total):
-        """The whole run's estimate as text, once, when the first training pass has done FIRST steps
-        (or all of its steps); else None."""
+        """The whole run's estimate, once the first training pass has done FIRST (or all) steps; else None."""
         if self.estimated or mode != "train" or done < min(self.FIRST, total) or "train" not in self.per_step:
             return None
         self.estimated = True
@@ -111,15 +104,16 @@ class RunClock:
 
 
 class Reporter:
-    """For one pass: `due(step)` says whether a line is wanted, `show(...)` prints it. With a
-    RunClock (a run's passes share one), lines also give the whole run's time left."""
+    """One pass's lines: `due(step)`, then `show(...)`. With a RunClock (a run's passes share one),
+    lines also give the whole run's time left."""
 
     def __init__(self, mode, total_steps, epoch=None, epochs=None, every=10, bar=False, start_step=0, enabled=True,
                  clock=None):
         self.mode, self.total, self.epoch, self.epochs = mode, total_steps, epoch, epochs
         self.every, self.enabled, self.start_step = max(int(every), 1), enabled, start_step
         self.clock, self.mark = clock, None  # mark: (time, steps done) at this pass's first line
-        self.started = time.perf_counter() if clock is None else clock.timer()
+        self.timer = time.perf_counter if clock is None else clock.timer
+        self.started = self.timer()
         self.bar = None
         if bar and enabled:
             from tqdm import tqdm
@@ -131,19 +125,17 @@ class Reporter:
         return f"[{self.mode}]{epoch}"
 
     def due(self, step):
-        """Whether show(step) is wanted: every step with a bar (it moves without reading the device),
-        else only on the steps whose line reads the device's values."""
+        """Whether show(step) is wanted: every step with a bar (it moves without reading the device)."""
         return self.enabled and (self.bar is not None or self.reads(step))
 
     def reads(self, step):
-        """Steps whose line reads values from the device (a host sync): every `every` steps, the last,
-        and the steps the run's estimate is measured on."""
+        """Steps whose line reads the device (a host sync): every `every`, the last, the estimate's."""
         wanted = self.clock is not None and self.clock.wants(self.mode, step - self.start_step)
         return wanted or step % self.every == 0 or step == self.total
 
     def _per_step(self, now, done):
-        """Seconds per step of this pass, counted from its first line when there is a later one: the
-        first step of a pass pays one-off costs (allocation, warm-up)."""
+        """Seconds per step, from this pass's first line once there is a later one (the first step pays
+        one-off costs: allocation, warm-up)."""
         if self.mark is None:
             self.mark = (now, done)
         mark_time, mark_done = self.mark
@@ -153,8 +145,7 @@ class Reporter:
 
     def _eta(self, step, done):
         """The split's time left, and the whole run's (after a comma) when a clock is kept."""
-        now = time.perf_counter() if self.clock is None else self.clock.timer()
-        per_step = self._per_step(now, done)
+        per_step = self._per_step(self.timer(), done)
         eta = per_step * (self.total - step) if self.total else float("nan")
         if self.clock is None:
             return f"ETA {duration(eta)}", None

@@ -1,12 +1,11 @@
-"""A run's machinery, called by name from main() in run_exp.py: open_run(settings) checks
-everything (settings, device, data, embeddings, what the run folder holds) before anything is
-written and locks the folder; `with run:` writes it and turns how the run ends into its status;
-run.epochs(), run.end_epoch(...) and run.finish(...) keep the logs and checkpoints; the passes call
-run.after_step between steps (mid-epoch checkpoints, stop requests: utils.train.passes).
+"""A run's machinery, called by name from main() in run_exp.py: open_run(settings) checks everything
+before anything is written and locks the run folder; `with run:` writes it and turns how the run ends
+into its status; run.epochs(), end_epoch(...) and finish(...) keep the logs and checkpoints; the passes
+call run.after_step between steps (mid-epoch checkpoints, stop requests).
 
-A rerun of an unfinished, interrupted, failed or diverged run continues from its last checkpoint
-(bit for bit as if never stopped), or starts over when there is none, and says which in one line;
---force starts over; a completed run is never overwritten silently.
+A rerun of an unfinished run continues from its last checkpoint (bit for bit as if never stopped), or
+starts over when there is none, and says which; --force starts over; a completed run is never
+overwritten silently.
 """
 import contextlib
 import math
@@ -18,6 +17,7 @@ from typing import Optional
 
 import torch
 
+from utils.data.wikitext2 import SPLITS
 from utils.gpu_usage import get_gpu_memory_usage, peak_gpu_memory_mb
 from utils.models.base import TokenNLL
 from utils.models.registry import model_spec
@@ -34,7 +34,7 @@ from utils.train.optim import load_optimizer_state, make_optimizer
 from utils.train.passes import steps_of
 from utils.train.precision import Precision
 from utils.train.progress import RunClock, Schedule, perplexity_text, plan_text
-from utils.train.settings import DEFAULTS, UsageError, from_any, to_dict, validate
+from utils.train.settings import DEFAULTS, UsageError, apply_smoke, from_any, validate
 from utils.train.stop import GracefulStop, RunInterrupted
 from utils.train.watch import TrainingDiverged
 
@@ -73,6 +73,7 @@ class Run:
     board: object = None  # --tensorboard: rank 0's SummaryWriter into the run's folder
     origin: dict = field(default_factory=dict)  # code, precision and device of the run's first attempt
     resumed: dict = field(default_factory=dict)  # what changed at this resume (precision, code, scaler)
+    notes: list = field(default_factory=list)  # a line for each of those changes, said when the run starts
 
     def say(self, text):
         if self.dist.is_main:
@@ -100,7 +101,7 @@ class Run:
                                      peak_memory_mb_per_rank=None if peaks[0] is None else peaks)
         self.metrics.append(record)
         self.position, self.train_pass = Position(epoch + 1, 0, None), None
-        with self.holding():  # the logs follow the checkpoint; a rerun rewrites them from it when a kill cuts between
+        with self.stop.holding():  # the logs follow the checkpoint; a rerun rewrites them from it after a kill
             self.checkpoint()
             self.run_dir.write_epochs(self.metrics)
         if self.board is not None:
@@ -118,7 +119,7 @@ class Run:
         s = self.settings
         avg_memory = sum(self.memories) / len(self.memories) if self.memories else math.nan
         record = schema.test_record(test.values) if test is not None else dict.fromkeys(schema.TEST_KEYS, math.nan)
-        with self.holding():
+        with self.stop.holding():
             if test is None:
                 self.write_status(schema.COMPLETED, s.epochs, message="validation only (no test evaluation)")
             else:
@@ -135,7 +136,7 @@ class Run:
         training pass checkpoints every --checkpoint_every steps."""
         if self.run_dir is None:
             return
-        if self.dist.any_every(self.stop is not None and self.stop.requested, done):
+        if self.dist.any_every(self.stop is not None and self.stop.signum is not None, done):
             self.stop_here(steps, done)
         every = self.settings.checkpoint_every
         if steps.training and every and done % every == 0 and done < steps.total:
@@ -156,20 +157,16 @@ class Run:
     def checkpoint(self):
         """Save where the run stands (rank 0 writes; the others wait for it)."""
         if self.run_dir.writes:
-            with self.holding():
+            with self.stop.holding():  # a second Ctrl-C waits for the write: a cut checkpoint is lost
                 self.run_dir.save_checkpoint({
                     "model": learned_state(self.model), "embeddings_sha256": self.embeddings["sha256"],
                     "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng_state(),
-                    "settings": to_dict(self.settings), "position": asdict(self.position),
+                    "settings": asdict(self.settings), "position": asdict(self.position),
                     "metrics": self.metrics, "memories": self.memories,
                     "precision": str(self.precision), "git_commit": self.commit, "origin": self.origin,
                     "data": self.data, "threads": torch.get_num_threads(),
                 })
         self.dist.barrier()
-
-    def holding(self):
-        """A second Ctrl-C waits until the writes inside this have ended (a cut checkpoint is lost)."""
-        return self.stop.holding() if self.stop is not None else contextlib.nullcontext()
 
     def write_status(self, status, epoch, step=None, message=""):
         """`epoch`: the epochs done (0-based); the file counts from 1, as its message and the console do."""
@@ -178,18 +175,15 @@ class Run:
 
     def stop_here(self, steps, done):
         """At a step boundary where a stop was requested: save, mark interrupted, hand over the signal."""
-        epochs, logged = self.settings.epochs, self.settings.log
+        epochs, unsaved = self.settings.epochs, None if self.settings.log else "--no_log: nothing saved"
         if steps.mode != "test":  # in validation, the epoch's training sums are saved with its last step
-            epoch = steps.epoch
-            at = done if steps.training else self.train_pass.total
+            epoch, at = steps.epoch, done if steps.training else self.train_pass.total
             self.save_position(epoch, at)
-            where = f"at epoch {epoch + 1} of {epochs}, step {at}; " + ("checkpoint saved" if logged else
-                                                                        "--no_log: nothing saved")
-            self.write_status(schema.INTERRUPTED, epoch, at, message=f"stopped by a signal {where}")
+            where = f"at epoch {epoch + 1} of {epochs}, step {at}; {unsaved or 'checkpoint saved'}"
         else:  # training is over and its last checkpoint stands
-            where = f"in the test evaluation after all {epochs} epochs; " + ("their checkpoint is kept" if logged else
-                                                                            "--no_log: nothing saved")
-            self.write_status(schema.INTERRUPTED, epochs, 0, message=f"stopped by a signal {where}")
+            epoch, at = epochs, 0
+            where = f"in the test evaluation after all {epochs} epochs; {unsaved or 'their checkpoint is kept'}"
+        self.write_status(schema.INTERRUPTED, epoch, at, message=f"stopped by a signal {where}")
         received = next(s for s in self.dist.gather(self.stop.signum) if s)  # processes agree on one signal
         self.stop.finish(where, received)
 
@@ -207,9 +201,7 @@ class Run:
         try:
             if kind is not None:
                 self.ended_by(kind, err)
-            if kind is not None and issubclass(kind, WriteError):  # a full disk, a read-only file system: one line
-                raise UsageError(str(err)) from None
-        except WriteError as error:
+        except WriteError as error:  # a full disk, a read-only file system: one line
             raise UsageError(str(error)) from None
         finally:
             if self.board is not None:
@@ -231,6 +223,7 @@ class Run:
         elif issubclass(kind, WriteError):  # writing may fail again: the status is kept when it can be
             with contextlib.suppress(WriteError):
                 self.write_status(schema.FAILED, at, None, str(err))
+            raise UsageError(str(err)) from None
         elif out_of_memory(err):  # one line, not torch's page; the last checkpoint stands
             message = f"out of memory on {self.device} at epoch {at + 1}: lower --batch_size, then rerun to continue"
             self.write_status(schema.FAILED, at, None, message)
@@ -247,11 +240,9 @@ class Run:
             run_dir.remove_leftovers()
             # a kill between the checkpoint and the logs of an epoch: the checkpoint's own record repairs them
             run_dir.write_epochs(self.metrics)
-        run_dir.write_args(dict(to_dict(s), device=str(self.device)))
-        if self.plan.message:
-            self.say(self.plan.message)
-        for note in resume_notes(self):
-            self.say(note)
+        run_dir.write_args(dict(asdict(s), device=str(self.device)))
+        for line in filter(None, [self.plan.message, *self.notes]):  # what this rerun does, what changed since
+            self.say(line)
         write_provenance(self, self.dist.gather(device_name(self.device)))
         if s.tensorboard and run_dir.writes:  # purge_step: epochs logged again (a resume, --force) replace the old
             from torch.utils.tensorboard import SummaryWriter
@@ -260,33 +251,29 @@ class Run:
         processes = f", {self.dist.world} processes ({self.dist.backend})" if self.dist.world > 1 else ""
         self.say(f"{model_spec(s.model).display_name} x{s.layers} on {self.device} ({self.precision}{processes}): "
                  f"{count_parameters(self.model)[0]:,} learnable parameters; logs in {run_dir.path}")
-        steps = [steps_of(self.batches[k], s.max_batches) for k in ("train", "validation", "test")]
-        schedule = Schedule(s.epochs, steps[0], steps[1], steps[2], s.batch_size)
+        schedule = Schedule(s.epochs, *(steps_of(self.batches[k], s.max_batches) for k in SPLITS), s.batch_size)
         self.clock = RunClock(schedule, self.device.type)
         self.say(plan_text(schedule, self.device, self.precision, self.position.epoch))
 
 
-def course_run(model, optimizer, args, batches, precision="fp32", dist=SINGLE):
+def course_run(model, optimizer, args, batches, precision="fp32"):
     """The Run behind the course's train(...) and evaluate(...) called on their own (the course
-    notebook's main; tests, benchmarks): one process and float32 as the course's loop, no folder,
-    the lr schedule over args.epochs passes of `batches`."""
+    notebook's main; tests, benchmarks): one process, float32 and no folder, as the course's loop."""
     settings = from_any(args)
     precision = Precision(precision, next(model.parameters()).device.type)
-    return Run(settings, model, dist.wrap(TokenNLL(model)), optimizer, precision, precision.make_scaler(), dist,
-               total_steps=settings.epochs * steps_of(batches, settings.max_batches))
+    return Run(settings, model, TokenNLL(model), optimizer, precision, precision.make_scaler(),
+               total_steps=settings.epochs * steps_of(batches, settings.max_batches))  # what the lr schedule spans
 
 
 # ----------------------------------------------------------------------------- open_run
 def open_run(args, dist=None):
     """The Run of `args` (Arguments, the course's dataclass, a namespace or a dict), checked; nothing
     is written but the folder's lock, which rank 0 holds until the run is left. UsageError on bad input."""
-    s = validate(from_any(args))
+    s = from_any(args)
+    s = validate(s if getattr(args, "smoke_applied", False) else apply_smoke(s))  # main(args) from Python too
     dist = dist or SINGLE
     device = resolve_device(s.device, dist)
-    try:
-        precision = Precision.resolve(s.precision, device)
-    except ValueError as err:
-        raise UsageError(str(err)) from None
+    precision = Precision.resolve(s.precision, device)
     precision.configure()
     if precision.name == "bf16" and device.type == "cpu" and not cpu_has_bf16() and dist.is_main:
         print("Warning: this CPU has no native bf16, so --precision bf16 is emulated and runs several times slower "
@@ -327,35 +314,34 @@ def open_run(args, dist=None):
 
 def agreed_plan(run_dir, settings, dist=SINGLE):
     """Rank 0 reads the folder and decides; every process gets the same decision (or error)."""
-    outcome = None
+    plan = error = None
     if dist.is_main:
         try:
             run_dir.lock()  # before reading: no other process may change the folder under this decision
-            plan = run_dir.plan(to_dict(settings), settings.force, DEFAULTS) if settings.log else Plan("start", "")
-            outcome = ("ok", plan)
+            plan = run_dir.plan(asdict(settings), settings.force, DEFAULTS) if settings.log else Plan("start", "")
         except (RunConflict, CheckpointError) as err:
             run_dir.unlock()
-            outcome = ("error", str(err))
-    shared = outcome  # rank 0 broadcasts the decision, not the (large) checkpoint each process loads itself
-    if dist.is_main and dist.world > 1 and outcome[0] == "ok":
-        shared = ("ok", Plan(outcome[1].action, outcome[1].message))
-    kind, value = dist.broadcast(shared)
-    if kind == "error":
-        raise UsageError(value)
+            error = str(err)
+    # rank 0 broadcasts the decision, not the (large) checkpoint each process loads itself
+    action, message, error = dist.broadcast((plan and plan.action, plan and plan.message, error))
+    if error:
+        raise UsageError(error)
     if dist.is_main:
-        return outcome[1]
-    checkpoint = load_checkpoint(run_dir.path) if value.action == "resume" else None
-    return Plan(value.action, value.message, checkpoint)
+        return plan
+    return Plan(action, message, load_checkpoint(run_dir.path) if action == "resume" else None)
 
 
 # ----------------------------------------------------------------------------- resume
 def restore(run, state):
-    """Put a checkpoint's state into a freshly prepared run (any number of processes)."""
+    """Put a checkpoint's state into a freshly prepared run (any number of processes); what changed
+    since goes to run.resumed (provenance.json) and a note for each."""
     restore_model(run.model, state, run.embeddings["sha256"])
     check_data(state, run.data)
-    threads = state["threads"]  # the kernels' reductions may split by thread count: keep the run's
-    if threads != torch.get_num_threads() and threads <= (os.cpu_count() or threads):
-        run.resumed["threads"] = {"checkpoint": threads, "now": torch.get_num_threads()}
+    threads, now = state["threads"], torch.get_num_threads()  # the kernels' reductions may split by thread count
+    if threads != now and threads <= (os.cpu_count() or threads):
+        run.resumed["threads"] = {"checkpoint": threads, "now": now}
+        run.notes.append(f"Note: continuing with the run's {threads} CPU threads (this process had {now}), so that "
+                         "its numbers stay the same.")
         torch.set_num_threads(threads)
     load_optimizer_state(run.optimizer, state["optimizer"])
     # Parameters and optimizer state are fp32 in every precision (autocast casts copies), so a run
@@ -366,9 +352,13 @@ def restore(run, state):
     if saved != now:
         fresh = now == "fp16" and not state["scaler"]
         run.resumed["precision_changed"] = {"checkpoint": saved, "now": now, "scaler": "fresh" if fresh else "none"}
+        run.notes.append(f"Note: the checkpoint was trained in {saved}; this run continues in {now} on {run.device}"
+                         + (" with a fresh gradient scaler" if fresh else "") + " (recorded in provenance.json).")
     run.origin = state["origin"]
     if state["git_commit"] != run.commit:
         run.resumed["code_changed"] = {"checkpoint": state["git_commit"], "now": run.commit}
+        run.notes.append(f"Note: the code changed since the checkpoint ({state['git_commit']} -> {run.commit}); "
+                         "recorded in provenance.json.")
     set_rng_state(state["rng"])
     run.metrics, run.memories = list(state["metrics"]), list(state["memories"])
     run.position = Position(**state["position"])
@@ -380,35 +370,14 @@ def restore(run, state):
         run.position.partial = [dict(summed, seconds=seconds)] + [dict(zero, seconds=seconds)] * (world - 1)
 
 
-def resume_notes(run):
-    """One line per change since the checkpoint (none for a plain continuation)."""
-    notes = []
-    if "precision_changed" in run.resumed:
-        change = run.resumed["precision_changed"]
-        notes.append(f"Note: the checkpoint was trained in {change['checkpoint']}; this run continues in "
-                     f"{change['now']} on {run.device}" + (" with a fresh gradient scaler" if change["scaler"] ==
-                                                            "fresh" else "") + " (recorded in provenance.json).")
-    if "threads" in run.resumed:
-        notes.append(f"Note: continuing with the run's {run.resumed['threads']['checkpoint']} CPU threads (this "
-                     f"process had {run.resumed['threads']['now']}), so that its numbers stay the same.")
-    if "code_changed" in run.resumed:
-        change = run.resumed["code_changed"]
-        notes.append(f"Note: the code changed since the checkpoint ({change['checkpoint']} -> {change['now']}); "
-                     "recorded in provenance.json.")
-    return notes
-
-
 def write_provenance(run, devices):
     """A new run's provenance.json; a continued run keeps its first attempt's record and appends this one."""
-    fresh = provenance(run.settings, run.model, run.device, run.precision, run.embeddings, run.dist, devices)
-    fresh["git_commit"], fresh["data"] = run.commit, run.data
-    if run.plan.action != "resume":
-        run.run_dir.write_provenance(fresh)
-        return
-    # provenance.json lost (or never written): rebuild it around the checkpoint's record of the first attempt
-    record = run.run_dir.provenance() or dict(fresh, **run.origin)
-    at = run.position
-    record["resumes"] = list(record.get("resumes", [])) + [dict({
-        "at": describe_position(at.epoch, at.step, run.settings.epochs), "git_commit": run.commit,
-        "precision": str(run.precision), "device_name": device_name(run.device)}, **run.resumed)]
+    record = provenance(run.settings, run.model, run.device, run.precision, run.embeddings, run.dist, devices)
+    record["git_commit"], record["data"] = run.commit, run.data
+    if run.plan.action == "resume":  # provenance.json lost (or never written): rebuilt around the checkpoint's origin
+        record = run.run_dir.provenance() or dict(record, **run.origin)
+        record["resumes"] = list(record.get("resumes", [])) + [dict({
+            "at": describe_position(run.position.epoch, run.position.step, run.settings.epochs),
+            "git_commit": run.commit, "precision": str(run.precision), "device_name": device_name(run.device)},
+            **run.resumed)]
     run.run_dir.write_provenance(record)

@@ -1,8 +1,6 @@
-"""A run's settings: the course notebook's `Arguments` fields plus optional extras, as plain data.
-
-Settings never carry runtime objects (devices, scalers, tables): those belong to the Run that
-utils.train.run.open_run builds from them. Every field's help text lives here and is what
-`python run_exp.py --help` prints.
+"""A run's settings: the course notebook's `Arguments` fields plus optional extras, as plain data
+(never runtime objects: those belong to the Run that utils.train.run.open_run builds from them).
+Every field's help text lives here and is what `python run_exp.py --help` prints.
 """
 import dataclasses
 import importlib.util
@@ -13,7 +11,7 @@ from typing import Optional
 
 from utils.errors import UsageError  # noqa: F401 (the engine's modules import it from here)
 from utils.models.registry import MODELS
-from utils.train.optim import OPTIMIZERS
+from utils.train.optim import OPTIMIZERS, users_of
 
 # The smoke preset: both models end to end on real data in well under a minute on 2 CPU cores.
 # It fills only the fields left at their defaults: an explicit --epochs 3 --smoke runs 3 epochs.
@@ -47,8 +45,9 @@ class Arguments:
     optimizer: str = _arg("adamw", "optimizer", OPTIMIZERS)
     epochs: int = _arg(10, "passes over the training split")
     lr: float = _arg(1e-3, "learning rate")
-    momentum: float = _arg(0.9, "momentum (the momentum optimizer only)")
-    weight_decay: float = _arg(5e-4, "weight decay (adamw, sgd and momentum; the course gives adam none)")
+    momentum: float = _arg(0.9, f"momentum (read by --optimizer {' or '.join(users_of('momentum'))} only)")
+    weight_decay: float = _arg(5e-4, f"weight decay (read by --optimizer "
+                                       f"{' or '.join(users_of('weight_decay'))} only)")
     grad_clip: Optional[float] = _arg(None, "clip the gradients' global norm to this (none or 0: no clipping, the "
                                             "course's)")
     lr_schedule: str = _arg("constant", "learning rate over the run: constant (the course's) or cosine (to 0 at the "
@@ -75,7 +74,6 @@ class Arguments:
     smoke: bool = _arg(False, f"smoke preset {SMOKE} for fields left at their defaults; logs in {SMOKE_LOG_DIR}")
     precision: str = _arg("auto", "auto: bf16 on GPUs of compute capability 8.0+ (A100, L4, H100) and on CPUs with "
                                   "native bf16; fp16 with a gradient scaler on older GPUs (T4); else fp32", PRECISIONS)
-    resume: bool = _arg(False, "accepted for old commands: a plain rerun already continues an unfinished run")
     force: bool = _arg(False, "start the run over (also a completed one): the files the kit wrote in its folder are "
                               "deleted, anything else there is kept")
     compile: bool = _arg(False, "torch.compile the model's features (slower on CPUs; try it on a GPU)")
@@ -98,29 +96,21 @@ def from_any(args):
     return Arguments(**{k: v for k, v in values.items() if k in DEFAULTS})
 
 
-def to_dict(settings):
-    """Plain JSON-safe dict of the settings (what args.json holds)."""
-    return dataclasses.asdict(settings)
-
-
 def apply_smoke(settings, explicit=()):
-    """The smoke preset on the fields neither in `explicit` nor changed from their defaults."""
-    if not settings.smoke:
+    """The smoke preset on the fields neither in `explicit` nor changed from their defaults, once:
+    open_run applies it to every run, and a second pass would undo an explicit --epochs 10 --smoke."""
+    if not settings.smoke or getattr(settings, "smoke_applied", False):
         return settings
     changes = {k: v for k, v in SMOKE.items() if k not in explicit and getattr(settings, k) == DEFAULTS[k]}
     if "log_dir" not in explicit and os.path.normpath(settings.log_dir) == os.path.normpath(DEFAULTS["log_dir"]):
         changes["log_dir"] = SMOKE_LOG_DIR
-    return dataclasses.replace(settings, **changes)
+    settings = dataclasses.replace(settings, **changes)
+    settings.smoke_applied = True  # an attribute, not a field: never in args.json, never identifying a run
+    return settings
 
 
 LR_LIMIT = 1e3  # above it lr x gradient overflows float32 in a step or two: never a learning rate
 SEED_LIMIT = 2**32  # numpy's seeds are 32-bit
-
-
-def check_lr(value, flag="--lr"):
-    """UsageError unless `value` is a usable learning rate."""
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 < value <= LR_LIMIT):
-        raise UsageError(f"{flag} must be a number in (0, {LR_LIMIT:g}] (got {value}).")
 
 
 def check_exp_id(exp_id):
@@ -132,45 +122,49 @@ def check_exp_id(exp_id):
                          "(no '/', not empty, not '.' or '..').")
 
 
-def _check_number(s, name, low, high=math.inf, closed_high=False):
+def _check_number(s, name, low, high=math.inf, ends="[)"):
+    """UsageError unless --name is a finite number from low to high (`ends`: which of them are allowed)."""
     value = getattr(s, name)
-    ok = isinstance(value, (int, float)) and math.isfinite(value) and low <= value
-    ok = ok and (value <= high if closed_high else value < high)
+    ok = isinstance(value, (int, float)) and math.isfinite(value)
+    ok = ok and (low <= value if ends[0] == "[" else low < value)
+    ok = ok and (value <= high if ends[1] == "]" else value < high)
     if not ok:
-        bracket = "]" if closed_high else ")"
-        raise UsageError(f"--{name} must be a number in [{low:g}, {high:g}{bracket} (got {value}).")
+        raise UsageError(f"--{name} must be a number in {ends[0]}{low:g}, {high:g}{ends[1]} (got {value}).")
 
 
 def validate(settings):
     """Raise UsageError for settings that cannot work; touches no file and no device."""
     s = settings
-    if s.model not in MODELS:
-        raise UsageError(f"Unknown model {s.model!r}: use --model {' or '.join(MODELS)}.")
-    if s.optimizer not in OPTIMIZERS:
-        raise UsageError(f"Unknown optimizer {s.optimizer!r}: use --optimizer {', '.join(OPTIMIZERS)}.")
-    if s.init not in INITS:
-        raise UsageError(f"Unknown --init {s.init!r}: use {' or '.join(INITS)}.")
+    for f in dataclasses.fields(Arguments):
+        choices = f.metadata["choices"]
+        if choices and getattr(s, f.name) not in choices:
+            raise UsageError(f"Unknown --{f.name} {getattr(s, f.name)!r}: use {' or '.join(choices)}.")
     if s.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise UsageError("--tensorboard needs the tensorboard package: pip install tensorboard, then rerun.")
-    if s.lr_schedule not in LR_SCHEDULES:
-        raise UsageError(f"Unknown --lr_schedule {s.lr_schedule!r}: use {' or '.join(LR_SCHEDULES)}.")
     _check_number(s, "dropout", 0, 1)
     if s.grad_clip is not None:
         _check_number(s, "grad_clip", 0)
-    for name in ("batch_size", "epochs", "layers", "print_every"):
-        if int(getattr(s, name)) < 1:
-            raise UsageError(f"--{name} must be >= 1 (got {getattr(s, name)}).")
-    if s.max_batches is not None and int(s.max_batches) < 1:
-        raise UsageError(f"--max_batches must be >= 1 (got {s.max_batches}).")
-    for name in ("checkpoint_every", "warmup_steps"):
-        if int(getattr(s, name)) < 0:
-            raise UsageError(f"--{name} must be >= 0 (got {getattr(s, name)}).")
-    check_lr(s.lr)
+    counts = dict.fromkeys(("batch_size", "epochs", "layers", "print_every"), 1)
+    counts.update(checkpoint_every=0, warmup_steps=0, **({} if s.max_batches is None else {"max_batches": 1}))
+    for name, low in counts.items():
+        if int(getattr(s, name)) < low:
+            raise UsageError(f"--{name} must be >= {low} (got {getattr(s, name)}).")
+    _check_number(s, "lr", 0, LR_LIMIT, "(]")
     _check_number(s, "momentum", 0, 1)
     _check_number(s, "weight_decay", 0)
     if not (isinstance(s.seed, int) and 0 <= s.seed < SEED_LIMIT):
         raise UsageError(f"--seed must be an integer in [0, {SEED_LIMIT - 1}] (got {s.seed}).")
     check_exp_id(s.exp_id)
-    if s.precision not in PRECISIONS:
-        raise UsageError(f"Unknown precision {s.precision!r}: use --precision {', '.join(PRECISIONS)}.")
     return settings
+
+
+def check_used(optimizer, explicit, fix=None):
+    """UsageError for a setting in `explicit` (the flags typed, a configuration's overrides) that an
+    optimizer reads but `optimizer` does not (its table entry's `uses`): a typed --momentum is never
+    silently ignored. fix: what to do instead of dropping it (default: choose an optimizer that reads it)."""
+    read_by_some = {name for spec in OPTIMIZERS.values() for name in spec.uses}
+    unused = sorted(set(explicit) & read_by_some - set(OPTIMIZERS[optimizer].uses)) if optimizer in OPTIMIZERS else []
+    if unused:  # (an unknown optimizer is validate()'s to name)
+        users = users_of(unused[0])
+        fix = fix or f"choose --optimizer {' or '.join(users)}"
+        raise UsageError(f"--{unused[0]} is used by {'/'.join(users)} only, not {optimizer}: drop it or {fix}.")

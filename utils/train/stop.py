@@ -1,12 +1,8 @@
-"""Stopping a run cleanly on Ctrl-C, SIGTERM (Colab disconnects, cluster preemption), SLURM's
-warning signal (USR2) or SIGHUP (a closed terminal, a dropped SSH session): the handler only records
-the signal; the run (utils.train.run), at the next step boundary, writes a checkpoint and an `interrupted` status,
-then calls `finish()`. A signal ignored when the run starts (SIGHUP under nohup) stays ignored.
-
-finish() hands the signal to whoever handled it before (submitit requeues the job on its
-USR2, and just logs its SIGTERM) and then raises RunInterrupted, which the command line turns
-into one line and exit code 128 + signal (130 for Ctrl-C, 143 for SIGTERM). A second Ctrl-C
-while waiting for the step boundary stops at once.
+"""Stopping a run cleanly on Ctrl-C, SIGTERM (Colab disconnects, preemption), SLURM's warning USR2 or
+SIGHUP (a closed terminal): the handler only records the signal; at the next step boundary the run
+writes a checkpoint and an `interrupted` status, then calls `finish()`, which hands the signal to its
+previous handler (submitit requeues the job on USR2) and raises RunInterrupted: one line and exit code
+128 + signal. A second Ctrl-C stops at once; a signal ignored at the start (nohup's SIGHUP) stays so.
 """
 import contextlib
 import signal
@@ -52,8 +48,7 @@ class GracefulStop:
     """Context manager installing the recording handlers (main thread only; elsewhere inert)."""
 
     def __init__(self):
-        self.signum = None
-        self.previous = {}
+        self.signum, self.previous = None, {}  # signum: the signal received (None: no stop requested)
         self.writing = False  # inside holding(): a second Ctrl-C waits for the write to end
         self.hurry = False  # a second Ctrl-C came while writing
 
@@ -89,10 +84,6 @@ class GracefulStop:
         if self.hurry and not outer:
             self.hurry = False
             raise KeyboardInterrupt
-
-    @property
-    def requested(self):
-        return self.signum is not None
 
     def finish(self, where, signum=None):
         """After the state is saved: let the previous handler act (submitit's requeue), then stop.

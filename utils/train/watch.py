@@ -39,7 +39,8 @@ class StallWatch:
         if self.last_loss is not None:
             self.unchanged = torch.where(loss == self.last_loss, self.unchanged + 1, 0)
         self.last_loss = loss.clone()
-        scale = scale_tensor(scaler)
+        # the scale on the device (get_scale() would wait for it), set by scale(), changed in place by update()
+        scale = scaler._scale if scaler is not None and scaler.is_enabled() else None
         if scale is not None:
             if self.last_scale is not None:  # update() halves the scale exactly when it skipped the step
                 self.skipped = torch.where(scale < self.last_scale, self.skipped + 1, 0)
@@ -60,11 +61,3 @@ class StallWatch:
             raise TrainingDiverged(epoch, done - 1, f"the loss stayed exactly the same for {unchanged} steps in a "
                                    "row, so nothing is learned: rerun with --precision bf16 or --precision fp32, or "
                                    "another --lr.")
-
-
-def scale_tensor(scaler):
-    """The scaler's current scale as a device tensor (get_scale() would wait for the device), or None
-    when no scaler is in use."""
-    if scaler is None or not scaler.is_enabled():
-        return None
-    return scaler._scale  # set by the first scaler.scale(); updated in place by scaler.update()
