@@ -49,8 +49,7 @@ def count_host_syncs():
 
 @contextlib.contextmanager
 def cuda_branches():
-    """Run, on any device, the CUDA branch of code whose CPU branch differs only by reading values
-    on the host (where no device is waited for): the token ids' range check, a device assertion."""
+    """Run, on any device, the CUDA branch where the CPU's only adds host reads (the ids' range check)."""
     def on_device(ids, size, what):  # the CUDA branch of utils.data.embeddings._check_range
         torch._assert_async(((ids >= 0) & (ids < size)).all(), f"{what} out of range [0, {size})")
 

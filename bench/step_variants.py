@@ -123,8 +123,7 @@ def step_flops(variant, batch_size, seq_len, layers=1, vocab=VOCAB, width=WIDTH)
 
 
 def matmul_gflops(dtype, rows=2048, inner=768, cols=8192, repeats=3):
-    """Best rate of x @ w.T and w @ x.T for x (rows, inner), w (cols, inner): the classifier's
-    shapes, scaled down, in both output layouts (MKL runs them at different speeds)."""
+    """Best rate of x @ w.T and w @ x.T (the classifier's shapes scaled down, both output layouts)."""
     if dtype != torch.float32:
         rows, cols = rows // 8, cols // 8  # emulated bf16 on AVX2 runs at a few % of fp32: keep it short
     x, w = torch.randn(rows, inner, dtype=dtype), torch.randn(cols, inner, dtype=dtype)

@@ -89,8 +89,7 @@ def spawn(name, args):
 
 
 def summarise(runs, args):
-    """Medians over all timed steps of all rounds; peaks as the max over rounds; each step's analytic
-    matmul FLOPs as a fraction of the machine's fp32 matmul rate measured in the same rounds."""
+    """Median step times, max peaks, and the step's matmul FLOPs as a share of the measured fp32 rate."""
     tokens = args.batch_size * args.seq_len
     matmul = runs.pop("matmul")
     fp32_peak = statistics.median(r["fp32_gflops"] for r in matmul)

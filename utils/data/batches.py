@@ -22,8 +22,7 @@ class TensorBatches:
         self.batch_size, self.shuffle, self.seed, self.epoch = batch_size, shuffle, seed, 0
         self.rank, self.world = rank, world
         self.num_items = len(dataset)
-        # Every batch but the last has batch_size rows: both counts are made once on the device, since
-        # a tensor made from a host number at every step would wait for the device at every step.
+        # Both row counts made once on the device: a tensor from a host number each step would sync.
         sizes = {min(batch_size, self.num_items), self.num_items % batch_size or batch_size}
         self.rows = {n: torch.tensor(float(n), dtype=torch.float64).to(device) for n in sizes}
 

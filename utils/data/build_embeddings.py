@@ -37,8 +37,7 @@ def sidecar_path(path):
 
 
 def describe_embeddings(path):
-    """{"path", "sha256", **how it was made} for run logs: the sidecar written with the file, or
-    UNKNOWN when there is none (e.g. the real GPT-1 file) or it belongs to another file."""
+    """{"path", "sha256", **how it was made} from the file's sidecar; UNKNOWN without a matching one."""
     sha = file_sha256(path)
     made = dict(UNKNOWN)
     try:

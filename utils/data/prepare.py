@@ -63,8 +63,7 @@ class Part:
 
 
 def read_lines(path):
-    """The file's lines, split where an editor splits them (\\n, \\r\\n or \\r). Bytes that are not
-    UTF-8 are refused with their line number rather than silently replaced."""
+    """The file's lines (split at \\n, \\r\\n or \\r); non-UTF-8 bytes refused with their line number."""
     try:
         with open(path, "rb") as handle:
             data = handle.read()
@@ -160,8 +159,7 @@ def prepare(out, parts, force=False):
 
 
 def choose_mode(args):
-    """Which of the three ways to call this the flags ask for; raises UsageError on a mix.
-    Returns ("files", {split: path}), ("one", split) or ("ratio", ratios)."""
+    """("files", {split: path}), ("one", split) or ("ratio", ratios); UsageError on a mix."""
     files = {s: getattr(args, s) for s in SPLITS if getattr(args, s) is not None}
     if files and (args.input or args.split or args.split_ratio):
         raise UsageError("pass either --train/--validation/--test or --input, not both.")

@@ -102,8 +102,7 @@ def _merge_pair(symbols, pair):
 
 
 class GPT1Tokenizer:
-    """encode(text) -> dataset ids (encoder id + 1); decode(ids) -> text. The tables come from
-    `folder` (default_folder's), or in memory from encoder={...} and merges=[("a", "b"), ...]."""
+    """encode(text) -> dataset ids; decode(ids) -> text. Tables from `folder`, or encoder= and merges=."""
 
     def __init__(self, folder=None, encoder=None, merges=None):
         if (encoder is None) != (merges is None):

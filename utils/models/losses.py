@@ -127,8 +127,7 @@ def _mm_into(a, b, out):
 
 
 def tied_token_nll(features, weight, targets, chunk_size=None, compute_dtype=None):
-    """Per-token NLL of `targets` under softmax(features @ weight.T): features (N, E), weight (V, E),
-    targets (N,) long -> (N,) float32 (float64 in float64). Matmuls in the autocast dtype if on."""
+    """features (N, E), weight (V, E), targets (N,) -> NLL (N,) float32 (float64 in float64)."""
     device_type = features.device.type
     if chunk_size is None:
         chunk_size = DEFAULT_CHUNK.get(device_type, 1024)

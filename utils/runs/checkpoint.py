@@ -87,8 +87,7 @@ def check_data(state, data):
 
 
 def load_trained_model(run_dir, device="cpu", embeddings=None):
-    """(model in eval mode, settings dict) from run_dir's checkpoint and the embeddings file it was
-    trained on (`embeddings`, else the path the run recorded), checked by sha256."""
+    """(model in eval mode, settings) from run_dir's checkpoint and its embeddings, checked by sha256."""
     from utils.data.embeddings import EmbeddingsError, file_sha256, read_embeddings
     from types import SimpleNamespace
 

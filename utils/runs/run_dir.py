@@ -103,8 +103,7 @@ class RunDir:
         return os.path.isfile(self.file(schema.MARKER))
 
     def plan(self, settings, force, defaults=None):
-        """How a run with `settings` goes on from what this folder holds; RunConflict (or
-        CheckpointError), nothing touched, when it must not."""
+        """How a run with `settings` goes on here; RunConflict/CheckpointError, nothing touched, if not."""
         where, status = self.path, self.status() or {}
         contents = self.contents()
         if not contents:

@@ -158,8 +158,7 @@ def differing(recorded, settings, defaults=None):
             if a.get(k, defaults.get(k, b.get(k))) != b.get(k, defaults.get(k, a.get(k)))]
 
 
-# Multi-seed sweeps and the learning-rate search (utils.study.sweep makes them; the report groups
-# runs by configuration and by whether their lr was tuned, reading args.json, not folder names).
+# Multi-seed sweeps and the lr search (the report groups runs by args.json, not folder names).
 TUNING_DIR = "tuning"  # <log_dir>/tuning/: the search's own short runs and its record (never a run folder)
 TUNING_RECORD = "tuning.json"  # in TUNING_DIR: budget, grids, every grid point's result, the choices
 

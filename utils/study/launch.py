@@ -48,8 +48,7 @@ def distributed_from_job(device):
     env = submitit.JobEnvironment()
     if env.num_tasks == 1:
         return Distributed()
-    # overwrite: the job inherits the submitting shell's environment, where RANK or MASTER_PORT may
-    # be left over from another launcher; within the job, SLURM's own variables are the truth.
+    # overwrite: RANK or MASTER_PORT may be left over in the submitting shell; SLURM's are the truth.
     submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
     return Distributed.from_env(device)
 

@@ -35,8 +35,7 @@ class Launcher:
         raise NotImplementedError
 
     def finish(self, log_dir, handles, opts):
-        """Called once every batch was run or submitted: an exit code that ends the command now
-        (the runs go on elsewhere), or None to judge the summaries."""
+        """Once all was run or submitted: an exit code ending the command now, or None (judge summaries)."""
         return None
 
     def states(self, job_ids):

@@ -48,8 +48,7 @@ def _search_finished(search):
 
 
 def run_study(numbers, given, opts, dist, main=None):
-    """The exit code of `run_exp.py --config ...` with the study flags in `opts`; every run is
-    main(settings, dist, with_test) (run_exp.main, handed over by run_exp.py)."""
+    """The exit code of `run_exp.py --config ...` (study flags `opts`); each run is run_exp.main."""
     _check(given, opts)
     seeds = parse_seeds(opts["seeds"])
     log_dir = config_settings(numbers[0], **given).log_dir
@@ -111,8 +110,7 @@ def status_table(jobs):
 
 
 def _scheduler_states(submitted):
-    """{(launcher, job id): state} from each launcher of the record that keeps states (a local
-    job's id is a process id; only a scheduler's ids mean something to it)."""
+    """{(launcher, job id): state} from each recorded launcher that keeps states (a scheduler)."""
     by_launcher = {}
     for r in submitted:
         if r.get("launcher") in LAUNCHERS and r.get("launcher") != "inline":

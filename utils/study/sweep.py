@@ -48,8 +48,7 @@ def config_settings(number, **overrides):
 
 
 def config_job(number, sweep_seed=None, tuned=None, main=None, **overrides):
-    """The job of configuration `number`: for one seed of a multi-seed sweep (folder <id>-seed<k>),
-    and at a tuned learning rate when `tuned` = (lr, tuning record path) (folder <id>-tuned...)."""
+    """Configuration `number`'s job, for a seed (<id>-seed<k>), tuned = (lr, record path) (<id>-tuned...)."""
     exp_id, label = CONFIGS[number].exp_id, CONFIGS[number].label
     if tuned is not None:
         overrides = dict(overrides, lr=tuned[0], lr_from=tuned[1])
@@ -75,8 +74,7 @@ def config_jobs(numbers, seeds=None, tuned=None, main=None, **overrides):
 
 
 def fold_identical(jobs):
-    """`jobs`, where a job that would compute exactly what an earlier one does (the tuned arm when
-    the search chose the course's lr) reuses that run's records instead of training again."""
+    """`jobs`, a job computing what an earlier one does (tuned at the course's lr) reusing its records."""
     first, folded = {}, []
     for job in jobs:
         same = first.setdefault(json.dumps(schema.identity(asdict(job.settings)), sort_keys=True), job)
@@ -141,8 +139,7 @@ def run_job(job, dist=SINGLE):
 
 
 def recorded_numbers(run_dir):
-    """A completed run's numbers as its folder records them (best valid ppl; test ppl unless it was
-    validation only; seconds of training and evaluation), so a skipped run's summary line shows them."""
+    """A completed run's recorded numbers (best valid ppl, test ppl, seconds) for a skipped run's line."""
     epochs, best = run_dir.epochs(), run_dir.best_valid_ppl()
     test = read_json(run_dir.file(schema.TEST_METRICS)) or {}
     numbers = {} if best is None else {"best_valid_ppl": best}

@@ -45,8 +45,7 @@ def tuning_dir(log_dir):
 
 
 def search_jobs(numbers, grids, budget, study_log_dir, main=None, **overrides):
-    """One validation-only job per (model, optimizer, lr), 1 layer, on the search budget, in
-    <study_log_dir>/tuning/; `overrides` are the study's other settings (data, embeddings, device...)."""
+    """One validation-only 1-layer job per (model, optimizer, lr) in <log_dir>/tuning/, with `overrides`."""
     from utils.study.sweep import Job, config_settings
 
     overrides = {k: v for k, v in overrides.items() if k not in ("log_dir", "exp_id", "lr")}
