@@ -49,9 +49,8 @@ def describe_log(values):
 
 
 def paired_difference(a, b, log=False):
-    """a - b (a / b when `log`) seed by seed over the seeds both have (a, b: seed -> value), so what a
-    seed does to both cancels: {"seeds", "n", "log", "mean", "lo", "hi", "distinguishable", "why"};
-    distinguishable is None below two shared seeds ("why" says so)."""
+    """a - b (a / b when `log`) seed by seed over the seeds both have (seed -> value), so what a seed
+    does to both cancels; distinguishable is None below two shared seeds ("why" says so)."""
     ok = lambda v: v is not None and math.isfinite(v) and (v > 0 or not log)  # noqa: E731
     seeds = sorted(s for s in set(a) & set(b) if ok(a[s]) and ok(b[s]))
     f, back = (math.log, math.exp) if log else (float, float)
@@ -338,9 +337,8 @@ def start_problem(run):
 
 
 def reference_check(group, reference):
-    """None, or the course's reference runs beside a group at the course's lr: {"valid", "test": (lo, hi),
-    "off": {metric: relative distance outside the range}, "checked": the ~3% test applies, "applies": it used
-    GPT-1's embeddings (None: not recorded), "differs": its settings unlike the reference's, "note"}."""
+    """None, or the course's reference runs beside a group at the course's lr: "off" {metric: distance
+    outside the range}, "checked": the ~3% test applies, "applies": GPT-1's embeddings (None: unknown)."""
     entry = reference["configs"].get(str(group.config))
     if entry is None or group.arm != COURSE:
         return None

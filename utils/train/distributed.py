@@ -72,9 +72,8 @@ class Distributed:
         return bool(self.all_reduce_sum(torch.tensor(float(flag), device=device)).item())
 
     def any_every(self, flag, step, every=POLL_EVERY):
-        """any(flag), asked of NCCL processes only every `every` steps (False in between, identically
-        on every process): on GPUs the all-reduce and its read wait for the device's queue. One
-        process, or Gloo on CPUs (no queue to drain), answers at every step."""
+        """any(flag), asked of NCCL only every `every` steps (False in between, on every process): the
+        all-reduce's read waits for the device's queue. Gloo (no queue to drain) answers every step."""
         if self.backend == "nccl" and step % every:
             return False
         return self.any(flag)

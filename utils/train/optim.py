@@ -34,11 +34,8 @@ def users_of(setting):
 
 def make_optimizer(settings, model, fused=None):
     """settings.optimizer's optimizer over model's learnable parameters; KeyError names the choices.
-
-    On CUDA an entry with a fused kernel gets it: one kernel per step, reading the fp16 gradient
-    scaler's verdict on the device (the unfused step under a GradScaler waits for the host every
-    step). The CPU keeps the default implementation (the course's numbers are reproduced with it).
-    fused=True asks for the fused kernel anywhere (tests of the CUDA path on a CPU)."""
+    On CUDA an entry with a fused kernel gets it (the unfused step under a GradScaler waits for the
+    host every step); the CPU keeps the default, the course's. fused=True: the fused kernel anywhere."""
     import torch.optim
 
     if settings.optimizer not in OPTIMIZERS:
@@ -62,11 +59,9 @@ def scheduled_lr(settings, step, total):
 
 
 def load_optimizer_state(optimizer, state):
-    """optimizer.load_state_dict(state), keeping the kernel this device chose. The state's own
-    `fused` flag is the writer's; torch places each `step` counter by the SAVED group's flag (on the
-    parameter's device when fused, else where it was), so a CPU state continued on CUDA would keep
-    `step` on the CPU beside CUDA moments and the fused kernel would refuse them: the flag is set
-    in the state's groups before loading."""
+    """optimizer.load_state_dict(state), keeping the kernel this device chose: torch places each `step`
+    counter by the SAVED group's `fused` flag, so a CPU state continued on CUDA would leave `step` on
+    the CPU and the fused kernel would refuse it."""
     groups = [dict(saved, **({"fused": group["fused"]} if "fused" in group else {}))
               for saved, group in zip(state["param_groups"], optimizer.param_groups)]
     optimizer.load_state_dict(dict(state, param_groups=groups))

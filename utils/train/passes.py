@@ -36,8 +36,7 @@ class EpochFigures(NamedTuple):
 
 class EpochResult(EpochFigures):
     """(loss, ppl, seconds), unpacked as the course notebook's tuple; `values` holds every quantity
-    of the pass by the metric table's names (utils.runs.schema: "valid_ppl" is the validation
-    pass's "ppl"), and the counts behind it are attributes."""
+    of the pass by utils.runs.schema's names."""
 
     def __new__(cls, nll_sum, tokens, seconds, words=None, **sums):
         mean = nll_sum / max(tokens, 1)

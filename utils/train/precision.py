@@ -22,9 +22,8 @@ class Precision:
 
     @classmethod
     def resolve(cls, requested, device):
-        """auto -> bf16 on a GPU of compute capability >= 8.0 (or a CPU with native bf16), fp16 with a
-        gradient scaler on older GPUs (a T4), else fp32. UsageError for fp16 on a CPU (no fast fp16
-        there) or an unknown name."""
+        """auto -> bf16 on sm_80+ (or a CPU with native bf16), fp16 with a scaler on older GPUs, else
+        fp32. UsageError for fp16 on a CPU or an unknown name."""
         device = torch.device(device)
         if requested not in CHOICES:
             raise UsageError(f"Unknown precision {requested!r}: use {', '.join(CHOICES)}.")
@@ -69,9 +68,8 @@ class Precision:
         return torch.amp.GradScaler(self.device_type, enabled=self.uses_scaler)
 
     def describe(self, model=None):
-        """For provenance.json: what runs and why, TF32 as torch's switches stand now (cuDNN's allow_tf32
-        is True by default: an fp32 LSTM runs in TF32 on sm_80+). bitwise_reproducible: False on CUDA,
-        where attention's backward and cuDNN add with atomics in no fixed order (docs/gpu.md)."""
+        """For provenance.json: what runs and why, TF32 as torch's switches stand now (cuDNN's is on by
+        default). bitwise_reproducible: False on CUDA, whose atomics add in no fixed order (docs/gpu.md)."""
         ampere = self.device_type == "cuda" and tuple(torch.cuda.get_device_capability()) >= BF16_CAPABILITY
         recurrence = getattr(model, "recurrence_precision", None)
         if recurrence and self.name == "fp16" and self.device_type == "cuda":

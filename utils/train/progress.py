@@ -97,8 +97,7 @@ class RunClock:
 
 
 class Reporter:
-    """One pass's lines: `due(step)`, then `show(...)`. With a RunClock (a run's passes share one),
-    lines also give the whole run's time left."""
+    """One pass's lines: `due(step)`, then `show(...)`; with a RunClock, the whole run's time left too."""
 
     def __init__(self, mode, total_steps, epoch=None, epochs=None, every=10, bar=False, start_step=0, enabled=True,
                  clock=None):
@@ -127,8 +126,7 @@ class Reporter:
         return wanted or step % self.every == 0 or step == self.total
 
     def _per_step(self, now, done):
-        """Seconds per step, from this pass's first line once there is a later one (the first step pays
-        one-off costs: allocation, warm-up)."""
+        """Seconds per step from this pass's first line on (the first step pays allocation, warm-up)."""
         if self.mark is None:
             self.mark = (now, done)
         mark_time, mark_done = self.mark

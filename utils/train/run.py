@@ -73,7 +73,6 @@ class Run:
         if self.dist.is_main:
             print(text, flush=True)
 
-    # ------------------------------------------------------------------------- the loop's calls
     def epochs(self):
         """The epochs still to train, from where a checkpoint left off."""
         for epoch in range(self.position.epoch, self.settings.epochs):
@@ -137,7 +136,6 @@ class Run:
             self.save_position(steps.epoch, done)
             self.write_status(schema.RUNNING, steps.epoch, done)
 
-    # ------------------------------------------------------------------------- checkpoints and statuses
     @property
     def device(self):
         return next(self.model.parameters()).device
@@ -181,7 +179,6 @@ class Run:
         received = next(s for s in self.dist.gather(self.stop.signum) if s)  # processes agree on one signal
         self.stop.finish(where, received)
 
-    # ------------------------------------------------------------------------- `with run:`
     def __enter__(self):
         self.stop = GracefulStop().__enter__()
         try:
@@ -251,18 +248,17 @@ class Run:
 
 
 def course_run(model, optimizer, args, batches, precision="fp32"):
-    """The Run behind the course's train(...) and evaluate(...) called on their own (the course
-    notebook's main; tests, benchmarks): one process, float32 and no folder, as the course's loop."""
+    """The Run behind the course's train(...) and evaluate(...) called on their own: one process, float32
+    and no folder, as the course's loop."""
     settings = from_any(args)
     precision = Precision(precision, next(model.parameters()).device.type)
     return Run(settings, model, TokenNLL(model), optimizer, precision, precision.make_scaler(),
                total_steps=settings.epochs * steps_of(batches, settings.max_batches))  # what the lr schedule spans
 
 
-# ----------------------------------------------------------------------------- open_run
 def open_run(args, dist=None):
-    """The Run of `args` (Arguments, the course's dataclass, a namespace or a dict), checked; nothing
-    is written but the folder's lock, which rank 0 holds until the run is left. UsageError on bad input."""
+    """The Run of `args` (Arguments, a namespace or a dict), checked; nothing is written but the folder's
+    lock, which rank 0 holds until the run is left."""
     s = from_any(args)
     s = validate(s if getattr(args, "smoke_applied", False) else apply_smoke(s))  # main(args) from Python too
     dist = dist or SINGLE
@@ -325,10 +321,8 @@ def agreed_plan(run_dir, settings, dist=SINGLE):
     return Plan(action, message, load_checkpoint(run_dir.path) if action == "resume" else None)
 
 
-# ----------------------------------------------------------------------------- resume
 def restore(run, state):
-    """Put a checkpoint's state into a freshly prepared run (any number of processes); what changed
-    since goes to run.resumed (provenance.json) and a note for each."""
+    """Put a checkpoint's state into a freshly prepared run; what changed since goes to run.resumed."""
     restore_model(run.model, state, run.embeddings["sha256"])
     check_data(state, run.data)
     threads, now = state["threads"], torch.get_num_threads()  # the kernels' reductions may split by thread count

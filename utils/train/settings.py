@@ -157,9 +157,8 @@ def validate(settings):
 
 
 def check_used(optimizer, explicit, fix=None):
-    """UsageError for a setting in `explicit` (the flags typed, a configuration's overrides) that an
-    optimizer reads but `optimizer` does not (its table entry's `uses`): a typed --momentum is never
-    silently ignored. fix: what to do instead of dropping it (default: choose an optimizer that reads it)."""
+    """UsageError for a setting in `explicit` (typed flags, a configuration's overrides) that `optimizer`
+    does not read: a typed --momentum is never silently ignored. fix: what to do instead of dropping it."""
     read_by_some = {name for spec in OPTIMIZERS.values() for name in spec.uses}
     unused = sorted(set(explicit) & read_by_some - set(OPTIMIZERS[optimizer].uses)) if optimizer in OPTIMIZERS else []
     if unused:  # (an unknown optimizer is validate()'s to name)

@@ -9,8 +9,6 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2, signal.SIGHUP)
 
 
 class RunInterrupted(Exception):
-    """The run stopped on a signal after saving what could be saved."""
-
     def __init__(self, signum, where):
         self.signum = signum
         super().__init__(f"{signal.Signals(signum).name} {where}")
@@ -84,7 +82,7 @@ class GracefulStop:
 
     def finish(self, where, signum=None):
         """After the state is saved: let the previous handler act (submitit's requeue), then stop.
-        signum: the signal another process received when this one got none (data-parallel runs)."""
+        signum: the signal another process received (data-parallel runs)."""
         self.signum = self.signum or signum
         previous = self.previous.get(self.signum)
         if callable(previous) and previous not in (signal.default_int_handler, before_training):
