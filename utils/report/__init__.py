@@ -1,11 +1,6 @@
-"""Figures, tables and the assignment's answers from training logs alone: `python -m utils.report
---log_dir logs --out plots` writes experiment_<exp_id>.png per run, compare_<group>.png per group of
-utils.study.configs.GROUPS, results.md, results.tex (per configuration over seeds), results.csv (per run)
-and results_groups.csv (per configuration and arm: n, means, sds, intervals).
-
-One job per module: read (run folders), compute (the numbers), fmt (how values read), tables, answers and
-markdown (results.md), plots. Only completed runs enter the answers; whatever is left out is listed with
-its reason. No torch and no training code is imported, so it runs wherever logs are."""
+"""Figures, tables and the assignment's answers from training logs alone (`python -m utils.report
+--log_dir logs --out plots`; its files: docs/study.md). Only completed runs enter the answers; whatever
+is left out is listed with its reason. No torch is imported, so it runs wherever logs are."""
 import os
 from dataclasses import dataclass, field
 

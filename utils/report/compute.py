@@ -1,8 +1,6 @@
-"""The report's numbers by pure functions: statistics over seeds, a row per run, SeedGroups, the answers,
-the course's reference runs beside them and what a run's start says. Runs group by configuration (else
-model, layers, optimizer) and arm (course or tuned lr); in a group, runs whose identifying settings
-(schema.identity, the seed aside) and embeddings file agree are seeds of one experiment, one completed
-run per seed; a seed that diverged, failed, is running or was not run is listed, never averaged."""
+"""The report's numbers by pure functions. Runs group by configuration and arm (course or tuned lr);
+runs whose identifying settings (the seed aside) and embeddings agree are seeds of one experiment; a
+seed that did not complete is listed, never averaged."""
 import math
 from dataclasses import dataclass, field
 from statistics import mean, stdev
@@ -15,9 +13,8 @@ from utils.runs import schema
 from utils.train.settings import DEFAULTS
 
 
-# Statistics over 2-5 seeds: means, standard deviations, Student-t intervals (n-1 degrees of freedom).
-# Perplexities, times and memory are positive and spread multiplicatively, so they are summarised in log
-# space: a geometric mean and an interval [lo, hi] symmetric as a ratio, never below zero.
+# Student-t intervals over 2-5 seeds. Perplexities, times and memory spread multiplicatively: summarised
+# in log space (geometric mean, an interval symmetric as a ratio, never below zero).
 def t_quantile(dof):
     """The two-sided 95% Student-t critical value t_{0.975, dof}, dof >= 1."""
     from scipy.stats import t  # a dependency of the kit; imported here so importing the report stays light

@@ -1,6 +1,5 @@
-"""How numbers and runs read in tables, the console and figures (the CSV files keep raw floats).
-Perplexities run from ~100 to 1e22: 2 decimals where small, thousands separators up to SCI_FROM,
-then 1.23e22. A run reads as "3 [3-seed1]: LSTM x1, sgd", from args.json and provenance.json only."""
+"""How numbers and runs read in tables, the console and figures. Perplexities run from ~100 to 1e22:
+2 decimals where small, thousands separators up to SCI_FROM, then 1.23e22."""
 import math
 import os
 

@@ -1,7 +1,5 @@
-"""Figures on matplotlib's Agg canvas (no pyplot: no display needed, a notebook's backend untouched): the
-notebook's figure per run, and per comparison group its configurations' validation perplexity over seeds
-(geometric mean, min-max band; course lr solid, tuned lr dashed). Panels of one quantity decide log or
-linear together; smoke runs say so in a red title; every figure names its embeddings."""
+"""Figures on matplotlib's Agg canvas (no pyplot: no display needed, a notebook's backend untouched):
+the notebook's figure per run and, per comparison group, validation perplexity over seeds."""
 import math
 from itertools import accumulate
 from statistics import mean

@@ -1,6 +1,5 @@
-"""Read `<log_dir>/<exp_id>/` into plain values: args.json and metrics.jsonl (run_exp.py) or the course
-notebook's *.txt files (save_logs). `<log_dir>/tuning/` is the lr search's, never a run. A quantity a
-folder did not record (written before it existed) is absent from its epochs: readers use .get."""
+"""Read `<log_dir>/<exp_id>/` into plain values: args.json and metrics.jsonl, or the course notebook's
+*.txt files. A quantity a folder did not record is absent from its epochs: readers use .get."""
 import json
 import math
 import os

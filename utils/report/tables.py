@@ -1,7 +1,5 @@
 """The tables: per run (Markdown, CSV) and per configuration over seeds (Markdown, LaTeX, CSV). Every
-identifying setting that differs between rows gets a column; columns every row leaves empty are dropped
-with a reason. LaTeX fits a page (\\small, 3pt gaps, m ×/÷ f, GB, scaled only ever down to \\linewidth);
-the CSV files keep raw floats."""
+identifying setting that differs between rows gets a column; the CSV files keep raw floats."""
 import csv
 import io
 

@@ -1,8 +1,5 @@
-"""The only module that knows torch.distributed: who this process is, the collectives the engine
-needs, and the DistributedDataParallel wrapper. A single process is `Distributed()`, where every
-method is a no-op, so the same code runs with and without torchrun; under torchrun (or SLURM tasks)
-`from_env` joins the process group the environment names: NCCL on CUDA, Gloo on CPU.
-"""
+"""The only module that knows torch.distributed. A single process is `Distributed()`, where every
+method is a no-op, so the same code runs with and without torchrun (or SLURM tasks)."""
 import datetime
 import os
 from dataclasses import dataclass

@@ -1,11 +1,6 @@
 """Will a run's batch fit? Checked on the built model before training, so an impossible --batch_size
-is refused in one line instead of exhausting the machine; memory running out anyway is one line too.
-
-A step holds, per item, what its forward pass saves for backward (measured, not modelled: forward
-passes of one and of two items under saved_tensors_hooks, whose difference is one item's; casts of
-the weights, made once per pass, cancel out), and once the gradients and optimizer state. Transient
-buffers come on top, so the estimate is a lower bound: a refusal is never wrong.
-"""
+is refused in one line. Per item, what the forward saves for backward is measured (two items minus
+one: the weights' casts cancel); transient buffers come on top, so a refusal is never wrong."""
 import torch
 
 from utils.errors import UsageError

@@ -1,12 +1,5 @@
-"""The optimizers, by name: a fifth optimizer is one entry here. Each is built over the learnable
-parameters only (the frozen tied embedding gets no optimizer state). Importing this module imports no
-torch (the report and the flags' checks read `uses`).
-
-Search grids: five values half a decade apart (x3.16 rounded to 1-3-10), centred where each
-optimizer works on language models of this size: adam and adamw around the course's 1e-3 (its
-choice is checked, not assumed); plain SGD on a mean token loss needs ~0.1-1 (Zaremba et al.'s
-lr 1); momentum 0.9 multiplies the effective step by 10, so its grid is SGD's / 10.
-"""
+"""The optimizers, by name: a fifth optimizer is one entry here. Importing this module imports no torch
+(the report and the flags' checks read `uses`). The search grids' reasons: docs/study.md."""
 import math
 from dataclasses import dataclass
 from typing import Callable

@@ -1,11 +1,6 @@
-"""One pass over a split, for the loop in run_exp.py: `for step, batch in Pass(...)` hands out the
-batches (on the device, from where a checkpoint left the epoch), printing progress and calling
-run.after_step between steps; the loop hands each step's NLL to `add` and takes `result()`.
-
-Perplexity is exact: exp(total NLL of all real target tokens / their number) over the whole split,
-whatever the batch size, padding or number of processes (sums kept by name, on the device, and
-all-reduced in float64; their names are utils.runs.schema's PASS_SUMS and step_mean metrics).
-"""
+"""One pass over a split: `for step, batch in Pass(...)` hands out the batches, the loop hands each
+step's NLL to `add` and takes `result()`. Perplexity is exact: exp(total NLL / real target tokens) over
+the whole split, whatever the batch size, padding or processes (sums all-reduced in float64)."""
 import math
 import time
 from typing import NamedTuple

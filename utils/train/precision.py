@@ -1,10 +1,6 @@
-"""Numeric precision as one object: the autocast dtype, its context, the gradient scaler, and why it was chosen.
-
-auto decides by the GPU's compute capability, not by torch.cuda.is_bf16_supported(): that says
-True on a T4 (sm_75), where bf16 is emulated without tensor cores (fp32 speed or worse). From
-sm_80 (A100, L4, H100) bf16 has tensor cores and fp32's range, so it needs no scaler; below,
-fp16 runs on the tensor cores and a GradScaler keeps its small gradients from underflowing.
-"""
+"""Numeric precision as one object: the autocast dtype, its context, the gradient scaler, and why.
+auto goes by compute capability, not is_bf16_supported() (True on a T4, where bf16 is emulated):
+from sm_80 bf16 (no scaler needed); below, fp16 with a GradScaler against underflow."""
 import contextlib
 from dataclasses import dataclass
 

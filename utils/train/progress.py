@@ -1,13 +1,6 @@
-"""Progress of one pass over a split, every `every` steps (or on a tqdm bar):
-
-    [train] epoch 1/10 step 120/576 | batch loss 6.812 | epoch ppl so far 1,234 | 640 tokens/s | ETA 11m20s, run 2h05m
-
-"batch loss" is the course loss of the last batch; "ppl so far" the exact perplexity of the pass up
-to here; reading them costs one host sync, so the loop asks only when a line is due. A run also says
-its plan before the first step (`plan_text`) and, after its first steps, an estimate of the whole run
-(RunClock), timed between lines printed anyway (never a device read of its own), with a hint on a
-CPU where that is hours.
-"""
+"""Progress lines of a pass (README.md, "What the console says"), the plan and the whole run's
+estimate. Reading the loss costs one host sync, so the loop asks only when a line is due; RunClock
+times between lines printed anyway (never a device read of its own)."""
 import math
 import time
 from dataclasses import dataclass

@@ -1,12 +1,6 @@
-"""A run's machinery, called by name from main() in run_exp.py: open_run(settings) checks everything
-before anything is written and locks the run folder; `with run:` writes it and turns how the run ends
-into its status; run.epochs(), end_epoch(...) and finish(...) keep the logs and checkpoints; the passes
-call run.after_step between steps (mid-epoch checkpoints, stop requests).
-
-A rerun of an unfinished run continues from its last checkpoint (bit for bit as if never stopped), or
-starts over when there is none, and says which; --force starts over; a completed run is never
-overwritten silently.
-"""
+"""A run's machinery for main() in run_exp.py: open_run(settings) checks everything before anything is
+written and locks the run folder; `with run:` turns how the run ends into its status. Resuming and
+--force: docs/resilience.md."""
 import contextlib
 import math
 import os

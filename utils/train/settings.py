@@ -1,7 +1,5 @@
 """A run's settings: the course notebook's `Arguments` fields plus optional extras, as plain data
-(never runtime objects: those belong to the Run that utils.train.run.open_run builds from them).
-Every field's help text lives here and is what `python run_exp.py --help` prints.
-"""
+(never runtime objects). Each field's help text is what `python run_exp.py --help` prints."""
 import dataclasses
 import importlib.util
 import math

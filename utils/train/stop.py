@@ -1,9 +1,6 @@
-"""Stopping a run cleanly on Ctrl-C, SIGTERM (Colab disconnects, preemption), SLURM's warning USR2 or
-SIGHUP (a closed terminal): the handler only records the signal; at the next step boundary the run
-writes a checkpoint and an `interrupted` status, then calls `finish()`, which hands the signal to its
-previous handler (submitit requeues the job on USR2) and raises RunInterrupted: one line and exit code
-128 + signal. A second Ctrl-C stops at once; a signal ignored at the start (nohup's SIGHUP) stays so.
-"""
+"""Stopping a run cleanly on a signal (docs/resilience.md): the handler only records it; at the next step
+boundary the run checkpoints, then `finish()` hands the signal to its previous handler (submitit requeues
+on USR2) and raises RunInterrupted. A signal ignored at the start (nohup's SIGHUP) stays so."""
 import contextlib
 import signal
 import threading

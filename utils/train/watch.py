@@ -3,9 +3,8 @@ scaler skipped, or with bit for bit the same loss. Counted on the device (no hos
 read at the steps that print and at the end of a pass (one sync)."""
 import torch
 
-# Steps in a row after which a run is stalled: every one skipped by the fp16 scaler (each halves
-# the scale, so 2^-100 of it is left: no real gradient needs that), or every one with bit for bit
-# the same loss (a model stuck at one output). A healthy run does neither for even a few steps.
+# Steps in a row after which a run is stalled: all skipped by the fp16 scaler (2^-100 of the scale left)
+# or all with bit for bit the same loss. A healthy run does neither for even a few steps.
 STALL_STEPS = 100
 
 
