@@ -3,8 +3,7 @@ project's training step as users get it. Benchmarks never import an entry script
 import torch
 
 VOCAB, WIDTH = 40479, 768  # GPT-1's embedding table
-# nn.Embedding's N(0, 1) rows would give MiniGPT1 logits spread over hundreds, unlike GPT-1's
-# embeddings; every variant gets the same rows at the offline stand-in's scale instead.
+# At the stand-in's scale: nn.Embedding's N(0, 1) rows would spread MiniGPT1's logits over hundreds.
 EMBEDDING_RMS = 0.15  # as in every figure measured so far; values do not change speed
 LR, WEIGHT_DECAY = 1e-3, 5e-4  # the study's AdamW settings
 

@@ -320,8 +320,7 @@ def concurrent_step_seconds(check, k, model):
 
 # ----------------------------------------------------------------------------- the whole check
 def study_seconds(epochs, speedup=None):
-    """The 12-configuration x 10-epoch study: each configuration's epochs (its model and depth, timed in
-    auto precision) plus one test pass; divided by its model's throughput gain when runs share the GPU."""
+    """The 12 x 10-epoch study from timed epochs (auto) and test passes, over the GPU-sharing gain."""
     from utils.study.configs import CONFIGS
 
     by = {(e["model"], e["layers"]): e for e in epochs}

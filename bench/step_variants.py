@@ -1,5 +1,5 @@
-"""The subprocess side of bench/train_step.py: build one training step from scratch and time it, or
-time the machine's matmul. The steps (all on the same random frozen GPT-1-sized embeddings, dropout 0):
+"""bench/train_step.py's subprocess: time one training step built from scratch, or the machine's matmul.
+The steps (all on the same random frozen GPT-1-sized embeddings, dropout 0):
 
 project      : the project's step as a run takes it, at --precision auto (what users get here);
 project-fp32 : the same step forced to fp32;

@@ -127,8 +127,7 @@ class GPT1Embedding(nn.Module):
         table, position = self.tokens.weight, self.position.weight[:T]
         device = tokens.device.type
         if torch.is_autocast_enabled(device) and not torch.is_grad_enabled():
-            # Evaluating under autocast (the model's half residual stream, gpt1_solution.LayerNorm):
-            # rows of the half copy the tied loss keeps, summed in half.
+            # Evaluating under autocast (half residual stream): rows of the tied loss's half copy.
             dtype = torch.get_autocast_dtype(device)
             table, position = cast_weight(table, dtype), position.to(dtype)
         return F.embedding(tokens, table, self.tokens.padding_idx) + position  # (B, T, E) + (T, E)

@@ -29,8 +29,7 @@ DEFAULT_WINDOW = {"next-token-svd": 4, "ppmi-svd": 5}
 # ppmi-svd
 WINDOW, ALPHA, EIG_POWER = DEFAULT_WINDOW["ppmi-svd"], 0.75, 0.5
 OVERSAMPLE, POWER_ITERS = 16, 2
-# next-token-svd: the log-frequency's weight on ones / sqrt(dim), the norm of the constant in every
-# position row, and the add-k smoothing of the counts behind log p(v) (the unigram baseline's 0.1).
+# next-token-svd: log-frequency weight on ones / sqrt(dim), position constant norm, add-k smoothing.
 FREQ_ONES, POSITION_CONSTANT, SMOOTHING = 0.5, 20.0, 0.1
 PPMI_METHOD = (
     "PPMI (symmetric window {window}, weights (w-d+1)/w, no line crossing, context smoothing {alpha}) "
@@ -183,8 +182,7 @@ def centred_log_frequency(tokens, vocabulary_size, smoothing=SMOOTHING):
 
 
 def reflect_first_to_ones(table):
-    """Reflect `table`'s rows in place so that e_0 maps to ones / sqrt(dim); returns m, the image of
-    e_1, orthogonal to ones and to what the other coordinates span."""
+    """Reflect `table`'s rows in place, e_0 -> ones / sqrt(dim); returns m, the image of e_1."""
     dim = table.shape[1]
     normal = -np.full(dim, 1.0 / np.sqrt(dim))
     normal[0] += 1.0

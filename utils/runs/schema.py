@@ -62,8 +62,7 @@ TEST_PASS_METRICS = (
     EpochMetric("test_words", "Test words", "count", "test"),
     EpochMetric("test_word_ppl", "Test word perplexity", "ppl", "test"),
 )
-# What every pass sums over its steps (and its processes, in float64), by name; a step_mean metric
-# adds its own quantity. A mid-epoch checkpoint keeps them (and the pass's seconds so far).
+# What every pass sums over steps and processes (float64), kept by a mid-epoch checkpoint.
 PASS_SUMS = ("nll_sum", "tokens", "words", "steps")
 # Rows of the per-run figure, top to bottom: panel -> axis label.
 PANELS = {"loss": "Loss (nats/token)", "ppl": "Perplexity"}

@@ -143,8 +143,7 @@ class Local(Launcher):
         return submitted
 
     def collect(self, jobs, todo, handles, title, dist):
-        """Once every submitted job ended: their summaries and the unsubmitted jobs' (complete runs with
-        their recorded numbers); Slurm, whose jobs may be queued elsewhere, overrides this."""
+        """Once every submitted job ended: all jobs' summaries (Slurm, queued elsewhere, overrides this)."""
         ran = {job.settings.exp_id: outcome(handle, job) for handle, job in zip(handles, todo)}
         summaries = [ran[job.settings.exp_id] if job.settings.exp_id in ran else run_job(job, dist) for job in jobs]
         print(((title + "\n") if title else "") + format_summary(summaries))

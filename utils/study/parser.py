@@ -123,8 +123,7 @@ def check_config_flags(numbers, given):
 
 
 def check_command(given, study):
-    """The configuration numbers to run (None: one run), or a UsageError; needs no torch, so a typo
-    such as --config 2- or --lr 0 is answered at once."""
+    """The configuration numbers to run (None: one run), or a UsageError, before torch is imported."""
     settings = validate(Arguments(**given))  # the values themselves (a configuration's own values are valid)
     if study.get("config") is None:
         if study:

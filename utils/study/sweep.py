@@ -61,8 +61,8 @@ def config_job(number, sweep_seed=None, tuned=None, main=None, **overrides):
 
 
 def config_jobs(numbers, seeds=None, tuned=None, main=None, **overrides):
-    """Jobs for configurations × seeds (seeds None: the course's single run, folder <id>).
-    tuned: {(model, optimizer): (lr, record path)}; configurations without a choice are left out."""
+    """Jobs for configurations × seeds (None: one run each); tuned: {(model, optimizer): (lr, record)},
+    configurations without a choice left out."""
     jobs = []
     for number in numbers:
         cfg = CONFIGS[number]
