@@ -116,7 +116,6 @@ def short_run(args):
 
 
 def short_meaning(mark):
-    """What a short_run() mark means, in words."""
     if mark == "smoke":
         return "the smoke preset's tiny budget, so the numbers only show that the pipeline works"
     cap = mark.split("=")[1]

@@ -20,8 +20,7 @@ class RunRecord:
     args: dict
     config: int | None  # configuration number 1..12, or None for a custom run
     epochs: list  # one dict per completed epoch, sorted by its 1-based "epoch"
-    # schema.TEST_TXT's keys ("test_ppl"...) and STEADY_MEMORY (NaN: not measured, on a CPU) once it finished
-    test: dict = field(default_factory=dict)
+    test: dict = field(default_factory=dict)  # schema.TEST_TXT's keys and STEADY_MEMORY, once finished
     status: str = "incomplete"  # running | completed | diverged | failed | incomplete | unreadable
     status_message: str = ""
     provenance: dict = field(default_factory=dict)

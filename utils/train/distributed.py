@@ -21,8 +21,7 @@ class Distributed:
 
     @classmethod
     def from_env(cls, device):
-        """Join the process group the launcher describes (NCCL when `device`, as --device names it,
-        is a GPU here; else Gloo); one process when it describes none."""
+        """Join the process group the launcher describes (NCCL for a GPU `device`, else Gloo), if any."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world == 1:
             return cls()
@@ -54,8 +53,7 @@ class Distributed:
         from torch.nn.parallel import DistributedDataParallel
 
         device = next(module.parameters()).device
-        # No buffer of these models changes in training (MiniGPT1's causal masks are built the same
-        # on every process): broadcasting them from rank 0 at every forward would be wasted traffic.
+        # No buffer of these models changes in training: broadcasting them every forward is wasted traffic.
         return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None,
                                        broadcast_buffers=False)
 

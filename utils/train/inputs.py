@@ -15,8 +15,7 @@ from utils.train.settings import UsageError
 
 
 def resolve_device(requested, dist=SINGLE, fallback=True):
-    """The torch.device to use; without CUDA, `cuda` becomes the CPU (with a notice) when `fallback`,
-    else a UsageError (a command whose stdout is its result has no room for a notice)."""
+    """The torch.device to use; without CUDA, `cuda` becomes the CPU (with a notice) when `fallback`."""
     try:
         device = torch.device(requested)
     except (RuntimeError, TypeError):
@@ -35,8 +34,7 @@ def resolve_device(requested, dist=SINGLE, fallback=True):
 
 
 def load_splits(folder, dist=SINGLE):
-    """The splits in `folder`; in the project's data/ (with a notice) when `folder` is the course
-    default and the current directory is not the project; else a one-line UsageError."""
+    """The splits in `folder`, or the project's data/ (with a notice) for the course's default elsewhere."""
     if os.path.normpath(folder) == "data" and not os.path.isfile(os.path.join(folder, "wiki.train.npz")) and \
             os.path.isfile(os.path.join(PROJECT_DATA, "wiki.train.npz")):
         if dist.is_main:

@@ -8,8 +8,7 @@ from utils.models.losses import tied_token_nll
 
 
 def saved_bytes(model, items, length, precision):
-    """Bytes autograd keeps for backward in a forward pass (TokenNLL's: the model's features, then the
-    tied loss) of `items` items of `length` tokens."""
+    """Bytes autograd keeps for backward in TokenNLL's forward pass of `items` items of `length` tokens."""
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     seen = {}
 

@@ -16,10 +16,9 @@ from utils.train.watch import StallWatch
 
 
 def batch_loss(nll, batch, world=1):
-    """The course's loss of a global batch from this process's part of it. With one process it is
-    course_loss itself. With `world` processes each returns its sequences' summed means times
-    world / global_rows: DDP averages the gradients over processes, which gives exactly the
-    gradient of the mean over the whole global batch (padding rows, mask 0, add nothing)."""
+    """The course's loss of a global batch from this process's part: its sequences' summed means times
+    world / global_rows, so DDP's average over processes is exactly the gradient of the global batch's
+    mean (padding rows, mask 0, add nothing)."""
     if world == 1:
         return course_loss(nll, batch["mask"])
     mask = batch["mask"]
@@ -35,8 +34,7 @@ class EpochFigures(NamedTuple):
 
 
 class EpochResult(EpochFigures):
-    """(loss, ppl, seconds), unpacked as the course notebook's tuple; `values` holds every quantity
-    of the pass by utils.runs.schema's names."""
+    """(loss, ppl, seconds) as the course notebook's tuple; `values`: every quantity by schema's names."""
 
     def __new__(cls, nll_sum, tokens, seconds, words=None, **sums):
         mean = nll_sum / max(tokens, 1)
@@ -57,8 +55,7 @@ def steps_of(batches, cap):
 
 
 class Pass:
-    """One pass of `mode` ("train", "valid", "val" or "test") over `batches` for `run`
-    (utils.train.run.Run)."""
+    """One pass of `mode` ("train", "valid", "val" or "test") over `batches` for `run`."""
 
     def __init__(self, run, mode, epoch, batches):
         s, self.run, self.mode, self.epoch = run.settings, run, mode, epoch
@@ -127,8 +124,7 @@ class Pass:
         return dict({k: float(v) for k, v in self.sums.items()}, seconds=self.seconds())
 
     def result(self):
-        """The pass's EpochResult, summed over processes. The clock stops once the device has
-        finished the queued work (CUDA runs asynchronously: before that, time would be missing)."""
+        """The pass's EpochResult, summed over processes; the clock waits for CUDA's queued work."""
         if self.stopped is None:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)

@@ -5,8 +5,7 @@ import math
 import time
 from dataclasses import dataclass
 
-# A CPU run estimated at more than this many seconds gets the hint to try --smoke, --max_batches or a GPU.
-LONG_CPU_RUN = 3600.0
+LONG_CPU_RUN = 3600.0  # seconds: a CPU run estimated longer gets the hint
 
 
 def duration(seconds):
@@ -48,7 +47,6 @@ class Schedule:
 
 
 def plan_text(schedule, device, precision, start_epoch=0):
-    """The run's plan in one line, printed before the first step."""
     s = schedule
     where = f", continuing at epoch {start_epoch + 1}" if start_epoch else ""
     return (f"plan: {s.epochs} epoch(s) x {s.train:,} training steps of {s.batch_size} sequences (+ {s.valid:,} "

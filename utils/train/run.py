@@ -125,8 +125,7 @@ class Run:
                 + tuple(record[key] for key in schema.TEST_TXT.values()) + (avg_memory,))
 
     def after_step(self, steps, done):
-        """Between two steps of a pass: a stop request is honoured (a checkpoint first), and a
-        training pass checkpoints every --checkpoint_every steps."""
+        """Between two steps: a stop request is honoured (a checkpoint first); --checkpoint_every."""
         if self.run_dir is None:
             return
         if self.dist.any_every(self.stop is not None and self.stop.signum is not None, done):
@@ -332,8 +331,7 @@ def restore(run, state):
                          "its numbers stay the same.")
         torch.set_num_threads(threads)
     load_optimizer_state(run.optimizer, state["optimizer"])
-    # Parameters and optimizer state are fp32 in every precision (autocast casts copies), so a run
-    # continues soundly in another precision; only the fp16 loss scale belongs to one precision.
+    # Parameters and optimizer state are fp32 in every precision: only the fp16 loss scale is not portable.
     saved, now = state["precision"], run.precision.name
     if now == "fp16" and state["scaler"]:
         run.scaler.load_state_dict(state["scaler"])

@@ -11,8 +11,7 @@ from utils.errors import UsageError  # noqa: F401 (the engine's modules import i
 from utils.models.registry import MODELS
 from utils.train.optim import OPTIMIZERS, users_of
 
-# The smoke preset: both models end to end on real data in well under a minute on 2 CPU cores.
-# It fills only the fields left at their defaults: an explicit --epochs 3 --smoke runs 3 epochs.
+# The smoke preset (well under a minute on 2 CPU cores) fills only the fields left at their defaults.
 SMOKE = dict(epochs=2, batch_size=4, max_batches=2)
 LR_SCHEDULES = ("constant", "cosine")  # utils.train.optim.scheduled_lr
 INITS = ("course", "stable")  # utils.models.registry's builders
@@ -85,8 +84,7 @@ DEFAULTS = {f.name: f.default for f in dataclasses.fields(Arguments)}
 
 
 def from_any(args):
-    """A fresh Arguments from an Arguments, the course notebook's own dataclass, a namespace or a
-    dict: known fields are copied, missing ones take their defaults."""
+    """A fresh Arguments from any dataclass, namespace or dict: known fields copied, missing ones defaults."""
     if dataclasses.is_dataclass(args):
         values = {f.name: getattr(args, f.name) for f in dataclasses.fields(args)}
     else:

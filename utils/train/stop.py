@@ -25,8 +25,7 @@ def before_training(signum, frame):
 
 @contextlib.contextmanager
 def stopping_before_training():
-    """While a command starts (imports, data, the folder's checks): SIGTERM, USR2 and HUP end it in one
-    line (before_training) instead of killing it silently; Ctrl-C is Python's own KeyboardInterrupt."""
+    """While a command starts: SIGTERM, USR2 and HUP end it in one line (before_training), not silently."""
     main = threading.current_thread() is threading.main_thread()
     previous = {s: signal.getsignal(s) for s in SIGNALS[1:]} if main else {}
     for signum, handler in previous.items():

@@ -1,6 +1,5 @@
-"""Is training still learning? A non-finite loss, or a stall: steps in a row that the fp16 gradient
-scaler skipped, or with bit for bit the same loss. Counted on the device (no host sync per step);
-read at the steps that print and at the end of a pass (one sync)."""
+"""Is training still learning? A non-finite loss, or a stall (see STALL_STEPS), counted on the device and
+read only at the steps that print and at the end of a pass (one host sync)."""
 import torch
 
 # Steps in a row after which a run is stalled: all skipped by the fp16 scaler (2^-100 of the scale left)
@@ -9,8 +8,7 @@ STALL_STEPS = 100
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite, or training stalled (`reason`); carries the epoch and step
-    where it was found."""
+    """The loss became NaN or infinite, or training stalled (`reason`), at `epoch` and `step`."""
 
     def __init__(self, epoch, step, reason=None):
         # epoch and step are 0-based in the program and counted from 1 in what the user reads
