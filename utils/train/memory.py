@@ -44,8 +44,7 @@ def available_bytes(device):
 
 
 def check_batch_fits(model, batch_size, items, length, precision, world=1):
-    """UsageError naming the largest batch that could fit when `batch_size` (global, over `world`
-    processes; at most `items` rows, the split's size) cannot; nothing when it may."""
+    """UsageError naming the largest batch that fits when the global `batch_size` (<= `items`) cannot."""
     one = saved_bytes(model, 1, length, precision)
     per_item = max(saved_bytes(model, 2, length, precision) - one, 1)
     learnable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)

@@ -47,8 +47,7 @@ def make_optimizer(settings, model, fused=None):
 
 
 def scheduled_lr(settings, step, total):
-    """The learning rate of global step `step` (0-based) of a run of `total` steps: linear warmup
-    over --warmup_steps, then --lr (constant, the course's) or a cosine from --lr to 0 at the end."""
+    """The lr of 0-based step `step` of `total`: linear warmup, then --lr (constant) or a cosine to 0."""
     warmup = settings.warmup_steps
     if step < warmup:
         return settings.lr * (step + 1) / warmup

@@ -95,8 +95,7 @@ class Pass:
 
     @torch.no_grad()
     def add(self, nll, batch, loss=None, **quantities):
-        """A step's per-token NLL (B, T) on `batch`; for training its loss, and any step_mean metric
-        of the table by its quantity name (e.g. grad_norm=...)."""
+        """A step's per-token NLL (B, T) on `batch`; in training its loss and any step_mean metric by name."""
         mask = batch["mask"]
         self.sums["nll_sum"] += (nll.detach() * mask).sum()
         self.sums["tokens"] += mask.sum()

@@ -247,8 +247,7 @@ class Run:
 
 
 def course_run(model, optimizer, args, batches, precision="fp32"):
-    """The Run behind the course's train(...) and evaluate(...) called on their own: one process, float32
-    and no folder, as the course's loop."""
+    """The Run behind the course's train(...) and evaluate(...) on their own: one process, fp32, no folder."""
     settings = from_any(args)
     precision = Precision(precision, next(model.parameters()).device.type)
     return Run(settings, model, TokenNLL(model), optimizer, precision, precision.make_scaler(),
