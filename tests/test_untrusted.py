@@ -355,6 +355,9 @@ class SwappedDataAndImpossibleBatches(UntrustedCase):
 
 class SignalsOutsideTraining(UntrustedCase):
     def test_sighup_stops_a_run_like_sigterm_and_a_rerun_continues(self):
+        # SIGHUP as a terminal sends it: not ignored (a test started under nohup inherits SIG_IGN)
+        previous = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        self.addCleanup(signal.signal, signal.SIGHUP, previous)
         self.assertEqual(self.cli(*self.argv("whole"))[0], 0)
         with at_step(3, send(signal.SIGHUP)):
             code, _, err = self.cli(*self.argv("hup"))
