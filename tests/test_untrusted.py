@@ -379,6 +379,7 @@ class SignalsOutsideTraining(UntrustedCase):
 
 CHILD = """import importlib.abc, json, os, resource, signal, sys
 kind, what = sys.argv[1], sys.argv[2]
+signal.signal(signal.SIGHUP, signal.SIG_DFL)  # as from a terminal, even when the tests run under nohup
 def fire():
     os.kill(os.getpid(), getattr(signal, what))
 class TorchImport(importlib.abc.MetaPathFinder):
