@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from utils.data.embeddings import GPT1Embedding, read_embeddings
+from utils.data.embeddings import GPT1Embedding, evaluation_half_dtype, read_embeddings
 from utils.models.base import TiedLanguageModel
 
 
@@ -36,14 +36,14 @@ class LayerNorm(nn.Module):
         device = inputs.device.type
         # Evaluating under autocast the residual stream stays half (statistics in float32). Not in
         # training: post-norm LayerNorm's backward turns half rounding into 5-10x larger errors (bf16).
-        half = self.use_fused and torch.is_autocast_enabled(device) and not torch.is_grad_enabled()
+        half = evaluation_half_dtype(device) if self.use_fused else None
         # Statistics in float32 at least: half-precision variance loses digits.
-        x = inputs.to(torch.get_autocast_dtype(device) if half else _at_least_float32(inputs.dtype))
+        x = inputs.to(half or _at_least_float32(inputs.dtype))
         if self.use_fused:
             with torch.autocast(device, enabled=False):  # autocast would upcast a half x
                 weight, bias = self.weight.to(x.dtype), self.bias.to(x.dtype)
                 normed = F.layer_norm(x, (self.hidden_size,), weight, bias, self.eps)
-            return normed if half else normed.to(inputs.dtype)
+            return normed if half is not None else normed.to(inputs.dtype)
         mean = x.mean(dim=-1, keepdim=True)
         variance = ((x - mean) ** 2).mean(dim=-1, keepdim=True)
         normed = (x - mean) * torch.rsqrt(variance + self.eps)

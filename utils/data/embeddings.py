@@ -125,10 +125,9 @@ class GPT1Embedding(nn.Module):
             raise IndexError(f"position out of range: {T} positions, the model has {self.sequence_length}.")
         _check_range(tokens, self.vocabulary_size, "token id")
         table, position = self.tokens.weight, self.position.weight[:T]
-        device = tokens.device.type
-        if torch.is_autocast_enabled(device) and not torch.is_grad_enabled():
+        dtype = evaluation_half_dtype(tokens.device.type)
+        if dtype is not None:
             # Evaluating under autocast (half residual stream): rows of the tied loss's half copy.
-            dtype = torch.get_autocast_dtype(device)
             table, position = cast_weight(table, dtype), position.to(dtype)
         return F.embedding(tokens, table, self.tokens.padding_idx) + position  # (B, T, E) + (T, E)
 
@@ -136,6 +135,14 @@ class GPT1Embedding(nn.Module):
     def load_embeddings_from(cls, filename):
         tokens, position = read_embeddings(filename)
         return cls(tokens.shape[0], tokens.shape[1], position.shape[0], tokens, position)
+
+
+def evaluation_half_dtype(device):
+    """The autocast dtype when evaluating under autocast (no gradient recorded), else None: where
+    MiniGPT1's residual stream stays half (gpt1_solution.LayerNorm, GPT1Embedding.sequences)."""
+    if torch.is_autocast_enabled(device) and not torch.is_grad_enabled():
+        return torch.get_autocast_dtype(device)
+    return None
 
 
 def _check_range(ids, size, what):
